@@ -1,0 +1,96 @@
+#pragma once
+// L7 sessions → spans. One entry per (process, fd); each holds the two HTTP/1.x framers
+// (request side and response side) and the requests still waiting for a response.
+//
+// Role: a connection whose first captured request arrives (ingress) is served by this
+// process → SERVER spans; one whose first request leaves (egress) is a CLIENT.
+// Timestamps: a SERVER span starts when the request's first byte reached the process
+// (exit of the read that returned it) and ends when the response's last byte was handed
+// to the kernel (exit of that write). A CLIENT span starts at the entry of the write that
+// sent the request's first byte and ends at the exit of the read that returned the
+// response's last byte.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <unordered_map>
+
+#include "absl/random/random.h"
+#include "daemon/correlate/http1.h"
+#include "daemon/correlate/span.h"
+#include "daemon/probes/socket_event.h"
+#include "daemon/util/clock.h"
+
+namespace isotrace::correlate {
+
+struct TrackerLimits {
+  size_t max_connections = 65536;       // beyond: least recently used is dropped
+  size_t max_pending_per_connection = 64;  // pipelined requests awaiting a response
+  uint64_t idle_timeout_ns = 300'000'000'000ull;  // no activity → forgotten
+  Http1Parser::Limits parser;
+};
+
+struct TrackerStats {
+  uint64_t events = 0;
+  uint64_t connections_opened = 0;
+  uint64_t connections_evicted = 0;      // over max_connections
+  uint64_t connections_expired = 0;      // idle timeout
+  uint64_t connections_not_http = 0;     // stopped tracking: not HTTP/1.x
+  uint64_t requests_overflow = 0;        // over max_pending_per_connection
+  uint64_t responses_unmatched = 0;      // a response with no request seen
+  uint64_t requests_unanswered = 0;      // connection closed before a response
+  uint64_t spans = 0;
+  uint64_t traceparent_invalid = 0;      // present but rejected → new trace
+};
+
+class ConnectionTracker {
+ public:
+  using SpanSink = std::function<void(Span&&)>;
+
+  ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink);
+  ~ConnectionTracker();
+
+  void OnEvent(const probes::SocketEvent& ev);
+  // Forgets connections idle for longer than the limit (processes that exited close
+  // their sockets without a close() syscall).
+  void Expire(uint64_t now_mono_ns);
+
+  const TrackerStats& stats() const { return stats_; }
+  size_t connections() const { return conns_.size(); }
+
+ private:
+  struct Conn;
+  struct Key {
+    uint32_t tgid;
+    int32_t fd;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      return std::hash<uint64_t>()((uint64_t{k.tgid} << 32) ^ static_cast<uint32_t>(k.fd));
+    }
+  };
+  using LruList = std::list<Key>;
+
+  Conn* Find(const probes::SocketEvent& ev, bool create);
+  void Drop(const Key& key, bool finish);
+  void OnData(Conn& c, const probes::SocketEvent& ev);
+  void OnRequest(Conn& c, HttpMessage&& req);
+  void OnResponse(Conn& c, HttpMessage&& resp);
+  void FinishConn(Conn& c, uint64_t ts_mono);
+  void Emit(Conn& c, const HttpMessage& req, uint32_t tid, const HttpMessage* resp, uint64_t end_mono,
+            std::string_view error_type);
+
+  TrackerLimits limits_;
+  util::Clock* clock_;
+  SpanSink sink_;
+  absl::BitGen rng_;
+  std::unordered_map<Key, std::unique_ptr<Conn>, KeyHash> conns_;
+  LruList lru_;  // front: most recently active
+  TrackerStats stats_;
+  std::vector<HttpMessage> scratch_;
+};
+
+}  // namespace isotrace::correlate

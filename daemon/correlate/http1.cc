@@ -1,0 +1,891 @@
+#include "daemon/correlate/http1.h"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <utility>
+
+namespace isotrace::correlate {
+
+namespace {
+
+// RFC 9110 §5.6.2 token characters, as a table: this sits on the per-byte path.
+constexpr std::array<bool, 256> MakeTcharTable() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 32] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+constexpr std::array<bool, 256> kTchar = MakeTcharTable();
+constexpr bool IsTchar(unsigned char c) { return kTchar[c]; }
+
+// request-target: visible ASCII; bytes >= 0x80 are tolerated because some clients send
+// raw UTF-8 paths and servers accept them. Never SP or a control character.
+constexpr bool IsTargetByte(unsigned char c) { return c > 0x20 && c != 0x7f; }
+
+// field-value / reason-phrase / chunk-ext: anything but control characters (HTAB is
+// fine). NUL, bare CR and LF inside a value are what makes smuggling work: reject.
+constexpr bool IsValueByte(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+// Local rather than absl's: Debian's abseil is built with its own absl::string_view,
+// which does not convert from std::string_view.
+constexpr char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
+}
+
+constexpr int HexValue(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+constexpr std::string_view kVersionPrefix = "HTTP/1.";
+constexpr uint32_t kMaxMethodBytes = 32;
+// CR/LF tolerated before a start line (RFC 9112 §2.2: at least one empty line; some
+// clients add CRLF after a POST body). More than this is not an HTTP peer.
+constexpr uint32_t kMaxBlankBytes = 8;
+// A head buffer grown beyond this is released after its message, so an idle
+// connection that once saw a large head does not pin 16 KiB.
+constexpr size_t kKeepHeadCapacity = 2048;
+
+std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls fn(element) for each OWS-trimmed element of a comma-separated list
+// (RFC 9110 §5.6.1), empty ones included so callers can decide about them.
+template <typename Fn>
+void ForEachListElement(std::string_view value, Fn fn) {
+  while (true) {
+    size_t comma = value.find(',');
+    fn(TrimOws(value.substr(0, comma)));
+    if (comma == std::string_view::npos) return;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+// What the header section says about framing and persistence.
+struct FramingInfo {
+  bool has_cl = false;
+  bool cl_invalid = false;  // not 1*DIGIT, overflow, or conflicting values
+  uint64_t cl = 0;
+  bool has_te = false;
+  int te_codings = 0;
+  bool te_saw_chunked = false;
+  bool te_chunked_last = false;
+  bool te_invalid = false;  // chunked applied twice
+  bool conn_close = false;
+  bool conn_keep_alive = false;
+};
+
+// RFC 9112 §6.3 item 5 / RFC 9110 §8.6: a list of identical values is that value;
+// anything else (empty, sign, non-digit, overflow, disagreement) is unrecoverable.
+void ParseContentLength(std::string_view value, FramingInfo* info) {
+  ForEachListElement(value, [&](std::string_view e) {
+    if (e.empty()) {
+      info->cl_invalid = true;
+      return;
+    }
+    uint64_t v = 0;
+    for (unsigned char c : e) {
+      if (c < '0' || c > '9' || v > (std::numeric_limits<uint64_t>::max() - (c - '0')) / 10) {
+        info->cl_invalid = true;
+        return;
+      }
+      v = v * 10 + (c - '0');
+    }
+    if (info->has_cl && v != info->cl) info->cl_invalid = true;
+    info->has_cl = true;
+    info->cl = v;
+  });
+  info->has_cl = true;
+}
+
+void ParseTransferEncoding(std::string_view value, FramingInfo* info) {
+  info->has_te = true;
+  ForEachListElement(value, [&](std::string_view e) {
+    if (e.empty()) return;  // list syntax allows empty elements
+    std::string_view coding = TrimOws(e.substr(0, e.find(';')));
+    ++info->te_codings;
+    if (EqualsIgnoreCase(coding, "chunked")) {
+      if (info->te_saw_chunked) info->te_invalid = true;
+      info->te_saw_chunked = true;
+      info->te_chunked_last = true;
+    } else {
+      info->te_chunked_last = false;
+    }
+  });
+}
+
+void ParseConnection(std::string_view value, FramingInfo* info) {
+  ForEachListElement(value, [&](std::string_view e) {
+    if (EqualsIgnoreCase(e, "close")) info->conn_close = true;
+    if (EqualsIgnoreCase(e, "keep-alive")) info->conn_keep_alive = true;
+  });
+}
+
+void CommitHeader(std::string_view name, std::string_view value, const Http1Limits& limits,
+                  HttpMessage* msg, FramingInfo* info) {
+  if (EqualsIgnoreCase(name, "content-length")) {
+    ParseContentLength(value, info);
+  } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
+    ParseTransferEncoding(value, info);
+  } else if (EqualsIgnoreCase(name, "connection")) {
+    ParseConnection(value, info);
+  }
+  if (msg->headers.size() >= limits.max_headers) return;
+  HttpHeader& h = msg->headers.emplace_back();
+  h.name.resize(name.size());
+  std::transform(name.begin(), name.end(), h.name.begin(), AsciiLower);
+  h.value = std::string(value.substr(0, limits.max_header_value_bytes));
+}
+
+// Fills msg from a head the scanner accepted. `head` is either complete (ends with its
+// empty line) or the captured part of one; then only its complete lines are used, and
+// the start line as far as it goes.
+void ParseHead(std::string_view head, bool is_request, const Http1Limits& limits, HttpMessage* msg,
+               FramingInfo* info) {
+  size_t eol = head.find('\n');
+  std::string_view line = head.substr(0, eol);
+  if (eol != std::string_view::npos && !line.empty() && line.back() == '\r') {
+    line.remove_suffix(1);
+  }
+  if (is_request) {
+    // METHOD SP target SP HTTP/1.d; a cut line keeps what is complete.
+    if (size_t sp1 = line.find(' '); sp1 != std::string_view::npos) {
+      msg->method = std::string(line.substr(0, sp1));
+      std::string_view rest = line.substr(sp1 + 1);
+      size_t sp2 = rest.find(' ');
+      msg->target = std::string(rest.substr(0, sp2));
+      if (sp2 != std::string_view::npos && rest.size() - sp2 - 1 == kVersionPrefix.size() + 1) {
+        msg->version = std::string(rest.substr(sp2 + 1 + 5, 3));
+      }
+    }
+  } else {
+    // HTTP/1.d SP 3DIGIT [SP reason]
+    if (line.size() >= 8) msg->version = std::string(line.substr(5, 3));
+    if (line.size() >= 12) {
+      msg->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    }
+  }
+  if (eol == std::string_view::npos) return;
+  // One allocation for the header vector instead of a growth series per message.
+  const size_t lines = static_cast<size_t>(std::count(head.begin() + eol + 1, head.end(), '\n'));
+  msg->headers.reserve(std::min(lines, limits.max_headers));
+
+  std::string_view name;
+  std::string value;  // a std::string because obs-fold joins lines
+  bool have = false;
+  size_t pos = eol + 1;
+  while (pos < head.size()) {
+    eol = head.find('\n', pos);
+    if (eol == std::string_view::npos) break;  // cut by the capture
+    line = head.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // end of the head
+    if (line.front() == ' ' || line.front() == '\t') {
+      // obs-fold (RFC 9112 §5.2): replaced by SP, as a user agent must.
+      std::string_view more = TrimOws(line);
+      if (have && !more.empty()) {
+        if (!value.empty()) value += ' ';
+        value.append(more);
+      }
+      continue;
+    }
+    if (have) CommitHeader(name, value, limits, msg, info);
+    size_t colon = line.find(':');
+    name = line.substr(0, colon);
+    value.assign(TrimOws(line.substr(colon + 1)));
+    have = true;
+  }
+  if (have) CommitHeader(name, value, limits, msg, info);
+}
+
+bool KeepAlive(std::string_view version, const FramingInfo& info) {
+  if (version == "1.0") return info.conn_keep_alive && !info.conn_close;
+  return !info.conn_close;
+}
+
+}  // namespace
+
+std::optional<std::string_view> HttpMessage::Header(std::string_view name) const {
+  for (const HttpHeader& h : headers) {
+    if (EqualsIgnoreCase(h.name, name)) return std::string_view(h.value);
+  }
+  return std::nullopt;
+}
+
+std::string_view FramingName(HttpMessage::Framing framing) {
+  switch (framing) {
+    case HttpMessage::Framing::kNoBody:
+      return "no_body";
+    case HttpMessage::Framing::kContentLength:
+      return "content_length";
+    case HttpMessage::Framing::kChunked:
+      return "chunked";
+    case HttpMessage::Framing::kUntilClose:
+      return "until_close";
+    case HttpMessage::Framing::kUnknown:
+      return "unknown";
+  }
+  return "unknown";
+}
+
+Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view in,
+                                                                size_t* consumed) {
+  const auto* data = reinterpret_cast<const unsigned char*>(in.data());
+  const size_t n = in.size();
+  size_t i = 0;
+  auto bad = [&] {
+    *consumed = i;
+    return Result::kBad;
+  };
+  for (; i < n; ++i) {
+    const unsigned char c = data[i];
+    switch (step) {
+      case Step::kMethod:
+        if (IsTchar(c)) {
+          if (maybe_http && (count >= 4 || c != "HTTP"[count])) maybe_http = false;
+          // A response-side stream fails on its first byte that cannot be "HTTP/".
+          if (kind == Kind::kResponse && !maybe_http) return bad();
+          if (++count > kMaxMethodBytes) return bad();
+        } else if (c == '/' && maybe_http && count == 4 && kind != Kind::kRequest) {
+          kind = Kind::kResponse;
+          step = Step::kRespVersion;
+          count = 5;
+        } else if (c == ' ' && count > 0 && kind != Kind::kResponse) {
+          kind = Kind::kRequest;
+          step = Step::kTarget;
+          count = 0;
+        } else {
+          return bad();
+        }
+        break;
+      case Step::kTarget:
+        while (i < n && IsTargetByte(data[i])) {
+          ++i;
+          ++count;
+        }
+        if (i == n) break;
+        if (data[i] != ' ' || count == 0) return bad();
+        step = Step::kReqVersion;
+        count = 0;
+        break;
+      case Step::kReqVersion:
+      case Step::kRespVersion:
+        if (count < kVersionPrefix.size()) {
+          if (c != static_cast<unsigned char>(kVersionPrefix[count])) return bad();
+          ++count;
+        } else {
+          if (c < '0' || c > '9') return bad();
+          step = step == Step::kReqVersion ? Step::kStartEnd : Step::kStatusSp;
+          count = 0;
+        }
+        break;
+      case Step::kStatusSp:
+        if (c != ' ') return bad();
+        step = Step::kStatus;
+        break;
+      case Step::kStatus:
+        if (count < 3) {
+          if (c < (count == 0 ? '1' : '0') || c > '9') return bad();
+          ++count;
+        } else if (c == ' ') {
+          step = Step::kReason;
+        } else if (c == '\r') {
+          step = Step::kStartLf;
+        } else if (c == '\n') {
+          step = Step::kLineStart;
+        } else {
+          return bad();
+        }
+        break;
+      case Step::kReason:
+      case Step::kValue:
+        while (i < n && IsValueByte(data[i])) ++i;
+        if (i == n) break;
+        if (data[i] == '\r') {
+          step = step == Step::kReason ? Step::kStartLf : Step::kLineLf;
+        } else if (data[i] == '\n') {
+          step = Step::kLineStart;
+        } else {
+          return bad();
+        }
+        break;
+      case Step::kStartEnd:
+        if (c == '\r') {
+          step = Step::kStartLf;
+        } else if (c == '\n') {
+          step = Step::kLineStart;
+        } else {
+          return bad();
+        }
+        break;
+      case Step::kStartLf:
+      case Step::kLineLf:
+        if (c != '\n') return bad();
+        step = Step::kLineStart;
+        break;
+      case Step::kLineStart:
+        if (IsTchar(c)) {
+          step = Step::kName;
+        } else if ((c == ' ' || c == '\t') && any_header) {
+          step = Step::kValue;  // obs-fold
+        } else if (c == '\r') {
+          step = Step::kEndLf;
+        } else if (c == '\n') {
+          step = Step::kDone;
+          *consumed = i + 1;
+          return Result::kDone;
+        } else {
+          return bad();
+        }
+        break;
+      case Step::kName:
+        // No whitespace before the colon (RFC 9112 §5.1): a classic smuggling vector.
+        if (c == ':') {
+          step = Step::kValue;
+          any_header = true;
+        } else if (!IsTchar(c)) {
+          return bad();
+        }
+        break;
+      case Step::kEndLf:
+        if (c != '\n') return bad();
+        step = Step::kDone;
+        *consumed = i + 1;
+        return Result::kDone;
+      case Step::kDone:
+        *consumed = i;
+        return Result::kDone;
+    }
+  }
+  *consumed = n;
+  return Result::kNeedMore;
+}
+
+void Http1Parser::ExpectResponseTo(std::string_view method) {
+  pending_methods_.emplace_back(method.substr(0, kMaxMethodBytes));
+  // A response side that fell behind keeps the newest methods: the oldest requests are
+  // the ones whose responses we most likely lost already.
+  while (pending_methods_.size() > limits_.max_pending_responses) pending_methods_.pop_front();
+}
+
+std::string Http1Parser::PopMethod() {
+  if (pending_methods_.empty()) return {};
+  std::string m = std::move(pending_methods_.front());
+  pending_methods_.pop_front();
+  return m;
+}
+
+Http1Parser::Kind Http1Parser::MessageKind() const {
+  if (scanner_.kind != Kind::kUnknown) return scanner_.kind;
+  if (kind_ != Kind::kUnknown) return kind_;
+  // Only a few bytes of the start line were captured: "HTT" guesses a response.
+  return scanner_.maybe_http ? Kind::kResponse : Kind::kRequest;
+}
+
+absl::Status Http1Parser::Fail(absl::Status status) {
+  state_ = State::kError;
+  error_ = status;
+  cur_ = HttpMessage();
+  std::string().swap(head_buf_);
+  return status;
+}
+
+void Http1Parser::BeginMessage(uint64_t ts_ns) {
+  cur_ = HttpMessage();
+  cur_.first_ts_ns = ts_ns;
+  cur_.last_ts_ns = ts_ns;
+  scanner_ = HeadScanner();
+  scanner_.kind = kind_;
+  head_buf_.clear();
+  tunnel_after_ = false;
+}
+
+void Http1Parser::Finish(std::vector<HttpMessage>* out) {
+  out->push_back(std::move(cur_));
+  cur_ = HttpMessage();
+  if (head_buf_.capacity() > kKeepHeadCapacity) {
+    std::string().swap(head_buf_);
+  } else {
+    head_buf_.clear();
+  }
+  blank_bytes_ = 0;
+  state_ = tunnel_after_ ? State::kTunnel : State::kIdle;
+  tunnel_after_ = false;
+}
+
+void Http1Parser::Consume(uint64_t n, bool body, uint64_t ts_ns) {
+  if (n == 0) return;
+  cur_.wire_bytes += n;
+  if (body) cur_.body_bytes += n;
+  cur_.last_ts_ns = ts_ns;
+}
+
+void Http1Parser::StartChunkLine() {
+  state_ = State::kChunkSize;
+  chunk_size_ = 0;
+  line_bytes_ = 0;
+}
+
+void Http1Parser::TruncateHead(std::string_view head) {
+  const Kind kind = MessageKind();
+  if (scanner_.kind != Kind::kUnknown) kind_ = scanner_.kind;
+  FramingInfo info;
+  cur_.is_request = kind == Kind::kRequest;
+  ParseHead(head, cur_.is_request, limits_, &cur_, &info);
+  if (!cur_.is_request) cur_.method = PopMethod();
+  cur_.head_truncated = true;
+  cur_.framing = HttpMessage::Framing::kUnknown;
+  cur_.keep_alive = KeepAlive(cur_.version, info);
+  head_buf_.clear();
+  state_ = State::kUntilEnd;
+}
+
+absl::Status Http1Parser::CompleteHead(std::string_view head, std::vector<HttpMessage>* out) {
+  using Framing = HttpMessage::Framing;
+  kind_ = scanner_.kind;  // the scanner only completes a head whose kind it knows
+  FramingInfo info;
+  cur_.is_request = kind_ == Kind::kRequest;
+  ParseHead(head, cur_.is_request, limits_, &cur_, &info);
+  cur_.keep_alive = KeepAlive(cur_.version, info);
+
+  if (cur_.is_request) {
+    // RFC 9112 §6.3: a request whose Transfer-Encoding does not end in chunked, or an
+    // invalid Content-Length, cannot be framed; the server answers 400 and closes.
+    if (info.has_te) {
+      if (info.te_codings == 0 || info.te_invalid || !info.te_chunked_last) {
+        return absl::InvalidArgumentError("HTTP/1.x request: unframeable Transfer-Encoding");
+      }
+      cur_.framing = Framing::kChunked;
+    } else if (info.has_cl) {
+      if (info.cl_invalid) {
+        return absl::InvalidArgumentError("HTTP/1.x request: invalid Content-Length");
+      }
+      cur_.framing = Framing::kContentLength;
+    } else {
+      cur_.framing = Framing::kNoBody;
+    }
+  } else {
+    const int status = cur_.status;
+    if (status < 200 && status != 101) {
+      // Interim (100 Continue, 103 Early Hints): not the answer; the final response
+      // that follows pairs with the request. No body, so the next byte starts it.
+      cur_ = HttpMessage();
+      head_buf_.clear();
+      blank_bytes_ = 0;
+      state_ = State::kIdle;
+      return absl::OkStatus();
+    }
+    cur_.method = PopMethod();
+    if (status == 101 || (cur_.method == "CONNECT" && status / 100 == 2)) {
+      // The connection stops carrying HTTP/1.x after this head.
+      cur_.framing = Framing::kNoBody;
+      cur_.keep_alive = false;
+      tunnel_after_ = true;
+    } else if (cur_.method == "HEAD" || status == 204 || status == 304) {
+      cur_.framing = Framing::kNoBody;
+    } else if (info.has_te) {
+      if (info.te_codings == 0 || info.te_invalid) {
+        return absl::InvalidArgumentError("HTTP/1.x response: invalid Transfer-Encoding");
+      }
+      // A response may end a non-chunked coding by closing the connection.
+      cur_.framing = info.te_chunked_last ? Framing::kChunked : Framing::kUntilClose;
+    } else if (info.has_cl) {
+      if (info.cl_invalid) {
+        return absl::InvalidArgumentError("HTTP/1.x response: invalid Content-Length");
+      }
+      cur_.framing = Framing::kContentLength;
+    } else {
+      cur_.framing = Framing::kUntilClose;
+    }
+  }
+  // Both TE and CL (a smuggling attempt) or TE in HTTP/1.0: framing is dubious and the
+  // peer must close after this message (RFC 9112 §6.1, §6.3).
+  if (info.has_te && (info.has_cl || cur_.version == "1.0")) cur_.keep_alive = false;
+
+  switch (cur_.framing) {
+    case Framing::kNoBody:
+      Finish(out);
+      break;
+    case Framing::kContentLength:
+      remaining_ = info.cl;
+      if (remaining_ == 0) {
+        Finish(out);
+      } else {
+        state_ = State::kBodyLength;
+      }
+      break;
+    case Framing::kChunked:
+      StartChunkLine();
+      break;
+    case Framing::kUntilClose:
+      cur_.keep_alive = false;
+      state_ = State::kUntilEnd;
+      break;
+    case Framing::kUnknown:
+      state_ = State::kUntilEnd;
+      break;
+  }
+  return absl::OkStatus();
+}
+
+bool Http1Parser::BeginsWithStartLine(std::string_view captured) const {
+  HeadScanner s;
+  s.kind = kind_;
+  size_t used = 0;
+  captured = captured.substr(0, limits_.max_head_bytes);
+  return s.Scan(captured, &used) != HeadScanner::Result::kBad && s.start_line_done();
+}
+
+absl::Status Http1Parser::Feed(std::string_view captured, uint64_t total, uint64_t ts_ns,
+                               std::vector<HttpMessage>* out) {
+  if (state_ == State::kError) {
+    return absl::FailedPreconditionError("HTTP/1.x parser stopped: " +
+                                         std::string(error_.message()));
+  }
+  if (state_ == State::kClosed) return absl::FailedPreconditionError("HTTP/1.x parser closed");
+  // Only the first `total` bytes moved (a short write, or a capture taken from the user
+  // buffer before the syscall failed with EAGAIN): bytes beyond them were never sent.
+  if (captured.size() > total) captured = captured.substr(0, total);
+  if (total == 0) return absl::OkStatus();
+
+  // Decisions only a segment boundary allows: applications write a new message with a
+  // new syscall, so a segment that opens with a well-formed start line is the best
+  // evidence we get that an unframeable message is over.
+  if (state_ == State::kResync) {
+    if (!BeginsWithStartLine(captured)) {
+      if (++resync_segments_ > limits_.max_resync_segments) {
+        return Fail(absl::DataLossError("HTTP/1.x stream lost: no start line to resync on"));
+      }
+      return absl::OkStatus();
+    }
+    state_ = State::kIdle;
+    blank_bytes_ = 0;
+  } else if (state_ == State::kUntilEnd && cur_.framing == HttpMessage::Framing::kUnknown &&
+             BeginsWithStartLine(captured)) {
+    Finish(out);
+  }
+
+  const size_t cap = captured.size();
+  const auto byte = [&](uint64_t p) { return static_cast<unsigned char>(captured[p]); };
+  uint64_t p = 0;
+  while (p < total) {
+    switch (state_) {
+      case State::kIdle: {
+        if (p < cap) {
+          const unsigned char c = byte(p);
+          if (c == '\r' || c == '\n') {
+            if (++blank_bytes_ > kMaxBlankBytes) {
+              return Fail(absl::InvalidArgumentError("not HTTP/1.x: blank lines"));
+            }
+            ++p;
+            break;
+          }
+          BeginMessage(ts_ns);
+          state_ = State::kHead;
+          break;
+        }
+        // A message begins in bytes that were not captured. Report it anyway (so
+        // requests and responses still pair one to one) if we know its kind.
+        if (kind_ == Kind::kUnknown) {
+          state_ = State::kResync;
+          resync_segments_ = 0;
+          p = total;
+          break;
+        }
+        BeginMessage(ts_ns);
+        cur_.is_request = kind_ == Kind::kRequest;
+        if (!cur_.is_request) cur_.method = PopMethod();
+        cur_.head_truncated = true;
+        cur_.framing = HttpMessage::Framing::kUnknown;
+        state_ = State::kUntilEnd;
+        break;
+      }
+
+      case State::kHead: {
+        if (p >= cap) {
+          // The capture cut the head: keep what is complete, frame nothing.
+          TruncateHead(head_buf_);
+          break;
+        }
+        const size_t room = limits_.max_head_bytes - static_cast<size_t>(cur_.wire_bytes);
+        const size_t avail = cap - p;
+        const std::string_view in = captured.substr(p, std::min(avail, room));
+        size_t used = 0;
+        const HeadScanner::Result r = scanner_.Scan(in, &used);
+        if (r == HeadScanner::Result::kBad) {
+          return Fail(absl::InvalidArgumentError("not HTTP/1.x: malformed message head"));
+        }
+        const std::string_view bytes = in.substr(0, used);
+        Consume(used, /*body=*/false, ts_ns);
+        p += used;
+        if (r == HeadScanner::Result::kDone) {
+          std::string_view head = bytes;  // whole head in this segment: no copy
+          if (!head_buf_.empty()) {
+            head_buf_.append(bytes);
+            head = head_buf_;
+          }
+          if (absl::Status s = CompleteHead(head, out); !s.ok()) return Fail(std::move(s));
+          break;
+        }
+        if (used < avail) {
+          return Fail(absl::ResourceExhaustedError("HTTP/1.x head exceeds max_head_bytes"));
+        }
+        head_buf_.append(bytes);
+        break;
+      }
+
+      case State::kBodyLength: {
+        const uint64_t n = std::min(remaining_, total - p);
+        Consume(n, /*body=*/true, ts_ns);
+        p += n;
+        remaining_ -= n;
+        if (remaining_ == 0) Finish(out);
+        break;
+      }
+
+      case State::kChunkSize:
+      case State::kChunkExt:
+      case State::kChunkSizeLf: {
+        bool line_done = false;
+        if (p >= cap) {
+          if (state_ != State::kChunkSizeLf) {
+            // The chunk-size line was not captured: the body's end is unknowable.
+            cur_.framing = HttpMessage::Framing::kUnknown;
+            state_ = State::kUntilEnd;
+            break;
+          }
+          line_done = true;  // after CR only LF can follow
+        } else {
+          const unsigned char c = byte(p);
+          if (++line_bytes_ > limits_.max_chunk_line_bytes) {
+            return Fail(absl::ResourceExhaustedError("HTTP/1.x chunk-size line too long"));
+          }
+          if (state_ == State::kChunkSize) {
+            const int d = HexValue(c);
+            if (d >= 0) {
+              if (chunk_size_ >> 60) {
+                return Fail(absl::InvalidArgumentError("HTTP/1.x chunk size overflows"));
+              }
+              chunk_size_ = chunk_size_ << 4 | static_cast<uint64_t>(d);
+            } else if (line_bytes_ == 1) {
+              return Fail(absl::InvalidArgumentError("HTTP/1.x: bad chunk size"));
+            } else if (c == ';' || c == ' ' || c == '\t') {
+              state_ = State::kChunkExt;
+            } else if (c == '\r') {
+              state_ = State::kChunkSizeLf;
+            } else if (c == '\n') {
+              line_done = true;
+            } else {
+              return Fail(absl::InvalidArgumentError("HTTP/1.x: bad chunk size"));
+            }
+          } else if (state_ == State::kChunkExt) {
+            if (c == '\r') {
+              state_ = State::kChunkSizeLf;
+            } else if (c == '\n') {
+              line_done = true;
+            } else if (!IsValueByte(c)) {
+              return Fail(absl::InvalidArgumentError("HTTP/1.x: bad chunk extension"));
+            }
+          } else if (c == '\n') {
+            line_done = true;
+          } else {
+            return Fail(absl::InvalidArgumentError("HTTP/1.x: bad chunk-size line end"));
+          }
+        }
+        Consume(1, /*body=*/true, ts_ns);
+        ++p;
+        if (line_done) {
+          line_bytes_ = 0;
+          if (chunk_size_ == 0) {
+            state_ = State::kTrailerLineStart;
+          } else {
+            remaining_ = chunk_size_;
+            state_ = State::kChunkData;
+          }
+        }
+        break;
+      }
+
+      case State::kChunkData: {
+        // Counted, never looked at: uncaptured chunk data costs nothing.
+        const uint64_t n = std::min(remaining_, total - p);
+        Consume(n, /*body=*/true, ts_ns);
+        p += n;
+        remaining_ -= n;
+        if (remaining_ == 0) state_ = State::kChunkDataCr;
+        break;
+      }
+
+      case State::kChunkDataCr:
+      case State::kChunkDataLf: {
+        // Uncaptured: assume the CRLF the grammar requires.
+        if (p < cap) {
+          const unsigned char c = byte(p);
+          if (c == '\n') {
+            StartChunkLine();
+          } else if (c == '\r' && state_ == State::kChunkDataCr) {
+            state_ = State::kChunkDataLf;
+          } else {
+            return Fail(absl::InvalidArgumentError("HTTP/1.x: chunk data not followed by CRLF"));
+          }
+        } else if (state_ == State::kChunkDataCr) {
+          state_ = State::kChunkDataLf;
+        } else {
+          StartChunkLine();
+        }
+        Consume(1, /*body=*/true, ts_ns);
+        ++p;
+        break;
+      }
+
+      case State::kTrailerLineStart:
+      case State::kTrailerLine:
+      case State::kTrailerEndLf: {
+        bool done = false;
+        if (p >= cap) {
+          if (state_ == State::kTrailerLine) {
+            cur_.framing = HttpMessage::Framing::kUnknown;
+            state_ = State::kUntilEnd;
+            break;
+          }
+          // Trailers are rare: an uncaptured trailer section is taken to be the bare
+          // CRLF that ends almost every chunked body.
+          if (state_ == State::kTrailerLineStart) {
+            state_ = State::kTrailerEndLf;
+          } else {
+            done = true;
+          }
+        } else {
+          const unsigned char c = byte(p);
+          if (++line_bytes_ > limits_.max_head_bytes) {
+            return Fail(absl::ResourceExhaustedError("HTTP/1.x trailer section too long"));
+          }
+          if (state_ == State::kTrailerLineStart) {
+            if (c == '\r') {
+              state_ = State::kTrailerEndLf;
+            } else if (c == '\n') {
+              done = true;
+            } else if (IsTchar(c)) {
+              state_ = State::kTrailerLine;
+            } else {
+              return Fail(absl::InvalidArgumentError("HTTP/1.x: bad trailer field"));
+            }
+          } else if (state_ == State::kTrailerLine) {
+            if (c == '\n') {
+              state_ = State::kTrailerLineStart;
+            } else if (c != '\r' && !IsValueByte(c)) {
+              return Fail(absl::InvalidArgumentError("HTTP/1.x: bad trailer field"));
+            }
+          } else if (c == '\n') {
+            done = true;
+          } else {
+            return Fail(absl::InvalidArgumentError("HTTP/1.x: bad end of chunked body"));
+          }
+        }
+        Consume(1, /*body=*/true, ts_ns);
+        ++p;
+        if (done) Finish(out);
+        break;
+      }
+
+      case State::kUntilEnd:
+        Consume(total - p, /*body=*/!cur_.head_truncated, ts_ns);
+        p = total;
+        break;
+
+      case State::kResync:
+      case State::kTunnel:
+        p = total;
+        break;
+
+      case State::kClosed:
+      case State::kError:
+        return absl::InternalError("HTTP/1.x parser in a terminal state mid-segment");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Http1Parser::Flush(std::vector<HttpMessage>* out) {
+  if (state_ != State::kUntilEnd) return;
+  Finish(out);
+  // Whatever follows may still be the tail of what we just ended (an unframeable body):
+  // only a segment that opens with a start line resumes parsing.
+  state_ = State::kResync;
+  resync_segments_ = 0;
+}
+
+void Http1Parser::Close(std::vector<HttpMessage>* out) {
+  switch (state_) {
+    case State::kUntilEnd:
+      Finish(out);
+      break;
+    case State::kHead:
+      TruncateHead(head_buf_);
+      cur_.aborted = true;
+      Finish(out);
+      break;
+    case State::kBodyLength:
+    case State::kChunkSize:
+    case State::kChunkExt:
+    case State::kChunkSizeLf:
+    case State::kChunkData:
+    case State::kChunkDataCr:
+    case State::kChunkDataLf:
+    case State::kTrailerLineStart:
+    case State::kTrailerLine:
+    case State::kTrailerEndLf:
+      cur_.aborted = true;
+      Finish(out);
+      break;
+    default:
+      break;
+  }
+  cur_ = HttpMessage();
+  std::string().swap(head_buf_);
+  pending_methods_.clear();
+  state_ = State::kClosed;
+}
+
+void Http1Parser::EnterTunnel() {
+  if (state_ == State::kError || state_ == State::kClosed) return;
+  cur_ = HttpMessage();
+  std::string().swap(head_buf_);
+  state_ = State::kTunnel;
+}
+
+bool Http1Parser::mid_message() const {
+  switch (state_) {
+    case State::kHead:
+    case State::kBodyLength:
+    case State::kChunkSize:
+    case State::kChunkExt:
+    case State::kChunkSizeLf:
+    case State::kChunkData:
+    case State::kChunkDataCr:
+    case State::kChunkDataLf:
+    case State::kTrailerLineStart:
+    case State::kTrailerLine:
+    case State::kTrailerEndLf:
+    case State::kUntilEnd:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace isotrace::correlate

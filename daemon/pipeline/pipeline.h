@@ -1,0 +1,61 @@
+#pragma once
+// The daemon's data path, wired once: l7 probe → connection tracker → process resources
+// → consumers (embedded store, OTLP exporter). One thread polls and correlates; the
+// exporter runs its own thread behind a bounded queue, so the poll loop never blocks on
+// the network.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "daemon/config/config.h"
+#include "daemon/correlate/connection_tracker.h"
+#include "daemon/layers/process_resolver.h"
+#include "daemon/pipeline/span_store.h"
+#include "daemon/probes/l7_probe.h"
+#include "daemon/util/clock.h"
+
+namespace isotrace::pipeline {
+
+// A consumer of finished spans. Must not block (it runs on the poll thread).
+using SpanConsumer =
+    std::function<void(const std::shared_ptr<const correlate::Resource>&, const correlate::Span&)>;
+
+class Pipeline {
+ public:
+  explicit Pipeline(const config::Config& cfg);
+  ~Pipeline();
+
+  // Checks the kernel, loads and attaches the probes. Fails with a message that says
+  // what to change.
+  absl::Status Start();
+  // Polls until `stop` becomes true. Returns after draining what the ring buffer holds.
+  absl::Status Run(const std::atomic<bool>& stop);
+  // One poll step (tests drive the pipeline with it).
+  absl::Status PollOnce(int timeout_ms);
+
+  void AddConsumer(SpanConsumer c) { consumers_.push_back(std::move(c)); }
+  SpanStore& store() { return store_; }
+  const correlate::TrackerStats& tracker_stats() const { return tracker_.stats(); }
+  probes::L7Counters probe_counters() const;
+  layers::ProcessResolver& resolver() { return resolver_; }
+
+ private:
+  void OnSpan(correlate::Span&& span);
+  void MaybeHousekeep();
+
+  config::Config cfg_;
+  util::Clock clock_;
+  layers::ProcessResolver resolver_;
+  SpanStore store_;
+  correlate::ConnectionTracker tracker_;
+  std::unique_ptr<probes::L7Probe> probe_;
+  std::vector<SpanConsumer> consumers_;
+  std::unordered_map<uint32_t, std::string> comm_by_tgid_;  // last comm seen per process
+  uint64_t last_housekeep_ns_ = 0;
+  uint64_t last_summary_ns_ = 0;
+};
+
+}  // namespace isotrace::pipeline

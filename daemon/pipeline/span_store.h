@@ -1,0 +1,53 @@
+#pragma once
+// Embedded mode's memory: the most recent spans (bounded ring) and per-service rolling
+// counters for the periodic summary line and the local CLI.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "daemon/correlate/span.h"
+
+namespace isotrace::pipeline {
+
+struct StoredSpan {
+  std::shared_ptr<const correlate::Resource> resource;
+  correlate::Span span;
+};
+
+struct ServiceSummary {
+  std::string service;
+  uint64_t requests = 0;
+  uint64_t errors = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+class SpanStore {
+ public:
+  explicit SpanStore(size_t capacity = 4096) : capacity_(capacity) {}
+  void Add(std::shared_ptr<const correlate::Resource> resource, const correlate::Span& span);
+  std::vector<StoredSpan> Recent(size_t max) const;
+  // Per service, for the spans added since the previous call (and resets that window).
+  std::vector<ServiceSummary> TakeWindow();
+  uint64_t total() const;
+
+ private:
+  size_t capacity_;
+  mutable std::mutex mu_;
+  std::deque<StoredSpan> ring_;
+  uint64_t total_ = 0;
+  struct Window {
+    uint64_t requests = 0, errors = 0;
+    std::vector<uint64_t> durations_ns;  // bounded by kMaxSamples
+  };
+  std::map<std::string, Window> window_;
+};
+
+std::string ServiceOf(const correlate::Resource& r);
+
+}  // namespace isotrace::pipeline

@@ -1,0 +1,106 @@
+#include "daemon/probes/environment.h"
+
+#include <bpf/libbpf.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "spdlog/spdlog.h"
+
+namespace isotrace::probes {
+
+namespace {
+bool g_verbose = false;
+
+int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG && !g_verbose) return 0;
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  std::string_view line(buf, n > 0 ? std::min<size_t>(n, sizeof(buf) - 1) : 0);
+  while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (level == LIBBPF_WARN)
+    spdlog::warn("libbpf: {}", line);
+  else if (level == LIBBPF_INFO)
+    spdlog::debug("libbpf: {}", line);
+  else
+    spdlog::trace("libbpf: {}", line);
+  return 0;
+}
+
+bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+}  // namespace
+
+void InstallLibbpfLogger(bool verbose) {
+  g_verbose = verbose;
+  libbpf_set_print(LibbpfPrint);
+}
+
+const std::vector<std::string>& L7Tracepoints() {
+  static const std::vector<std::string> kTracepoints = [] {
+    std::vector<std::string> v;
+    for (const char* sc : {"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev",
+                           "sendmsg", "sendfile64", "accept", "accept4", "connect"}) {
+      v.push_back(absl::StrCat("syscalls/sys_enter_", sc));
+      v.push_back(absl::StrCat("syscalls/sys_exit_", sc));
+    }
+    v.push_back("syscalls/sys_enter_close");
+    return v;
+  }();
+  return kTracepoints;
+}
+
+absl::Status EnsureTracefs(std::string* path) {
+  for (const char* p : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}) {
+    if (Exists(absl::StrCat(p, "/events"))) {
+      *path = p;
+      return absl::OkStatus();
+    }
+  }
+  if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tracefs is not mounted and mounting it at /sys/kernel/tracing failed (",
+        std::string(std::strerror(errno)),
+        "): mount it (mount -t tracefs tracefs /sys/kernel/tracing) or, in a container, "
+        "mount the host's /sys/kernel/tracing"));
+  }
+  spdlog::info("mounted tracefs at /sys/kernel/tracing");
+  *path = "/sys/kernel/tracing";
+  return absl::OkStatus();
+}
+
+absl::Status CheckBpfEnvironment(const std::vector<std::string>& tracepoints) {
+  if (!Exists("/sys/kernel/btf/vmlinux"))
+    return absl::FailedPreconditionError(
+        "no kernel BTF at /sys/kernel/btf/vmlinux: isotrace needs a kernel built with "
+        "CONFIG_DEBUG_INFO_BTF=y (CO-RE relocations read it)");
+  int rb = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
+  if (rb == -EPERM || rb == -EACCES)
+    return absl::PermissionDeniedError(
+        "not allowed to use BPF: run isotraced as root, or grant CAP_BPF and CAP_PERFMON "
+        "(plus CAP_SYS_RESOURCE on kernels before 5.11)");
+  if (rb == 0)
+    return absl::FailedPreconditionError(
+        "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8+)");
+  if (rb < 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat("probing BPF ring buffer support failed: ", std::string(std::strerror(-rb))));
+  std::string tracefs;
+  if (auto st = EnsureTracefs(&tracefs); !st.ok()) return st;
+  std::vector<std::string> missing;
+  for (const auto& tp : tracepoints)
+    if (!Exists(absl::StrCat(tracefs, "/events/", tp))) missing.push_back(tp);
+  if (!missing.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "required tracepoints are missing from ", tracefs, "/events: ", absl::StrJoin(missing, ", "),
+        " — the kernel needs CONFIG_FTRACE_SYSCALLS=y"));
+  return absl::OkStatus();
+}
+
+}  // namespace isotrace::probes

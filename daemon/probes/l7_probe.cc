@@ -1,0 +1,161 @@
+#include "daemon/probes/l7_probe.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "l7.h"
+#include "l7.skel.h"
+#include "spdlog/spdlog.h"
+
+namespace isotrace::probes {
+
+// Layout checks: the ABI header is the contract with the kernel side.
+static_assert(sizeof(l7_thread_acct) == 64);
+static_assert(offsetof(l7_event, ts_enter_ns) == 0);
+static_assert(offsetof(l7_event, ret) == 40);
+static_assert(offsetof(l7_event, tgid) == 48);
+static_assert(offsetof(l7_event, captured) == 60);
+static_assert(offsetof(l7_event, kind) == 68);
+static_assert(offsetof(l7_event, laddr) == 72);
+static_assert(offsetof(l7_event, comm) == 104);
+static_assert(offsetof(l7_event, acct) == 120);
+static_assert(offsetof(l7_event, data) == 184);
+static_assert(L7_EVENT_HEADER_SIZE == 184);
+static_assert((L7_MAX_CAPTURE & (L7_MAX_CAPTURE - 1)) == 0);
+
+std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family == AF_INET) {
+    inet_ntop(AF_INET, addr.data(), buf, sizeof(buf));
+    return buf;
+  }
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(addr.data(), kMapped, sizeof(kMapped)) == 0) {
+    inet_ntop(AF_INET, addr.data() + 12, buf, sizeof(buf));
+    return buf;
+  }
+  inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
+  return buf;
+}
+
+namespace {
+absl::Status Errno(int err, std::string_view what) {
+  int e = err < 0 ? -err : err;
+  std::string msg = absl::StrCat(std::string(what), ": ", std::string(std::strerror(e)));
+  if (e == EPERM || e == EACCES)
+    return absl::PermissionDeniedError(absl::StrCat(
+        msg, " — run as root, or grant CAP_BPF, CAP_PERFMON (and CAP_SYS_RESOURCE on kernels "
+             "before 5.11) to isotraced"));
+  return absl::InternalError(msg);
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& options, Sink sink) {
+  if (options.capture_bytes > L7_MAX_CAPTURE)
+    return absl::InvalidArgumentError(absl::StrCat("capture_bytes ", options.capture_bytes,
+                                                   " exceeds the maximum of ", L7_MAX_CAPTURE));
+  if (options.ringbuf_bytes < 4096 || (options.ringbuf_bytes & (options.ringbuf_bytes - 1)))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ring buffer size ", options.ringbuf_bytes, " must be a power of two of at least 4096"));
+
+  std::unique_ptr<L7Probe> probe(new L7Probe(std::move(sink)));
+  probe->skel_ = l7_bpf__open();
+  if (!probe->skel_) return Errno(errno, "opening the l7 BPF object");
+  auto* rodata = probe->skel_->rodata;
+  rodata->self_tgid = options.self_tgid ? options.self_tgid : static_cast<uint32_t>(getpid());
+  rodata->target_tgid = options.target_tgid;
+  rodata->capture_bytes = options.capture_bytes;
+  bpf_map__set_max_entries(probe->skel_->maps.events, options.ringbuf_bytes);
+  bpf_map__set_max_entries(probe->skel_->maps.inflight_calls, options.inflight_entries);
+
+  if (int err = l7_bpf__load(probe->skel_)) return Errno(err, "loading the l7 BPF programs");
+  if (int err = l7_bpf__attach(probe->skel_)) return Errno(err, "attaching the l7 tracepoints");
+
+  probe->rb_ = ring_buffer__new(bpf_map__fd(probe->skel_->maps.events), &L7Probe::OnRecord,
+                                probe.get(), nullptr);
+  if (!probe->rb_) return Errno(errno, "creating the l7 ring buffer reader");
+  return probe;
+}
+
+L7Probe::~L7Probe() {
+  if (rb_) ring_buffer__free(rb_);
+  if (skel_) l7_bpf__destroy(skel_);
+}
+
+int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<L7Probe*>(ctx);
+  if (size < L7_EVENT_HEADER_SIZE) {
+    self->malformed_++;
+    return 0;
+  }
+  const auto* raw = static_cast<const l7_event*>(data);
+  uint32_t captured = raw->captured;
+  if (captured > L7_MAX_CAPTURE || L7_EVENT_HEADER_SIZE + captured > size) {
+    self->malformed_++;
+    return 0;
+  }
+  self->received_++;
+  SocketEvent ev;
+  ev.kind = static_cast<SocketEvent::Kind>(raw->kind);
+  ev.dir = static_cast<SocketEvent::Direction>(raw->dir);
+  ev.syscall = raw->syscall;
+  ev.ts_enter_ns = raw->ts_enter_ns;
+  ev.ts_exit_ns = raw->ts_exit_ns;
+  ev.tgid = raw->tgid;
+  ev.tid = raw->tid;
+  ev.proc_start_ns = raw->proc_start_ns;
+  ev.fd = raw->fd;
+  ev.sock_id = raw->sock_id;
+  ev.cgroup_id = raw->cgroup_id;
+  ev.ret = raw->ret;
+  ev.family = raw->family;
+  std::memcpy(ev.laddr.data(), raw->laddr, 16);
+  std::memcpy(ev.raddr.data(), raw->raddr, 16);
+  ev.lport = raw->lport;
+  ev.rport = raw->rport;
+  ev.comm = std::string_view(raw->comm, strnlen(raw->comm, sizeof(raw->comm)));
+  ev.payload = std::string_view(reinterpret_cast<const char*>(raw->data), captured);
+  ev.acct.oncpu_ns = raw->acct.oncpu_ns;
+  ev.acct.runq_ns = raw->acct.runq_ns;
+  ev.acct.pcount = raw->acct.pcount;
+  // The sink must not throw (no exceptions out of libbpf callbacks); it is our code.
+  self->sink_(ev);
+  return 0;
+}
+
+absl::StatusOr<int> L7Probe::Poll(int timeout_ms) {
+  int n = ring_buffer__poll(rb_, timeout_ms);
+  if (n == -EINTR) return 0;
+  if (n < 0) return Errno(n, "polling the l7 ring buffer");
+  return n;
+}
+
+L7Counters L7Probe::counters() const {
+  L7Counters c;
+  c.received = received_;
+  c.malformed = malformed_;
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return c;
+  std::vector<uint64_t> values(ncpu);
+  int fd = bpf_map__fd(skel_->maps.counters);
+  auto sum = [&](uint32_t idx) {
+    uint64_t total = 0;
+    if (bpf_map_lookup_elem(fd, &idx, values.data()) == 0)
+      for (uint64_t v : values) total += v;
+    return total;
+  };
+  c.ringbuf_drops = sum(L7_CNT_RINGBUF_DROPS);
+  c.inflight_full = sum(L7_CNT_ARGS_FULL);
+  c.read_failures = sum(L7_CNT_READ_FAIL);
+  return c;
+}
+
+}  // namespace isotrace::probes

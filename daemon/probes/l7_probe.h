@@ -1,0 +1,60 @@
+#pragma once
+// The l7 source: loads bpf/l7.bpf.c, attaches its syscall tracepoints and turns ring
+// buffer records into SocketEvents. Lifecycle as every source: Create (init) → Poll → Stop
+// (destructor detaches everything).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "daemon/probes/socket_event.h"
+
+struct l7_bpf;
+struct ring_buffer;
+
+namespace isotrace::probes {
+
+struct L7ProbeOptions {
+  uint32_t capture_bytes = 1024;        // payload prefix per syscall (≤ 4096)
+  uint32_t ringbuf_bytes = 8u << 20;    // power of two, ≥ 4096
+  uint32_t inflight_entries = 16384;    // concurrent socket syscalls tracked
+  uint32_t target_tgid = 0;             // 0: every process
+  uint32_t self_tgid = 0;               // 0: this process
+};
+
+struct L7Counters {
+  uint64_t received = 0;       // events read from the ring buffer
+  uint64_t malformed = 0;      // records shorter than the ABI header
+  uint64_t ringbuf_drops = 0;  // kernel: ring buffer full (summed over CPUs)
+  uint64_t inflight_full = 0;  // kernel: in-flight table full
+  uint64_t read_failures = 0;  // kernel: payload not readable
+};
+
+class L7Probe {
+ public:
+  using Sink = std::function<void(const SocketEvent&)>;
+
+  static absl::StatusOr<std::unique_ptr<L7Probe>> Create(const L7ProbeOptions& options, Sink sink);
+  ~L7Probe();
+  L7Probe(const L7Probe&) = delete;
+  L7Probe& operator=(const L7Probe&) = delete;
+
+  // Waits up to timeout_ms for events and hands each to the sink. Returns how many.
+  absl::StatusOr<int> Poll(int timeout_ms);
+  L7Counters counters() const;
+
+ private:
+  L7Probe(Sink sink) : sink_(std::move(sink)) {}
+  static int OnRecord(void* ctx, void* data, size_t size);
+
+  Sink sink_;
+  l7_bpf* skel_ = nullptr;
+  ring_buffer* rb_ = nullptr;
+  uint64_t received_ = 0;
+  uint64_t malformed_ = 0;
+};
+
+}  // namespace isotrace::probes

@@ -1,0 +1,47 @@
+#pragma once
+// Normalised records out of daemon/probes. Raw BPF structs never travel past this module.
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace isotrace::probes {
+
+// The serving thread's scheduler accounting at an event (cumulative, from the kernel).
+struct ThreadAcct {
+  uint64_t oncpu_ns = 0;
+  uint64_t runq_ns = 0;
+  uint64_t pcount = 0;
+};
+
+struct SocketEvent {
+  enum class Kind : uint8_t { kData = 1, kAccept = 2, kConnect = 3, kClose = 4 };
+  enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
+
+  Kind kind = Kind::kData;
+  Direction dir = Direction::kNone;
+  uint8_t syscall = 0;       // l7_syscall number, for tests and debugging
+  uint64_t ts_enter_ns = 0;  // CLOCK_MONOTONIC
+  uint64_t ts_exit_ns = 0;
+  uint32_t tgid = 0;
+  uint32_t tid = 0;
+  uint64_t proc_start_ns = 0;
+  int32_t fd = -1;
+  uint64_t sock_id = 0;
+  uint64_t cgroup_id = 0;
+  int64_t ret = 0;           // bytes moved (kData), new fd (kAccept), result (kConnect)
+  uint8_t family = 0;        // AF_INET / AF_INET6
+  std::array<uint8_t, 16> laddr{};
+  std::array<uint8_t, 16> raddr{};
+  uint16_t lport = 0;
+  uint16_t rport = 0;
+  std::string_view comm;     // valid during the sink callback only
+  std::string_view payload;  // captured prefix; valid during the sink callback only
+  ThreadAcct acct;
+};
+
+// "1.2.3.4" / "::1"; IPv4-mapped IPv6 addresses are shown as IPv4.
+std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr);
+
+}  // namespace isotrace::probes

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian (and npm) package that building, running and testing isotrace
+# needs. Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(
+  # build
+  build-essential cmake ninja-build pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libspdlog-dev libfmt-dev libabsl-dev libyaml-cpp-dev libcli11-dev libncurses-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # tests: real servers, load, sandboxes, containers
+  nginx-light wrk python3 curl socat stress-ng runc bubblewrap busybox-static
+  iproute2 nftables tmux prometheus procps util-linux
+  # WASI modules for the wasm layer
+  wasi-libc lld libclang-rt-14-dev-wasm32
+)
+# Node.js (for the npm OTLP receiver): the image may ship its own; take Debian's only
+# when there is none, since Debian's nodejs conflicts with a separately installed npm.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # Packages that start services must not start them at install (tests start their own).
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+# npm: the independent OTLP receiver used by the end-to-end tests.
+if [ -f tests/e2e/package.json ] && { [ ! -d tests/e2e/node_modules/@opentelemetry/otlp-transformer ] || [ ! -d tests/e2e/node_modules/@grpc/grpc-js ]; }; then
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi

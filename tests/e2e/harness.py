@@ -1,0 +1,192 @@
+"""Shared pieces of the end-to-end tests: the independent OTLP receiver, the daemon,
+real servers, and clean-up. Standard library only.
+
+Every test sees the whole machine: filter on the processes the test started.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.environ.get("ISOTRACE_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BUILD = os.environ.get("ISOTRACE_BUILD_DIR", os.path.join(SRC, "build"))
+E2E = os.path.join(SRC, "tests", "e2e")
+ISOTRACED = os.path.join(BUILD, "bin", "isotraced")
+ISOTRACE = os.path.join(BUILD, "bin", "isotrace")
+
+
+def require_bpf():
+    return os.environ.get("ISOTRACE_REQUIRE_BPF") == "1"
+
+
+def skip(msg):
+    """Skips the test (exit 0 with a message) unless BPF is required, where it fails."""
+    if require_bpf():
+        fail("cannot run: " + msg)
+    print("SKIP: " + msg)
+    sys.exit(0)
+
+
+def fail(msg):
+    print("FAIL: " + msg, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Procs:
+    """Starts processes and always stops them (SIGTERM, then SIGKILL)."""
+
+    def __init__(self):
+        self.procs = []
+        self.tmp = tempfile.mkdtemp(prefix="isotrace-e2e-")
+        os.chmod(self.tmp, 0o755)  # servers running as other users read from here
+
+    def start(self, args, name, **kw):
+        log = open(os.path.join(self.tmp, name + ".log"), "wb")
+        kw.setdefault("stdout", log)
+        kw.setdefault("stderr", subprocess.STDOUT)
+        p = subprocess.Popen(args, **kw)
+        p._isotrace_name = name
+        p._isotrace_log = log.name
+        self.procs.append(p)
+        return p
+
+    def log(self, p):
+        with open(p._isotrace_log, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=15):
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if os.environ.get("ISOTRACE_KEEP_TMP") != "1":
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class Receiver:
+    """The npm OTLP/gRPC receiver (upstream-generated protobuf code decodes our bytes)."""
+
+    def __init__(self, procs, extra_args=()):
+        if not os.path.isdir(os.path.join(E2E, "node_modules", "@opentelemetry", "otlp-transformer")):
+            skip("tests/e2e/node_modules missing: run scripts/install-deps.sh")
+        self.out = os.path.join(procs.tmp, "received.jsonl")
+        self.proc = procs.start(
+            ["node", os.path.join(E2E, "otlp_receiver.mjs"), "--port", "0", "--out", self.out, *extra_args],
+            "receiver", stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("LISTENING"):
+            fail("receiver did not start: " + line + procs.log(self.proc))
+        self.port = int(line.split()[1])
+        self.endpoint = "http://127.0.0.1:%d" % self.port
+
+    def records(self, kind=None):
+        out = []
+        if not os.path.exists(self.out):
+            return out
+        with open(self.out) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    r = json.loads(line)
+                    if kind is None or r.get("kind") == kind:
+                        out.append(r)
+        return out
+
+
+def start_daemon(procs, *args, env=None, ready_timeout=30):
+    if not os.access(ISOTRACED, os.X_OK):
+        fail("isotraced not built at " + ISOTRACED)
+    if os.geteuid() != 0:
+        skip("needs root to load BPF probes")
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = procs.start([ISOTRACED, *args], "isotraced", env=e)
+    deadline = time.time() + ready_timeout
+    while time.time() < deadline:
+        log = procs.log(p)
+        if "probe attached" in log:
+            return p
+        if p.poll() is not None:
+            fail("isotraced exited with %s before attaching:\n%s" % (p.returncode, log))
+        time.sleep(0.1)
+    fail("isotraced did not attach within %ss:\n%s" % (ready_timeout, procs.log(p)))
+
+
+def start_nginx(procs, port, root):
+    conf = os.path.join(procs.tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""
+worker_processes 1;
+daemon off;
+master_process on;
+pid %(tmp)s/nginx.pid;
+error_log %(tmp)s/nginx-error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %(tmp)s/body;
+  proxy_temp_path %(tmp)s/proxy;
+  fastcgi_temp_path %(tmp)s/fastcgi;
+  uwsgi_temp_path %(tmp)s/uwsgi;
+  scgi_temp_path %(tmp)s/scgi;
+  sendfile on;
+  keepalive_requests 10000;
+  server {
+    listen 127.0.0.1:%(port)d;
+    root %(root)s;
+    location /missing { return 404; }
+    location /boom { return 500; }
+  }
+}
+""" % {"tmp": procs.tmp, "port": port, "root": root})
+    p = procs.start(["nginx", "-c", conf, "-p", procs.tmp], "nginx")
+    if not wait_port(port):
+        fail("nginx did not listen: " + procs.log(p))
+    return p
+
+
+def span_attrs(span):
+    return span.get("attributes", {})
+
+
+def res_attrs(rec):
+    return rec.get("resource", {})
