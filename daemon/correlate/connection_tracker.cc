@@ -154,18 +154,25 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   // a message with a known end alone, so this is safe on every segment.
   Http1Parser& parser = is_request_dir ? *c.requests : *c.responses;
   Http1Parser& other = is_request_dir ? *c.responses : *c.requests;
+  std::vector<HttpMessage> done;
+  const auto dispatch = [&] {
+    done.swap(scratch_);
+    for (auto& m : done) {
+      if (m.is_request)
+        OnRequest(c, std::move(m));
+      else
+        OnResponse(c, std::move(m));
+    }
+    done.clear();
+  };
+  // Flushed messages of the other direction come first, and are handled before this
+  // segment is parsed: a flushed (head-truncated) request must reach ExpectResponseTo
+  // before its response head is framed, or a HEAD/CONNECT answer is framed with a body.
   scratch_.clear();
   other.Flush(&scratch_);
+  dispatch();
   absl::Status st = parser.Feed(ev.payload, total, ts, &scratch_);
-  // Flushed messages of the other direction come first, then this segment's own.
-  std::vector<HttpMessage> done;
-  done.swap(scratch_);
-  for (auto& m : done) {
-    if (m.is_request)
-      OnRequest(c, std::move(m));
-    else
-      OnResponse(c, std::move(m));
-  }
+  dispatch();
   // 101 Switching Protocols / CONNECT 2xx: the rest of the connection is not HTTP/1.x.
   if (c.responses->tunneled() && !c.requests->tunneled()) c.requests->EnterTunnel();
   if (!st.ok()) {

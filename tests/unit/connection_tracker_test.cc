@@ -1,0 +1,762 @@
+// Correlation on synthetic socket events: the connection tracker turns sequences of
+// probes::SocketEvent into spans. Each case feeds what the l7 probe would deliver for a
+// real exchange and asserts the span's fields and timestamps exactly, plus the counters
+// that account for what was not turned into a span.
+
+#include "daemon/correlate/connection_tracker.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "daemon/correlate/traceparent.h"
+
+namespace isotrace::correlate {
+namespace {
+
+using probes::SocketEvent;
+using Kind = SocketEvent::Kind;
+using Dir = SocketEvent::Direction;
+using namespace std::string_view_literals;
+
+// unix = mono + kOffset exactly: the injected clock's two sources never move, so the
+// offset the clock measures is this constant.
+constexpr uint64_t kOffset = 1'700'000'000'000'000'000ull;
+constexpr uint64_t kMonoNow = 3'000'000'000ull;
+
+// Every syscall of step `t` enters at t µs and returns 250 ns later, so an assertion
+// can tell which edge of which syscall a timestamp came from.
+constexpr uint64_t Enter(uint64_t t) { return t * 1000; }
+constexpr uint64_t Exit(uint64_t t) { return t * 1000 + 250; }
+constexpr uint64_t Unix(uint64_t mono) { return mono + kOffset; }
+
+// One socket as the probe identifies it.
+struct Sock {
+  uint32_t tgid = 4242;
+  uint32_t tid = 4243;
+  uint64_t proc_start = 777;
+  int32_t fd = 7;
+  uint64_t sock_id = 0xfeed0001;
+  uint64_t cgroup_id = 99;
+  std::array<uint8_t, 4> laddr{10, 0, 0, 1};
+  uint16_t lport = 8080;
+  std::array<uint8_t, 4> raddr{10, 0, 0, 2};
+  uint16_t rport = 40001;
+};
+
+constexpr std::string_view kTls =
+    "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x9a\x1b\x00\x00\x20GET / HTTP/1.1\r\n"sv;
+
+std::string Response(int status, std::string_view reason, std::string_view body,
+                     std::string_view extra_headers = "") {
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n" +
+         "Server: nginx\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+         std::string(extra_headers) + "\r\n" + std::string(body);
+}
+
+std::string Get(std::string_view target, std::string_view extra_headers = "") {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: svc.local:8080\r\n" +
+         std::string(extra_headers) + "\r\n";
+}
+
+bool AllZero(std::span<const uint8_t> b) {
+  return std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; });
+}
+
+class ConnectionTrackerTest : public ::testing::Test {
+ protected:
+  ConnectionTrackerTest()
+      : clock_([] { return kMonoNow; }, [] { return kMonoNow + kOffset; }) {
+    Reset(TrackerLimits());
+  }
+
+  void Reset(const TrackerLimits& limits) {
+    spans_.clear();
+    tracker_ = std::make_unique<ConnectionTracker>(
+        limits, &clock_, [this](Span&& s) { spans_.push_back(std::move(s)); });
+  }
+
+  static SocketEvent Base(const Sock& s, Kind kind, uint64_t t) {
+    SocketEvent ev;
+    ev.kind = kind;
+    ev.ts_enter_ns = Enter(t);
+    ev.ts_exit_ns = Exit(t);
+    ev.tgid = s.tgid;
+    ev.tid = s.tid;
+    ev.proc_start_ns = s.proc_start;
+    ev.fd = s.fd;
+    ev.sock_id = s.sock_id;
+    ev.cgroup_id = s.cgroup_id;
+    ev.family = 2;  // AF_INET
+    std::copy(s.laddr.begin(), s.laddr.end(), ev.laddr.begin());
+    std::copy(s.raddr.begin(), s.raddr.end(), ev.raddr.begin());
+    ev.lport = s.lport;
+    ev.rport = s.rport;
+    ev.comm = "server";
+    return ev;
+  }
+
+  void Accept(const Sock& s, uint64_t t) {
+    SocketEvent ev = Base(s, Kind::kAccept, t);
+    ev.ret = s.fd;
+    tracker_->OnEvent(ev);
+  }
+  void Connect(const Sock& s, uint64_t t) { tracker_->OnEvent(Base(s, Kind::kConnect, t)); }
+  void Close(const Sock& s, uint64_t t) { tracker_->OnEvent(Base(s, Kind::kClose, t)); }
+
+  // A read/write that moved `total` bytes of which `captured` were copied (total < 0:
+  // everything was captured).
+  void Data(const Sock& s, Dir dir, std::string_view captured, uint64_t t, int64_t total = -1) {
+    SocketEvent ev = Base(s, Kind::kData, t);
+    ev.dir = dir;
+    ev.payload = captured;
+    ev.ret = total < 0 ? static_cast<int64_t>(captured.size()) : total;
+    tracker_->OnEvent(ev);
+  }
+  void Recv(const Sock& s, std::string_view b, uint64_t t, int64_t total = -1) {
+    Data(s, Dir::kIngress, b, t, total);
+  }
+  void Send(const Sock& s, std::string_view b, uint64_t t, int64_t total = -1) {
+    Data(s, Dir::kEgress, b, t, total);
+  }
+
+  const TrackerStats& stats() const { return tracker_->stats(); }
+
+  util::Clock clock_;
+  std::unique_ptr<ConnectionTracker> tracker_;
+  std::vector<Span> spans_;
+};
+
+// --- roles and timestamps ---------------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, ServerSpanHasEveryFieldAndDocumentedTimestamps) {
+  Sock s;
+  Accept(s, 1);
+  // The request head arrives in two reads: the span starts at the first one's exit.
+  Recv(s, "GET /api/items?id=7&x=1 HTTP/1.1\r\nHost: svc.local:8080\r\n", 2);
+  Recv(s, "User-Agent: wrk\r\nAccept: */*\r\n\r\n", 3);
+  EXPECT_TRUE(spans_.empty());
+  // The response leaves in two writes: the span ends at the last one's exit.
+  Send(s, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 4);
+  EXPECT_TRUE(spans_.empty()) << "two body bytes still to come";
+  Send(s, "lo", 5);
+
+  ASSERT_EQ(spans_.size(), 1u);
+  const Span& sp = spans_[0];
+  EXPECT_EQ(sp.kind, SpanKind::kServer);
+  EXPECT_EQ(sp.start_unix_ns, Unix(Exit(2)));
+  EXPECT_EQ(sp.end_unix_ns, Unix(Exit(5)));
+  EXPECT_EQ(sp.method, "GET");
+  EXPECT_EQ(sp.path, "/api/items");
+  EXPECT_EQ(sp.query, "id=7&x=1");
+  EXPECT_EQ(sp.status_code, 200);
+  EXPECT_EQ(sp.protocol_version, "1.1");
+  EXPECT_EQ(sp.host_header, "svc.local:8080");
+  EXPECT_EQ(sp.error_type, "");
+  // SERVER: the peer is the client, the local end the server.
+  EXPECT_EQ(sp.client_address, "10.0.0.2");
+  EXPECT_EQ(sp.client_port, 40001);
+  EXPECT_EQ(sp.server_address, "10.0.0.1");
+  EXPECT_EQ(sp.server_port, 8080);
+  EXPECT_EQ(sp.process, (ProcessKey{4242, 777}));
+  EXPECT_EQ(sp.tid, 4243u);
+  EXPECT_EQ(sp.cgroup_id, 99u);
+  EXPECT_EQ(sp.sock_id, 0xfeed0001u);
+  // No traceparent: a new trace, sampled, no parent.
+  EXPECT_FALSE(AllZero(sp.trace_id));
+  EXPECT_FALSE(AllZero(sp.span_id));
+  EXPECT_TRUE(AllZero(sp.parent_span_id));
+  EXPECT_FALSE(sp.remote_parent);
+  EXPECT_EQ(sp.trace_flags, 1);
+  EXPECT_EQ(sp.tracestate, "");
+
+  EXPECT_EQ(stats().events, 5u);
+  EXPECT_EQ(stats().connections_opened, 1u);
+  EXPECT_EQ(stats().spans, 1u);
+  EXPECT_EQ(stats().traceparent_invalid, 0u);
+  EXPECT_EQ(stats().responses_unmatched, 0u);
+  EXPECT_EQ(tracker_->connections(), 1u);
+
+  Close(s, 6);
+  EXPECT_EQ(tracker_->connections(), 0u);
+  EXPECT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(stats().requests_unanswered, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, ServerWithoutAcceptIsRecognisedByItsFirstRequest) {
+  // A connection accepted before the daemon started: the first ingress request decides.
+  Sock s;
+  Recv(s, Get("/late"), 1);
+  Send(s, Response(503, "Service Unavailable", "busy"), 2);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].kind, SpanKind::kServer);
+  EXPECT_EQ(spans_[0].status_code, 503);
+  EXPECT_EQ(spans_[0].error_type, "503");  // 5xx is an error on a SERVER span
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Exit(1)));
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(2)));
+}
+
+TEST_F(ConnectionTrackerTest, ServerSpanWith4xxIsNotAnError) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/missing"), 2);
+  Send(s, Response(404, "Not Found", "nope"), 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].status_code, 404);
+  EXPECT_EQ(spans_[0].error_type, "");
+}
+
+TEST_F(ConnectionTrackerTest, ClientSpanStartsAtWriteEntryAndEndsAtReadExit) {
+  Sock c;
+  c.lport = 51000;
+  c.rport = 80;
+  Connect(c, 1);
+  // The request leaves in two writes; the span starts at the first write's entry.
+  Send(c, "GET /upstream?q=1 HTTP/1.1\r\n", 2);
+  Send(c, "Host: backend:80\r\n\r\n", 3);
+  Recv(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\n", 4);
+  EXPECT_TRUE(spans_.empty());
+  Recv(c, "abc", 5);
+
+  ASSERT_EQ(spans_.size(), 1u);
+  const Span& sp = spans_[0];
+  EXPECT_EQ(sp.kind, SpanKind::kClient);
+  EXPECT_EQ(sp.start_unix_ns, Unix(Enter(2)));
+  EXPECT_EQ(sp.end_unix_ns, Unix(Exit(5)));
+  EXPECT_EQ(sp.method, "GET");
+  EXPECT_EQ(sp.path, "/upstream");
+  EXPECT_EQ(sp.query, "q=1");
+  EXPECT_EQ(sp.status_code, 404);
+  EXPECT_EQ(sp.error_type, "404");  // >= 400 is an error on a CLIENT span
+  EXPECT_EQ(sp.host_header, "backend:80");
+  // CLIENT: the local end is the client, the peer the server.
+  EXPECT_EQ(sp.client_address, "10.0.0.1");
+  EXPECT_EQ(sp.client_port, 51000);
+  EXPECT_EQ(sp.server_address, "10.0.0.2");
+  EXPECT_EQ(sp.server_port, 80);
+}
+
+// --- framing ------------------------------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, KeepAliveRequestsEachBecomeOneSpan) {
+  Sock s;
+  Accept(s, 1);
+  const char* paths[] = {"/one", "/two", "/three"};
+  for (int i = 0; i < 3; ++i) {
+    Recv(s, Get(paths[i]), 10 * (i + 1));
+    Send(s, Response(200 + i, "OK", "body"), 10 * (i + 1) + 1);
+  }
+  ASSERT_EQ(spans_.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(paths[i]);
+    EXPECT_EQ(spans_[i].path, paths[i]);
+    EXPECT_EQ(spans_[i].status_code, 200 + i);
+    EXPECT_EQ(spans_[i].start_unix_ns, Unix(Exit(10 * (i + 1))));
+    EXPECT_EQ(spans_[i].end_unix_ns, Unix(Exit(10 * (i + 1) + 1)));
+  }
+  // Each request without a traceparent is its own trace.
+  EXPECT_NE(spans_[0].trace_id, spans_[1].trace_id);
+  EXPECT_NE(spans_[1].trace_id, spans_[2].trace_id);
+  EXPECT_NE(spans_[0].span_id, spans_[1].span_id);
+  EXPECT_EQ(stats().connections_opened, 1u);
+  EXPECT_EQ(tracker_->connections(), 1u);
+}
+
+TEST_F(ConnectionTrackerTest, PipelinedRequestsPairInOrderWithSplitResponses) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/a") + Get("/b") + Get("/c"), 2);
+  EXPECT_TRUE(spans_.empty());
+  const std::string ra = Response(200, "OK", "aaaa");
+  const std::string rb = Response(201, "Created", "bb");
+  const std::string rc = Response(202, "Accepted", "cccccccccc");
+  // a's head alone; a's body and all of b; c cut in the middle of its body.
+  const size_t a_head = ra.size() - 4;
+  Send(s, std::string_view(ra).substr(0, a_head), 3);
+  EXPECT_TRUE(spans_.empty());
+  Send(s, std::string(ra.substr(a_head)) + rb, 4);
+  ASSERT_EQ(spans_.size(), 2u);
+  Send(s, std::string_view(rc).substr(0, rc.size() - 3), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  Send(s, std::string_view(rc).substr(rc.size() - 3), 6);
+  ASSERT_EQ(spans_.size(), 3u);
+
+  const std::string paths[] = {"/a", "/b", "/c"};
+  const int status[] = {200, 201, 202};
+  const uint64_t end[] = {Exit(4), Exit(4), Exit(6)};
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(paths[i]);
+    EXPECT_EQ(spans_[i].path, paths[i]);
+    EXPECT_EQ(spans_[i].status_code, status[i]);
+    // All three requests arrived in the same read.
+    EXPECT_EQ(spans_[i].start_unix_ns, Unix(Exit(2)));
+    EXPECT_EQ(spans_[i].end_unix_ns, Unix(end[i]));
+  }
+  EXPECT_EQ(stats().requests_overflow, 0u);
+  EXPECT_EQ(stats().responses_unmatched, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, ChunkedResponseEndsAtTheLastChunk) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/stream"), 2);
+  Send(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", 3);
+  Send(s, "6\r\n world\r\n", 4);
+  EXPECT_TRUE(spans_.empty());
+  Send(s, "0\r\n\r\n", 5);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(5)));
+  // The framing found the body's end: the next request pairs with its own response.
+  Recv(s, Get("/next"), 6);
+  Send(s, Response(204, "No Content", ""), 7);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/next");
+  EXPECT_EQ(spans_[1].status_code, 204);
+  EXPECT_EQ(spans_[1].start_unix_ns, Unix(Exit(6)));
+  EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(7)));
+}
+
+TEST_F(ConnectionTrackerTest, ChunkedRequestBodyFromAClient) {
+  Sock c;
+  Connect(c, 1);
+  Send(c, "POST /ingest HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 2);
+  Send(c, "3\r\nabc\r\n0\r\n\r\n", 3);
+  Recv(c, Response(200, "OK", "ok"), 4);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].kind, SpanKind::kClient);
+  EXPECT_EQ(spans_[0].method, "POST");
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Enter(2)));
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(4)));
+}
+
+TEST_F(ConnectionTrackerTest, ContentLengthBodyIsCountedNotCaptured) {
+  // Capture limit 1024 bytes per syscall: a 100000-byte body is mostly never seen, and
+  // its captured bytes are binary.
+  constexpr size_t kCapture = 1024;
+  constexpr int64_t kBody = 100000;
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/big.png"), 2);
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n";
+  std::string binary(kCapture, '\0');
+  for (size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<char>(i * 131 + 7);
+  const int64_t first = 65536;
+  std::string seg1 = head + binary.substr(0, kCapture - head.size());
+  Send(s, seg1, 3, static_cast<int64_t>(head.size()) + first);
+  Send(s, std::string_view(binary).substr(0, kCapture), 4, kBody - first - 1);
+  EXPECT_TRUE(spans_.empty()) << "one body byte still to come";
+  Send(s, "x", 5);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(5)));
+  Recv(s, Get("/after"), 6);
+  Send(s, Response(200, "OK", "k"), 7);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/after");
+  EXPECT_EQ(stats().connections_not_http, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, HeadResponseHasNoBodyDespiteContentLength) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, "HEAD /file HTTP/1.1\r\nHost: h\r\n\r\n", 2);
+  Send(s, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].method, "HEAD");
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(3)));
+  // Were the HEAD response framed with a body, this response would vanish into it.
+  Recv(s, Get("/file"), 4);
+  Send(s, Response(200, "OK", "12345"), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].method, "GET");
+  EXPECT_EQ(spans_[1].start_unix_ns, Unix(Exit(4)));
+  EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(5)));
+}
+
+TEST_F(ConnectionTrackerTest, ExpectContinuePairsWithTheFinalResponse) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s,
+       "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+       2);
+  Send(s, "HTTP/1.1 100 Continue\r\n\r\n", 3);
+  EXPECT_TRUE(spans_.empty()) << "an interim response does not end the request";
+  Recv(s, "hello world", 4);
+  EXPECT_TRUE(spans_.empty());
+  Send(s, Response(201, "Created", ""), 5);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].method, "POST");
+  EXPECT_EQ(spans_[0].path, "/upload");
+  EXPECT_EQ(spans_[0].status_code, 201);
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Exit(2)));
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(5)));
+  EXPECT_EQ(stats().responses_unmatched, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, CloseDelimitedHttp10ResponseEndsAtItsLastWrite) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, "GET /old HTTP/1.0\r\n\r\n", 2);
+  Send(s, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", 3);
+  Send(s, "body without a length", 4);
+  EXPECT_TRUE(spans_.empty()) << "only the close tells where the body ends";
+  Close(s, 9);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].protocol_version, "1.0");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].error_type, "");
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Exit(2)));
+  // The last byte of the response was sent by the write at step 4, not at the close.
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(4)));
+  EXPECT_EQ(stats().requests_unanswered, 0u);
+  EXPECT_EQ(tracker_->connections(), 0u);
+}
+
+TEST_F(ConnectionTrackerTest, CloseBeforeAnyResponseEndsThePendingRequestAtTheClose) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/hang"), 2);
+  Close(s, 5);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/hang");
+  EXPECT_EQ(spans_[0].status_code, 0);
+  EXPECT_EQ(spans_[0].error_type, "connection_closed");
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Exit(2)));
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Enter(5)));
+  EXPECT_EQ(stats().requests_unanswered, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, RequestCutShortByCloseIsNotASpan) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, "GET /half HTTP/1.1\r\nHost: h\r\n", 2);  // no end of head
+  Close(s, 3);
+  EXPECT_TRUE(spans_.empty());
+  EXPECT_EQ(stats().requests_unanswered, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, HeadTruncatedByTheCaptureStillPairs) {
+  // The probe captured the first bytes only: the start line and Host survive, the
+  // traceparent after a long cookie does not.
+  const std::string req = "GET /profile?tab=2 HTTP/1.1\r\nHost: h\r\nCookie: " +
+                          std::string(3000, 'c') +
+                          "\r\ntraceparent: "
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+  Sock s;
+  Accept(s, 1);
+  Recv(s, std::string_view(req).substr(0, 64), 2, static_cast<int64_t>(req.size()));
+  EXPECT_TRUE(spans_.empty()) << "the head's end was not seen";
+  Send(s, Response(200, "OK", "me"), 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].method, "GET");
+  EXPECT_EQ(spans_[0].path, "/profile");
+  EXPECT_EQ(spans_[0].query, "tab=2");
+  EXPECT_EQ(spans_[0].host_header, "h");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Exit(2)));
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(3)));
+  EXPECT_FALSE(spans_[0].remote_parent) << "the traceparent was never captured";
+  EXPECT_TRUE(AllZero(spans_[0].parent_span_id));
+  EXPECT_EQ(stats().traceparent_invalid, 0u);
+
+  // The connection goes on normally.
+  Recv(s, Get("/next"), 4);
+  Send(s, Response(200, "OK", ""), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/next");
+}
+
+TEST_F(ConnectionTrackerTest, TruncatedHeadRequestStillFramesItsResponseWithoutBody) {
+  // A HEAD request whose head the capture cut: its method is known from the start line,
+  // and the response (Content-Length, no body) must be framed as a HEAD response, or
+  // the next response disappears into a body that never comes.
+  const std::string req = "HEAD /asset HTTP/1.1\r\nHost: h\r\nCookie: " +
+                          std::string(3000, 'c') + "\r\n\r\n";
+  Sock s;
+  Accept(s, 1);
+  Recv(s, std::string_view(req).substr(0, 48), 2, static_cast<int64_t>(req.size()));
+  Send(s, "HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n", 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].method, "HEAD");
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(3)));
+  Recv(s, Get("/asset"), 4);
+  Send(s, Response(200, "OK", "x"), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].method, "GET");
+  EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(5)));
+}
+
+// --- connection identity ------------------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, FdReusedByANewSocketFinishesTheOldConnection) {
+  Sock a;
+  Sock b = a;  // same process, same fd number, another socket (close was missed)
+  b.sock_id = 0xfeed0002;
+  b.raddr = {10, 0, 0, 3};
+  b.rport = 40002;
+
+  Accept(a, 1);
+  Recv(a, Get("/on-a"), 2);  // never answered: the close was not seen
+  Accept(b, 5);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/on-a");
+  EXPECT_EQ(spans_[0].sock_id, 0xfeed0001u);
+  EXPECT_EQ(spans_[0].error_type, "connection_closed");
+  EXPECT_EQ(spans_[0].status_code, 0);
+  // Ends at the old connection's last activity, not when the reuse was noticed.
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(2)));
+  EXPECT_EQ(stats().requests_unanswered, 1u);
+
+  Recv(b, Get("/on-b"), 6);
+  Send(b, Response(200, "OK", "b"), 7);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/on-b");
+  EXPECT_EQ(spans_[1].sock_id, 0xfeed0002u);
+  EXPECT_EQ(spans_[1].client_address, "10.0.0.3");
+  EXPECT_EQ(spans_[1].client_port, 40002);
+  EXPECT_EQ(spans_[1].status_code, 200);
+  EXPECT_EQ(stats().connections_opened, 2u);
+  EXPECT_EQ(tracker_->connections(), 1u);
+}
+
+TEST_F(ConnectionTrackerTest, FdReusedWithoutAcceptOrCloseIsNoticedOnData) {
+  Sock a;
+  Sock b = a;
+  b.sock_id = 0xfeed0002;
+  Accept(a, 1);
+  Recv(a, Get("/first"), 2);
+  Send(a, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 3);  // body never seen
+  // The old response's remaining bytes must not swallow the new socket's response.
+  Recv(b, Get("/second"), 4);
+  Send(b, Response(200, "OK", "2"), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  // The cut-short response still answers /first: its status is known.
+  EXPECT_EQ(spans_[0].path, "/first");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(3)));
+  EXPECT_EQ(spans_[1].path, "/second");
+  EXPECT_EQ(spans_[1].sock_id, 0xfeed0002u);
+  EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(5)));
+}
+
+TEST_F(ConnectionTrackerTest, SameFdInAnotherProcessIsAnotherConnection) {
+  Sock a;
+  Sock b = a;
+  b.tgid = 5000;
+  b.tid = 5000;
+  b.proc_start = 888;
+  Accept(a, 1);
+  Accept(b, 1);
+  Recv(a, Get("/a"), 2);
+  Recv(b, Get("/b"), 3);
+  Send(b, Response(200, "OK", "b"), 4);
+  Send(a, Response(200, "OK", "a"), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[0].path, "/b");
+  EXPECT_EQ(spans_[0].process, (ProcessKey{5000, 888}));
+  EXPECT_EQ(spans_[1].path, "/a");
+  EXPECT_EQ(spans_[1].process, (ProcessKey{4242, 777}));
+  EXPECT_EQ(tracker_->connections(), 2u);
+}
+
+// --- not HTTP -----------------------------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, TlsConnectionYieldsNoSpanAndIsCounted) {
+  Sock s;
+  s.lport = 443;
+  Accept(s, 1);
+  Recv(s, kTls, 2);
+  EXPECT_EQ(stats().connections_not_http, 1u);
+  // Whatever follows on that socket is ignored, even bytes that look like HTTP.
+  Send(s, "\x16\x03\x03\x00\x5a\x02\x00\x00\x56"sv, 3);
+  Recv(s, Get("/inside-tls"), 4);
+  Send(s, Response(200, "OK", ""), 5);
+  Close(s, 6);
+  EXPECT_TRUE(spans_.empty());
+  EXPECT_EQ(stats().connections_not_http, 1u);
+  EXPECT_EQ(stats().spans, 0u);
+  EXPECT_EQ(stats().requests_unanswered, 0u);
+  EXPECT_EQ(tracker_->connections(), 0u);
+}
+
+TEST_F(ConnectionTrackerTest, StreamTurningToGarbageEndsPendingRequestsAndIsCounted) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/ok"), 2);
+  Send(s, Response(200, "OK", ""), 3);
+  Recv(s, Get("/pending"), 4);
+  Recv(s, std::string("\x00\x01\x02garbage\r\n", 12), 5);
+  EXPECT_EQ(stats().connections_not_http, 1u);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/pending");
+  EXPECT_EQ(spans_[1].error_type, "connection_closed");
+  EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(5)));
+  Send(s, Response(200, "OK", ""), 6);
+  EXPECT_EQ(spans_.size(), 2u);
+}
+
+TEST_F(ConnectionTrackerTest, JoiningMidResponseWaitsForTheNextRequest) {
+  Sock s;
+  Send(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1);  // request predates us
+  EXPECT_EQ(stats().connections_not_http, 0u);
+  Recv(s, Get("/fresh"), 2);
+  Send(s, Response(200, "OK", "ok"), 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/fresh");
+  EXPECT_EQ(spans_[0].kind, SpanKind::kServer);
+  EXPECT_EQ(stats().responses_unmatched, 0u);
+}
+
+// --- trace context ------------------------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, ValidTraceparentSetsTraceAndParentAndKeepsTracestate) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s,
+       Get("/traced",
+           "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+           "tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE\r\n"),
+       2);
+  Send(s, Response(200, "OK", ""), 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  const Span& sp = spans_[0];
+  EXPECT_EQ(HexEncode(sp.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(HexEncode(sp.parent_span_id), "00f067aa0ba902b7");
+  EXPECT_EQ(sp.trace_flags, 1);
+  EXPECT_TRUE(sp.remote_parent);
+  EXPECT_EQ(sp.tracestate, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+  EXPECT_FALSE(AllZero(sp.span_id));
+  EXPECT_NE(HexEncode(sp.span_id), "00f067aa0ba902b7");
+  EXPECT_EQ(stats().traceparent_invalid, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, UnsampledTraceparentKeepsItsFlags) {
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/", "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n"),
+       2);
+  Send(s, Response(200, "OK", ""), 3);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(HexEncode(spans_[0].trace_id), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(spans_[0].trace_flags, 0);
+  EXPECT_EQ(spans_[0].tracestate, "");
+}
+
+TEST_F(ConnectionTrackerTest, InvalidTraceparentStartsANewTraceAndIsCounted) {
+  const char* bad[] = {
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",  // uppercase
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // forbidden version
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero parent id
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",     // no flags
+  };
+  Sock s;
+  Accept(s, 1);
+  uint64_t t = 2;
+  for (const char* tp : bad) {
+    Recv(s, Get("/x", std::string("traceparent: ") + tp + "\r\ntracestate: k=v\r\n"), t++);
+    Send(s, Response(200, "OK", ""), t++);
+  }
+  ASSERT_EQ(spans_.size(), std::size(bad));
+  for (size_t i = 0; i < spans_.size(); ++i) {
+    SCOPED_TRACE(bad[i]);
+    const Span& sp = spans_[i];
+    EXPECT_FALSE(AllZero(sp.trace_id));
+    EXPECT_NE(HexEncode(sp.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    EXPECT_TRUE(AllZero(sp.parent_span_id));
+    EXPECT_FALSE(sp.remote_parent);
+    EXPECT_EQ(sp.tracestate, "") << "tracestate without a valid traceparent is meaningless";
+    EXPECT_EQ(sp.trace_flags, 1);
+  }
+  EXPECT_EQ(stats().traceparent_invalid, std::size(bad));
+}
+
+// --- limits -------------------------------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, MaxConnectionsEvictsTheLeastRecentlyActive) {
+  TrackerLimits limits;
+  limits.max_connections = 2;
+  Reset(limits);
+  Sock s1, s2, s3;
+  s2.fd = 8;
+  s2.sock_id = 0xfeed0002;
+  s3.fd = 9;
+  s3.sock_id = 0xfeed0003;
+  Accept(s1, 1);
+  Accept(s2, 2);
+  Recv(s2, Get("/two"), 3);
+  Recv(s1, Get("/one"), 4);  // s1 is now the most recent, s2 the least
+  Accept(s3, 5);
+  EXPECT_EQ(stats().connections_evicted, 1u);
+  EXPECT_EQ(tracker_->connections(), 2u);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/two");
+  EXPECT_EQ(spans_[0].error_type, "connection_closed");
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(3)));
+  // The survivor still pairs.
+  Send(s1, Response(200, "OK", ""), 6);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/one");
+  EXPECT_EQ(spans_[1].status_code, 200);
+  // A response on the evicted socket starts over as an unknown connection: no span.
+  Send(s2, Response(200, "OK", ""), 7);
+  EXPECT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(stats().connections_evicted, 2u);
+}
+
+TEST_F(ConnectionTrackerTest, MaxPendingOverflowIsCounted) {
+  TrackerLimits limits;
+  limits.max_pending_per_connection = 2;
+  Reset(limits);
+  Sock s;
+  Accept(s, 1);
+  Recv(s, Get("/a") + Get("/b") + Get("/c"), 2);
+  EXPECT_EQ(stats().requests_overflow, 1u);
+  Send(s, Response(200, "OK", "") + Response(201, "OK", "") + Response(202, "OK", ""), 3);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[0].path, "/a");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[1].path, "/b");
+  EXPECT_EQ(spans_[1].status_code, 201);
+  EXPECT_EQ(stats().responses_unmatched, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, IdleConnectionsExpire) {
+  TrackerLimits limits;
+  limits.idle_timeout_ns = 10'000;
+  Reset(limits);
+  Sock old_conn, busy;
+  busy.fd = 8;
+  busy.sock_id = 0xfeed0002;
+  Accept(old_conn, 1);
+  Recv(old_conn, Get("/stuck"), 2);  // last activity Exit(2) = 2250
+  Accept(busy, 9);
+  Recv(busy, Get("/busy"), 11);  // last activity Exit(11) = 11250
+
+  tracker_->Expire(Exit(2) + 10'000 - 1);
+  EXPECT_EQ(stats().connections_expired, 0u);
+  EXPECT_EQ(tracker_->connections(), 2u);
+
+  tracker_->Expire(Exit(2) + 10'000);
+  EXPECT_EQ(stats().connections_expired, 1u);
+  EXPECT_EQ(tracker_->connections(), 1u);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/stuck");
+  EXPECT_EQ(spans_[0].error_type, "connection_closed");
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(2)));
+  EXPECT_EQ(stats().requests_unanswered, 1u);
+
+  // The busy one is untouched and still pairs.
+  Send(busy, Response(200, "OK", ""), 12);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/busy");
+}
+
+}  // namespace
+}  // namespace isotrace::correlate
