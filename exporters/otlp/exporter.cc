@@ -1,8 +1,10 @@
 #include "exporters/otlp/exporter.h"
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "absl/random/random.h"
 #include "exporters/otlp/str_util.h"
@@ -33,6 +35,32 @@ std::string_view DropReasonName(DropReason r) {
       break;
   }
   return "unknown";
+}
+
+namespace {
+size_t AttributesBytes(const std::vector<correlate::Attribute>& attrs) {
+  size_t n = attrs.capacity() * sizeof(correlate::Attribute);
+  for (const auto& a : attrs) {
+    n += a.key.capacity();
+    if (const auto* str = std::get_if<std::string>(&a.value)) n += str->capacity();
+  }
+  return n;
+}
+}  // namespace
+
+size_t ApproxRecordBytes(const correlate::Span& span) {
+  size_t n = sizeof(span) + span.tracestate.capacity() + span.method.capacity() +
+             span.path.capacity() + span.query.capacity() + span.protocol_version.capacity() +
+             span.host_header.capacity() + span.client_address.capacity() +
+             span.server_address.capacity() + span.error_type.capacity() +
+             AttributesBytes(span.attributes) + span.events.capacity() * sizeof(correlate::SpanEvent);
+  for (const auto& e : span.events) n += e.name.capacity() + AttributesBytes(e.attributes);
+  return n;
+}
+
+size_t ApproxRecordBytes(const LogRecord& record) {
+  return sizeof(record) + record.severity_text.capacity() + record.body.capacity() +
+         AttributesBytes(record.attributes);
 }
 
 uint64_t ExportStats::dropped_total() const {
@@ -114,8 +142,10 @@ template <typename S>
 absl::StatusOr<std::unique_ptr<Exporter<S>>> Exporter<S>::CreateWithChannel(
     ExporterOptions options, std::shared_ptr<grpc::ChannelInterface> channel) {
   if (channel == nullptr) return absl::InvalidArgumentError("otlp: no gRPC channel");
-  if (options.max_queue_size == 0 || options.max_batch_size == 0) {
-    return absl::InvalidArgumentError("otlp: max_queue_size and max_batch_size must be > 0");
+  if (options.max_queue_size == 0 || options.max_batch_size == 0 ||
+      options.max_queue_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "otlp: max_queue_size, max_queue_bytes and max_batch_size must be > 0");
   }
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("otlp: the export timeout must be > 0");
@@ -158,6 +188,8 @@ bool Exporter<S>::Enqueue(std::shared_ptr<const correlate::Resource> resource, R
       record.observed_time_unix_ns = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
     }
   }
+  // Sized outside the lock: the poll thread calls this for every span.
+  const size_t bytes = ApproxRecordBytes(record);
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -165,17 +197,24 @@ bool Exporter<S>::Enqueue(std::shared_ptr<const correlate::Resource> resource, R
       Drop(DropReason::kShutdown, 1);
       return false;
     }
-    if (queue_.size() >= options_.max_queue_size) {
+    const bool items_full = queue_.size() >= options_.max_queue_size;
+    // One item larger than the whole byte budget is still taken into an empty queue, so
+    // an oversized record is exported rather than refused for ever.
+    const bool bytes_full = !queue_.empty() && queue_bytes_ + bytes > options_.max_queue_bytes;
+    if (items_full || bytes_full) {
       Drop(DropReason::kQueueFull, 1);
       if (!overflow_burst_) {
         overflow_burst_ = true;
-        spdlog::warn("otlp {}: queue full ({} {}), dropping until it drains", S::kName,
-                     options_.max_queue_size, S::kItemNoun);
+        spdlog::warn("otlp {}: queue full ({} of {} {}, {} of {} bytes), dropping until it drains",
+                     S::kName, queue_.size(), options_.max_queue_size, S::kItemNoun, queue_bytes_,
+                     options_.max_queue_bytes);
       }
       return false;
     }
     queue_.push_back(Item{std::move(resource), std::move(record)});
+    queue_bytes_ += bytes;
     queue_size_.store(queue_.size(), std::memory_order_relaxed);
+    queue_bytes_gauge_.store(queue_bytes_, std::memory_order_relaxed);
     // The worker needs waking to start its batch timer (first item) or to send a full
     // batch early; in between it is either busy or already timing.
     wake = queue_.size() == 1 || queue_.size() == options_.max_batch_size;
@@ -245,6 +284,9 @@ ExportStats Exporter<S>::Stats() const {
     }
   }
   s.queue_size = queue_size_.load();
+  s.queue_bytes = queue_bytes_gauge_.load();
+  s.server_delays = server_delays_.load();
+  s.partial_successes = partial_successes_.load();
   s.in_flight = in_flight_count_.load();
   s.batches_sent = batches_sent_.load();
   s.retries = retries_.load();
@@ -291,9 +333,13 @@ void Exporter<S>::Run() {
       }
       const size_t n = std::min(queue_.size(), options_.max_batch_size);
       for (size_t i = 0; i < n; ++i) {
+        const size_t bytes = ApproxRecordBytes(queue_.front().record);
+        queue_bytes_ -= std::min(queue_bytes_, bytes);
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      if (queue_.empty()) queue_bytes_ = 0;  // an estimate must not drift
+      queue_bytes_gauge_.store(queue_bytes_, std::memory_order_relaxed);
       in_flight_ = n;
       in_flight_count_.store(n, std::memory_order_relaxed);
       queue_size_.store(queue_.size(), std::memory_order_relaxed);
@@ -373,6 +419,9 @@ void Exporter<S>::ExportBatch(std::vector<Item>& batch) {
       sent_.fetch_add(n - rejected, std::memory_order_relaxed);
       batches_sent_.fetch_add(1, std::memory_order_relaxed);
       if (rejected > 0) {
+        // The receiver took the request and refused these items for good: retrying
+        // would send the same items to the same verdict (OTLP spec: do not retry).
+        partial_successes_.fetch_add(1, std::memory_order_relaxed);
         Drop(DropReason::kRejected, rejected);
         failure_log_.Failure("partial_success",
                              str::Cat(rejected, " of ", n, " ", S::kItemNoun,
@@ -398,10 +447,15 @@ void Exporter<S>::ExportBatch(std::vector<Item>& batch) {
       Drop(DropReason::kShutdown, n);
       return;
     }
-    const auto delay =
-        options_.retry.NextDelay(attempt, code, absl::Uniform<double>(rng, 0.0, 1.0));
+    // A throttling receiver says when to come back in google.rpc.RetryInfo (the
+    // grpc-status-details-bin trailer); that makes RESOURCE_EXHAUSTED retryable and
+    // replaces our own backoff for any retryable code.
+    const std::optional<absl::Duration> server_delay = ServerRetryDelay(status.error_details());
+    const auto delay = options_.retry.NextDelay(attempt, code, absl::Uniform<double>(rng, 0.0, 1.0),
+                                                server_delay);
+    if (delay && server_delay) server_delays_.fetch_add(1, std::memory_order_relaxed);
     if (!delay) {
-      const bool retryable = RetryPolicy::IsRetryable(code);
+      const bool retryable = RetryPolicy::IsRetryable(code) || server_delay.has_value();
       failure_log_.Failure(GrpcCodeName(code), status.error_message(), n);
       Drop(retryable ? DropReason::kRetriesExhausted : DropReason::kNonRetryable, n);
       return;

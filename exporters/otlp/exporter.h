@@ -6,7 +6,9 @@
 //
 // Thread-safety: Enqueue, Flush, Stats and Shutdown may be called from any thread.
 // Enqueue never blocks on the network: it takes a mutex that the worker holds only to
-// move items in or out of the queue.
+// move items in or out of the queue. The queue is bounded twice, by items
+// (max_queue_size) and by an estimate of their memory (max_queue_bytes), so a burst of
+// unusually large spans (long URLs, many events) cannot grow the daemon past its limit.
 
 #include <array>
 #include <atomic>
@@ -38,7 +40,7 @@ namespace isotrace::otlp {
 // Why an item was dropped; the names are the `reason` label of
 // isotrace.export.spans.dropped.
 enum class DropReason : uint8_t {
-  kQueueFull,         // "queue_full": Enqueue found the queue full
+  kQueueFull,         // "queue_full": Enqueue found the queue full (items or bytes)
   kInvalid,           // "invalid": rejected at Enqueue (e.g. all-zero ids)
   kEncodeError,       // "encode_error": the batch could not be encoded
   kNonRetryable,      // "non_retryable": the receiver answered with a final error
@@ -57,9 +59,12 @@ struct ExportStats {
   std::map<std::string, uint64_t> dropped;          // reason → items; every reason listed
   std::map<std::string, uint64_t> export_failures;  // gRPC code → failed attempts
   uint64_t queue_size = 0;    // waiting in the queue now (not counting the batch in flight)
+  uint64_t queue_bytes = 0;   // estimated memory of those items (ApproxRecordBytes)
   uint64_t in_flight = 0;     // in the batch being exported now
   uint64_t batches_sent = 0;  // Export calls that succeeded
   uint64_t retries = 0;       // attempts after the first, over all batches
+  uint64_t server_delays = 0;     // retries that waited the delay the server asked (RetryInfo)
+  uint64_t partial_successes = 0; // OK answers whose partial_success rejected items
 
   uint64_t dropped_total() const;
 };
@@ -101,6 +106,16 @@ struct LogsSignal {
     return r.partial_success().error_message();
   }
 };
+
+// Estimated heap + inline memory of one queued record: what max_queue_bytes bounds.
+// An estimate (allocator slack is not counted), but it grows with every string and
+// attribute, which is what makes one item cost more than another.
+size_t ApproxRecordBytes(const correlate::Span& span);
+size_t ApproxRecordBytes(const LogRecord& record);
+template <typename T>
+size_t ApproxRecordBytes(const T&) {
+  return sizeof(T);
+}
 
 // The gRPC channel the options describe (plaintext or TLS, reconnect backoff capped so a
 // restarted Collector is found again within seconds). Never fails: gRPC connects lazily.
@@ -180,6 +195,7 @@ class Exporter {
   std::condition_variable work_cv_;  // worker waits: items, flush, shutdown
   std::condition_variable idle_cv_;  // Flush/Shutdown wait: queue drained, worker done
   std::deque<Item> queue_;           // guarded by mu_
+  size_t queue_bytes_ = 0;           // guarded by mu_: sum of ApproxRecordBytes over queue_
   size_t in_flight_ = 0;             // guarded by mu_
   bool flush_requested_ = false;     // guarded by mu_
   bool stopping_ = false;            // guarded by mu_: no more Enqueue
@@ -197,6 +213,9 @@ class Exporter {
   std::atomic<uint64_t> batches_sent_{0};
   std::atomic<uint64_t> retries_{0};
   std::atomic<uint64_t> queue_size_{0};
+  std::atomic<uint64_t> queue_bytes_gauge_{0};
+  std::atomic<uint64_t> server_delays_{0};
+  std::atomic<uint64_t> partial_successes_{0};
   std::atomic<uint64_t> in_flight_count_{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> dropped_{};
   std::array<std::atomic<uint64_t>, 17> failures_{};  // by grpc::StatusCode 0..16

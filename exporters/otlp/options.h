@@ -56,6 +56,7 @@ struct ExporterOptions {
   absl::Duration timeout = absl::Seconds(10);  // per export RPC (one attempt)
 
   size_t max_queue_size = 2048;                     // items held before Enqueue drops
+  size_t max_queue_bytes = 16u << 20;               // and their estimated memory, bytes
   size_t max_batch_size = 512;                      // items per export request
   absl::Duration batch_timeout = absl::Seconds(1);  // longest an item waits for a batch
   RetryPolicy retry;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "isotrace/rpc/status.pb.h"
 
 namespace isotrace::otlp {
 
@@ -25,7 +28,10 @@ std::optional<absl::Duration> RetryPolicy::NextDelay(
   if (failed_attempts >= max_attempts) return std::nullopt;
   const bool throttled = code == grpc::StatusCode::RESOURCE_EXHAUSTED && server_delay;
   if (!IsRetryable(code) && !throttled) return std::nullopt;
-  if (server_delay) return std::max(*server_delay, absl::ZeroDuration());
+  if (server_delay) {
+    if (*server_delay > max_server_delay) return std::nullopt;
+    return std::max(*server_delay, absl::ZeroDuration());
+  }
 
   const int exponent = std::clamp(failed_attempts - 1, 0, 62);
   absl::Duration d = initial_backoff * std::pow(std::max(multiplier, 1.0), exponent);
@@ -34,6 +40,27 @@ std::optional<absl::Duration> RetryPolicy::NextDelay(
   const double u = std::clamp(unit_random, 0.0, 1.0);
   d = d * (1.0 - j + 2.0 * j * u);
   return std::max(d, absl::ZeroDuration());
+}
+
+std::optional<absl::Duration> ServerRetryDelay(std::string_view status_details) {
+  if (status_details.empty()) return std::nullopt;
+  isotrace::rpc::Status status;
+  if (!status.ParseFromArray(status_details.data(), static_cast<int>(status_details.size()))) {
+    return std::nullopt;
+  }
+  for (const auto& any : status.details()) {
+    // Match on the message name after the last '/', as google.protobuf.Any::Is does; the
+    // prefix (type.googleapis.com/) is not significant.
+    std::string_view url = any.type_url();
+    if (size_t slash = url.rfind('/'); slash != std::string_view::npos) url.remove_prefix(slash + 1);
+    if (url != "google.rpc.RetryInfo") continue;
+    isotrace::rpc::RetryInfo info;
+    if (!info.ParseFromString(any.value()) || !info.has_retry_delay()) return std::nullopt;
+    const auto& d = info.retry_delay();
+    if (d.seconds() < 0 || d.nanos() < 0) return std::nullopt;
+    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  }
+  return std::nullopt;
 }
 
 std::string_view GrpcCodeName(grpc::StatusCode code) {

@@ -17,20 +17,30 @@ struct RetryPolicy {
   absl::Duration max_backoff = absl::Seconds(5);
   double multiplier = 2.0;
   double jitter = 0.2;  // each delay is scaled by a random factor in [1-jitter, 1+jitter]
+  // The longest server-requested delay honoured. A receiver asking for more (or a
+  // corrupted trailer) would park the worker while the queue overflows; past this cap the
+  // batch is given up (retries_exhausted) instead of waiting.
+  absl::Duration max_server_delay = absl::Seconds(30);
 
-  // The OTLP/gRPC specification's list of transient failures. RESOURCE_EXHAUSTED is
-  // retryable only when the server says when to come back (RetryInfo), which we do not
-  // read yet, so it is treated as final.
+  // The OTLP/gRPC specification's list of transient failures. RESOURCE_EXHAUSTED is not in
+  // it: it is retryable only when the server says when to come back (RetryInfo).
   static bool IsRetryable(grpc::StatusCode code);
 
   // Delay before the next attempt after `failed_attempts` (>= 1) attempts failed, the last
   // with `code`; nullopt when the policy gives up. `unit_random` is uniform in [0, 1),
-  // injected so tests are deterministic. `server_delay` is the receiver's own hint (from
-  // RetryInfo, once read); when present it replaces the computed backoff.
+  // injected so tests are deterministic. `server_delay` is the receiver's RetryInfo hint
+  // (ServerRetryDelay); when present it replaces the computed backoff, makes
+  // RESOURCE_EXHAUSTED retryable, and gives up when above max_server_delay.
   std::optional<absl::Duration> NextDelay(
       int failed_attempts, grpc::StatusCode code, double unit_random,
       std::optional<absl::Duration> server_delay = std::nullopt) const;
 };
+
+// The delay a receiver asked for in google.rpc.RetryInfo, read from the serialized
+// google.rpc.Status of a failed call (grpc::Status::error_details(), the
+// grpc-status-details-bin trailer). nullopt when there is no such detail, the bytes do
+// not parse, or the delay is negative.
+std::optional<absl::Duration> ServerRetryDelay(std::string_view status_details);
 
 // "UNAVAILABLE", "DEADLINE_EXCEEDED", ... (the canonical names, used as metric labels).
 std::string_view GrpcCodeName(grpc::StatusCode code);

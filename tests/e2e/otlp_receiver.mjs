@@ -25,7 +25,14 @@
 //   --delay-ms N          wait N ms before answering each call
 //   --partial-rejected N  accept, but report N items rejected in partial_success (the
 //                         last N items of the request are then not written)
-// One line per call goes to stderr: "CALL <signal> items=<n> status=<code> rejected=<n>".
+//   --retry-after-ms N    with --fail-code: put a google.rpc.RetryInfo asking for an N ms
+//                         delay into the status details (grpc-status-details-bin)
+//   --control PATH        a JSON file re-read on every call whose fields override the
+//                         options above while the receiver runs (fault tests switch
+//                         behaviour without a restart): {"failCode": 14 | null,
+//                         "delayMs": 0, "partialRejected": 0, "retryAfterMs": null}
+// One line per call goes to stderr:
+//   "CALL <signal> items=<n> status=<code> rejected=<n> t=<ms since epoch>".
 // SIGTERM/SIGINT shut it down cleanly (exit 0).
 
 import fs from 'node:fs';
@@ -53,6 +60,8 @@ function parseArgs(argv) {
     failFirst: null,
     delayMs: 0,
     partialRejected: 0,
+    retryAfterMs: null,
+    control: null,
   };
   const intArg = (name, v) => {
     const n = Number(v);
@@ -72,11 +81,14 @@ function parseArgs(argv) {
       case '--fail-first': opts.failFirst = intArg(a, next()); break;
       case '--delay-ms': opts.delayMs = intArg(a, next()); break;
       case '--partial-rejected': opts.partialRejected = intArg(a, next()); break;
+      case '--retry-after-ms': opts.retryAfterMs = intArg(a, next()); break;
+      case '--control': opts.control = next(); break;
       case '-h':
       case '--help':
         process.stdout.write(
           'usage: otlp_receiver.mjs [--port N] [--host H] [--out PATH] [--fail-code N]\n' +
-          '       [--fail-first K] [--delay-ms N] [--partial-rejected N]\n');
+          '       [--fail-first K] [--delay-ms N] [--partial-rejected N] [--retry-after-ms N]\n' +
+          '       [--control PATH]\n');
         process.exit(0);
         break;
       default:
@@ -291,6 +303,48 @@ function flattenMetrics(req) {
   return lines;
 }
 
+// ---- fault injection -----------------------------------------------------------------
+
+// google.rpc.Status{code, message, details: [Any{type.googleapis.com/google.rpc.RetryInfo,
+// RetryInfo{retry_delay: Duration}}]}, written field by field with protobufjs's Writer
+// (the generated root has no google.rpc types).
+function retryInfoStatusDetails(code, message, delayMs) {
+  const Writer = require(require.resolve('protobufjs/minimal', { paths: [here] })).Writer;
+  const duration = Writer.create();
+  const seconds = Math.floor(delayMs / 1000);
+  const nanos = (delayMs % 1000) * 1e6;
+  if (seconds) duration.uint32((1 << 3) | 0).int64(seconds);
+  if (nanos) duration.uint32((2 << 3) | 0).int32(nanos);
+  const retryInfo = Writer.create().uint32((1 << 3) | 2).bytes(duration.finish()).finish();
+  const any = Writer.create()
+    .uint32((1 << 3) | 2).string('type.googleapis.com/google.rpc.RetryInfo')
+    .uint32((2 << 3) | 2).bytes(retryInfo)
+    .finish();
+  return Buffer.from(Writer.create()
+    .uint32((1 << 3) | 0).int32(code)
+    .uint32((2 << 3) | 2).string(message)
+    .uint32((3 << 3) | 2).bytes(any)
+    .finish());
+}
+
+// The options in force for this call: the command line, overridden by --control.
+function currentOptions(opts) {
+  if (!opts.control) return opts;
+  let text;
+  try {
+    text = fs.readFileSync(opts.control, 'utf8');
+  } catch (e) {
+    return opts;  // no control file (yet): the command line rules
+  }
+  try {
+    const c = JSON.parse(text);
+    return { ...opts, ...c };
+  } catch (e) {
+    process.stderr.write(`otlp_receiver: bad --control file: ${e.message}\n`);
+    return opts;
+  }
+}
+
 // ---- server --------------------------------------------------------------------------
 
 function main() {
@@ -349,21 +403,28 @@ function main() {
       Export: (call, callback) => {
         const callNo = ++calls;
         const lines = sig.flatten(call.request);
+        const o = currentOptions(opts);
         const answer = () => {
-          const failing = opts.failCode !== null &&
-            (opts.failFirst === null || callNo <= opts.failFirst);
+          const failing = o.failCode !== null && o.failCode !== undefined &&
+            (o.failFirst === null || o.failFirst === undefined || callNo <= o.failFirst);
           if (failing) {
-            process.stderr.write(`CALL ${sig.name} items=${lines.length} status=${opts.failCode} rejected=0\n`);
-            callback({ code: opts.failCode, details: 'otlp_receiver: injected failure' });
+            process.stderr.write(`CALL ${sig.name} items=${lines.length} status=${o.failCode} rejected=0 t=${Date.now()}\n`);
+            const err = { code: o.failCode, details: 'otlp_receiver: injected failure' };
+            if (o.retryAfterMs !== null && o.retryAfterMs !== undefined) {
+              err.metadata = new grpc.Metadata();
+              err.metadata.set('grpc-status-details-bin',
+                retryInfoStatusDetails(o.failCode, err.details, o.retryAfterMs));
+            }
+            callback(err);
             return;
           }
           if (call.cancelled) {
-            process.stderr.write(`CALL ${sig.name} items=${lines.length} status=cancelled rejected=0\n`);
+            process.stderr.write(`CALL ${sig.name} items=${lines.length} status=cancelled rejected=0 t=${Date.now()}\n`);
             return;
           }
-          const rejected = Math.min(opts.partialRejected, lines.length);
+          const rejected = Math.min(o.partialRejected || 0, lines.length);
           emit(lines.slice(0, lines.length - rejected));
-          process.stderr.write(`CALL ${sig.name} items=${lines.length} status=0 rejected=${rejected}\n`);
+          process.stderr.write(`CALL ${sig.name} items=${lines.length} status=0 rejected=${rejected} t=${Date.now()}\n`);
           const resp = {};
           if (rejected > 0) {
             resp.partialSuccess = {
@@ -373,7 +434,7 @@ function main() {
           }
           callback(null, Resp.create(resp));
         };
-        if (opts.delayMs > 0) setTimeout(answer, opts.delayMs);
+        if (o.delayMs > 0) setTimeout(answer, o.delayMs);
         else answer();
       },
     });
