@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Macro benchmark: what isotraced costs a real workload. wrk drives nginx (static file,
+# keep-alive) on 127.0.0.1; the same load runs without and with the daemon, and a third
+# run with kernel.bpf_stats_enabled=1 measures the BPF programs themselves.
+#
+#   bash bench/daemon_overhead.sh <builddir>
+#
+# Environment: DURATION (s per measured run, default 10), ROUNDS (without/with pairs,
+# default 3), BPF_STATS_DURATION (default 5),
+# CONNS (wrk connections, default 16), THREADS (wrk threads, default 1),
+# FILE_BYTES (static file size, default 1024).
+# Needs root (BPF, sysctl), nginx, wrk, bpftool, python3. Exits 2 when it cannot run.
+# See bench/README.md for what each figure means.
+set -euo pipefail
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" && pwd)
+ISOTRACED="$BUILD/bin/isotraced"
+DURATION=${DURATION:-10}
+BPF_STATS_DURATION=${BPF_STATS_DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-16}
+THREADS=${THREADS:-1}
+FILE_BYTES=${FILE_BYTES:-1024}
+
+cannot() { echo "daemon_overhead: cannot run: $*" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || cannot "needs root (loads BPF programs, sets kernel.bpf_stats_enabled)"
+[[ -x $ISOTRACED ]] || cannot "$ISOTRACED not built"
+for tool in nginx wrk bpftool python3; do
+  command -v "$tool" >/dev/null || cannot "$tool not installed (scripts/install-deps.sh)"
+done
+
+TMP=$(mktemp -d /tmp/isotrace-bench-XXXXXX)
+chmod 755 "$TMP"
+NGINX_PID=""
+DAEMON_PID=""
+OLD_BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
+cleanup() {
+  # Only what this script started, by pid.
+  [[ -n $DAEMON_PID ]] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
+  [[ -n $NGINX_PID ]] && kill -TERM "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
+  sysctl -q -w kernel.bpf_stats_enabled="$OLD_BPF_STATS" >/dev/null 2>&1 || true
+  [[ ${ISOTRACE_KEEP_TMP:-0} == 1 ]] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$TMP/www"
+head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' >"$TMP/www/index.html"
+# The e2e harness's nginx (tests/e2e/harness.py start_nginx), one worker.
+cat >"$TMP/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/body;
+  proxy_temp_path $TMP/proxy;
+  fastcgi_temp_path $TMP/fastcgi;
+  uwsgi_temp_path $TMP/uwsgi;
+  scgi_temp_path $TMP/scgi;
+  sendfile on;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$PORT;
+    root $TMP/www;
+  }
+}
+EOF
+nginx -c "$TMP/nginx.conf" -p "$TMP" >"$TMP/nginx.log" 2>&1 &
+NGINX_PID=$!
+for _ in $(seq 100); do
+  (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+(echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || cannot "nginx did not listen: $(cat "$TMP/nginx.log")"
+URL="http://127.0.0.1:$PORT/index.html"
+
+# run_wrk <seconds> <name>: wrk's output into $TMP/<name>.wrk
+run_wrk() {
+  wrk -t"$THREADS" -c"$CONNS" -d"$1"s --latency "$URL" >"$TMP/$2.wrk" 2>&1 ||
+    cannot "wrk failed: $(cat "$TMP/$2.wrk")"
+}
+
+# CPU time of every thread of a process: utime+stime from /proc/<pid>/stat (clock ticks,
+# as top/ps see it) and the sum of the threads' schedstat on-CPU ns (exact).
+cpu_sample() {
+  python3 - "$1" <<'PY'
+import os, sys
+pid = sys.argv[1]
+with open(f"/proc/{pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+ns = 0
+for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            ns += int(f.read().split()[0])
+    except OSError:
+        pass
+print(ticks, ns)
+PY
+}
+
+# The daemon's BPF programs with their cumulative run_time_ns and run_cnt (JSON lines).
+# Programs are matched by the prog ids behind the daemon's own file descriptors
+# (/proc/<pid>/fdinfo): Debian's bpftool does not report owning pids.
+bpf_sample() {
+  bpftool prog show -j | python3 -c '
+import json, os, sys
+pid = sys.argv[1]
+ids = set()
+for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("prog_id:"):
+                    ids.add(int(line.split()[1]))
+    except OSError:
+        pass
+for p in json.load(sys.stdin):
+    if p["id"] in ids:
+        print(json.dumps({"id": p["id"], "name": p.get("name", "?"), "type": p.get("type", "?"),
+                          "run_time_ns": p.get("run_time_ns", 0), "run_cnt": p.get("run_cnt", 0)}))
+' "$1"
+}
+
+start_daemon() {  # $1: log file
+  "$ISOTRACED" --summary-interval 0 >"$1" 2>&1 &
+  DAEMON_PID=$!
+  for _ in $(seq 600); do
+    grep -q "probe attached" "$1" && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || cannot "isotraced exited: $(cat "$1")"
+    sleep 0.1
+  done
+  cannot "isotraced did not attach in 60 s"
+}
+stop_daemon() {
+  kill -TERM "$DAEMON_PID"
+  wait "$DAEMON_PID" || true
+  DAEMON_PID=""
+}
+
+echo "warm-up (2 s)..." >&2
+run_wrk 2 warmup
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# Rounds alternate without/with so that drift in what else the shared machine does
+# hits both sides alike.
+for r in $(seq "$ROUNDS"); do
+  echo "round $r/$ROUNDS: without the daemon (${DURATION} s)..." >&2
+  run_wrk "$DURATION" "off$r"
+  echo "round $r/$ROUNDS: with the daemon (${DURATION} s)..." >&2
+  start_daemon "$TMP/isotraced$r.log"
+  run_wrk 1 "warm$r"  # the traced path warms up (first events, resources), not measured
+  cpu_sample "$DAEMON_PID" >"$TMP/cpu$r"
+  run_wrk "$DURATION" "on$r"
+  cpu_sample "$DAEMON_PID" >>"$TMP/cpu$r"
+  if [[ $r == "$ROUNDS" ]]; then
+    echo "with the daemon and kernel.bpf_stats_enabled=1 (${BPF_STATS_DURATION} s)..." >&2
+    sysctl -q -w kernel.bpf_stats_enabled=1
+    bpf_sample "$DAEMON_PID" >"$TMP/bpf0.jsonl"
+    run_wrk "$BPF_STATS_DURATION" stats
+    bpf_sample "$DAEMON_PID" >"$TMP/bpf1.jsonl"
+    sysctl -q -w kernel.bpf_stats_enabled="$OLD_BPF_STATS"
+  fi
+  stop_daemon
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+python3 - "$TMP" "$ROUNDS" "$(getconf CLK_TCK)" "$(nproc)" "$DURATION" "$BPF_STATS_DURATION" \
+  "$THREADS" "$CONNS" "$FILE_BYTES" "$SRC" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY'
+import glob, json, os, re, sys
+
+tmp, rounds, clk_tck, ncpu, dur, sdur, threads, conns, fbytes, src, load0, load1 = sys.argv[1:]
+rounds, clk_tck = int(rounds), int(clk_tck)
+
+def wrk(name):
+    text = open(f"{tmp}/{name}.wrk").read()
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M))
+    errs = re.search(r"Socket errors: (.*)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if not m or not rps:
+        sys.exit(f"cannot parse wrk output:\n{text}")
+    return {"requests": int(m.group(1)), "rps": float(rps.group(1)),
+            "p50": lat.get("50", "?"), "p99": lat.get("99", "?"),
+            "errors": (errs.group(1) if errs else "") + (f" non-2xx {non2xx.group(1)}" if non2xx else "")}
+
+print()
+print(f"isotrace daemon overhead: nginx (1 worker, static {fbytes} B file, keep-alive) driven by "
+      f"wrk -t{threads} -c{conns}")
+print(f"{rounds} rounds of {dur} s without / {dur} s with the daemon (embedded mode); {ncpu} CPUs "
+      f"shared with everything else; load average {load0} before, {load1} after")
+print()
+print(f"{'round':>5} {'req/s without':>14} {'req/s with':>11} {'with/without':>12}"
+      f" {'p50 without':>12} {'p50 with':>9} {'p99 without':>12} {'p99 with':>9}"
+      f" {'daemon CPU ms':>14} {'ms/1000 req':>12} {'spans/req':>10} {'events lost':>12}")
+tot_off = tot_on = 0
+tot_ticks = tot_ns = 0
+tot_spans = tot_traced = tot_lost = 0
+errors = []
+for r in range(1, rounds + 1):
+    off, on = wrk(f"off{r}"), wrk(f"on{r}")
+    for name, w in (("without", off), ("with", on)):
+        if w["errors"]:
+            errors.append(f"round {r} {name}: {w['errors']}")
+    (t0, n0), (t1, n1) = [map(int, l.split()) for l in open(f"{tmp}/cpu{r}")]
+    ticks_ms = (t1 - t0) * 1000.0 / clk_tck
+    tot_off += off["requests"]
+    tot_on += on["requests"]
+    tot_ticks += ticks_ms
+    tot_ns += n1 - n0
+    traced = on["requests"] + wrk(f"warm{r}")["requests"] + (wrk("stats")["requests"] if r == rounds else 0)
+    m = re.search(r"stopped: (\d+) spans, (\d+) events, (\d+) lost", open(f"{tmp}/isotraced{r}.log").read())
+    spans = int(m.group(1)) if m else 0
+    tot_spans += spans
+    tot_traced += traced
+    lost = int(m.group(3)) if m else 0
+    tot_lost += lost
+    print(f"{r:>5} {off['rps']:>14.0f} {on['rps']:>11.0f} {on['rps'] / off['rps']:>12.3f}"
+          f" {off['p50']:>12} {on['p50']:>9} {off['p99']:>12} {on['p99']:>9}"
+          f" {ticks_ms:>14.0f} {ticks_ms / (on['requests'] / 1000):>12.3f}"
+          f" {spans / max(traced, 1):>10.2f} {lost:>12}")
+for e in errors:
+    print(f"  wrk errors: {e}")
+print()
+print(f"throughput with/without the daemon (all rounds)     {tot_on / tot_off:8.3f}"
+      f"   ({tot_on} vs {tot_off} requests)")
+print(f"daemon CPU per 1000 requests, utime+stime            {tot_ticks / (tot_on / 1000):8.3f} ms"
+      f"   ({tot_ticks:.0f} ms over {tot_on} requests, {1000 // clk_tck} ms ticks;"
+      f" {100 * tot_ticks / 1000 / (float(dur) * rounds):.1f}% of one CPU)")
+print(f"daemon CPU per 1000 requests, schedstat on-CPU       {tot_ns / 1e6 / (tot_on / 1000):8.3f} ms")
+print(f"spans per wrk request                                {tot_spans / max(tot_traced, 1):8.3f}"
+      f"   (nginx SERVER + wrk CLIENT = 2; more = other HTTP on the machine;"
+      f" {tot_lost} events lost in the kernel)")
+
+# Which bpf/ source defines each program, and where it attaches: bpftool shows the full
+# function name when the program has BTF, else the kernel's first 15 characters.
+origin = {}
+for path in sorted(glob.glob(f"{src}/bpf/*.bpf.[ch]")):
+    text = open(path).read()
+    for sec, fn in re.findall(r'SEC\("([^"]+)"\)\s*\n\s*int\s+(?:BPF_PROG\(\s*)?(\w+)', text):
+        origin[fn] = origin[fn[:15]] = (os.path.basename(path), sec.split("/")[-1])
+
+st = wrk("stats")
+before = {p["id"]: p for p in map(json.loads, open(f"{tmp}/bpf0.jsonl"))}
+after = [json.loads(l) for l in open(f"{tmp}/bpf1.jsonl")]
+rows = []
+for p in after:
+    b = before.get(p["id"], {"run_time_ns": 0, "run_cnt": 0})
+    cnt = p["run_cnt"] - b["run_cnt"]
+    ns = p["run_time_ns"] - b["run_time_ns"]
+    file, hook = origin.get(p["name"], ("?", "?"))
+    rows.append((file, p["name"], hook, cnt, ns))
+rows.sort(key=lambda r: (r[0], -r[4]))
+req = max(st["requests"], 1)
+print()
+print(f"BPF programs of the daemon, kernel.bpf_stats_enabled=1, {sdur} s run ({st['requests']} requests, "
+      f"{st['rps']:.0f} req/s); calls include every other process on the machine:")
+print(f"  {'source':13}{'program':20}{'hook':22}{'calls':>10}{'calls/req':>10}{'ns/call':>9}{'ns/req':>9}")
+per_file = {}
+for file, name, hook, cnt, ns in rows:
+    if cnt == 0:
+        continue
+    tot = per_file.setdefault(file, [0, 0])
+    tot[0] += cnt
+    tot[1] += ns
+    print(f"  {file:13}{name[:19]:20}{hook[:21]:22}{cnt:>10}{cnt / req:>10.2f}{ns / cnt:>9.0f}{ns / req:>9.0f}")
+idle = [r[1] for r in rows if r[3] == 0]
+if idle:
+    print(f"  not run: {', '.join(idle)}")
+for file, (cnt, ns) in per_file.items():
+    print(f"  {'total ' + file:55}{cnt:>10}{cnt / req:>10.2f}{ns / max(cnt, 1):>9.0f}{ns / req:>9.0f}")
+all_ns = sum(ns for _, ns in per_file.values())
+print(f"  {'all programs':55}{'':10}{'':10}{'':9}{all_ns / req:>9.0f}  ns of BPF per request")
+PY
