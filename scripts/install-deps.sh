@@ -10,6 +10,8 @@ pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libabsl-dev libyaml-cpp-dev libcli11-dev libncurses-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # metrics: the Prometheus /metrics endpoint (small, bounded HTTP server; docs/metrics.md)
+  libmicrohttpd-dev
   # tests: real servers, load, sandboxes, containers
   nginx-light wrk python3 curl socat stress-ng runc bubblewrap busybox-static
   iproute2 nftables tmux prometheus procps util-linux

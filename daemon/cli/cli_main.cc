@@ -1,16 +1,194 @@
-// isotrace: the command-line tool.
+// isotrace: the command-line tool. It talks only to the daemon's local API (unix socket);
+// `top` runs the pipeline itself when no daemon is running.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "CLI/CLI.hpp"
+#include "daemon/api/convert.h"
+#include "daemon/cli/render.h"
+#include "daemon/cli/source.h"
+#include "daemon/cli/tui.h"
+#include "daemon/config/config.h"
 #include "daemon/probes/environment.h"
+
+namespace {
+
+using isotrace::cli::Source;
+
+int TerminalWidth(int fallback) {
+  winsize ws{};
+  if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    return ws.ws_col;
+  return fallback;
+}
+
+std::string DefaultSocket() {
+  if (const char* s = std::getenv("ISOTRACE_SOCKET"); s != nullptr && *s != 0) return s;
+  return isotrace::config::Config().api_socket;
+}
+
+void Fail(const std::string& msg) { std::fprintf(stderr, "isotrace: %s\n", msg.c_str()); }
+
+struct Common {
+  std::string socket = DefaultSocket();
+  std::string config_path;
+  int width = 0;
+};
+
+bool LoadConfig(const Common& c, isotrace::config::Config* cfg) {
+  if (!c.config_path.empty()) {
+    if (auto st = isotrace::config::LoadYamlFile(c.config_path, cfg); !st.ok()) {
+      Fail(std::string(st.message()));
+      return false;
+    }
+  }
+  if (auto st = isotrace::config::ApplyEnvironment(isotrace::config::ProcessEnvironment(), cfg); !st.ok()) {
+    Fail(std::string(st.message()));
+    return false;
+  }
+  cfg->summary_interval_s = 0;  // the table is the summary
+  return true;
+}
+
+int RunTop(const Common& common, const std::string& mode, bool once, bool json, uint32_t window,
+           const std::string& sort, bool ascending, const std::string& filter, uint32_t refresh_ms) {
+  isotrace::cli::ViewState state;
+  if (!sort.empty() && !isotrace::cli::ParseColumnKey(sort, &state.sort)) {
+    Fail("--sort " + sort + ": use one of service stack rps err p50 p99 cpu runq throt io stall steal retx verdict");
+    return 2;
+  }
+  state.descending = !ascending && state.sort != isotrace::cli::Column::kService &&
+                     state.sort != isotrace::cli::Column::kStack;
+  if (ascending) state.descending = false;
+  state.filter = filter;
+  if (window < 1 || window > 10) {
+    Fail("--window must be 1..10 seconds");
+    return 2;
+  }
+
+  std::unique_ptr<Source> source;
+  bool embedded = false;
+  if (mode != "embedded") {
+    auto remote = isotrace::cli::ConnectDaemon(common.socket);
+    if (remote.ok()) {
+      source = std::move(*remote);
+    } else if (mode == "daemon" || remote.status().code() != absl::StatusCode::kNotFound) {
+      Fail(std::string(remote.status().message()));
+      return 1;
+    }
+  }
+  if (!source) {
+    isotrace::config::Config cfg;
+    if (!LoadConfig(common, &cfg)) return 2;
+    if (once || json)
+      std::fprintf(stderr, "isotrace: no daemon at %s; sampling %u s with an embedded pipeline\n",
+                   common.socket.c_str(), window);
+    auto emb = isotrace::cli::StartEmbedded(cfg);
+    if (!emb.ok()) {
+      Fail(std::string(emb.status().message()));
+      return 1;
+    }
+    source = std::move(*emb);
+    embedded = true;
+  }
+
+  if (once || json) {
+    // An embedded pipeline has seen nothing yet: let one whole window pass first.
+    if (embedded) std::this_thread::sleep_for(std::chrono::milliseconds(window * 1000 + 1100));
+    auto top = source->Top(window);
+    if (!top.ok()) {
+      Fail(std::string(top.status().message()));
+      return 1;
+    }
+    if (json) {
+      std::printf("%s\n", isotrace::cli::TopJson(*top, state).c_str());
+    } else {
+      std::printf("%s\n", isotrace::cli::StatusLine(*top, state).c_str());
+      for (auto line : isotrace::cli::RenderTable(*top, state, common.width > 0 ? common.width : TerminalWidth(80))) {
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        std::printf("%s\n", line.c_str());
+      }
+    }
+    return 0;
+  }
+  if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+    Fail("the live view needs a terminal; use --once or --json in scripts");
+    return 2;
+  }
+  isotrace::cli::TopOptions opts;
+  opts.window_s = window;
+  opts.refresh_ms = refresh_ms;
+  opts.state = state;
+  return isotrace::cli::RunTopScreen(*source, opts);
+}
+
+int RunTrace(const Common& common, const std::string& id_hex) {
+  isotrace::correlate::TraceId id{};
+  if (!isotrace::api::ParseTraceId(id_hex, &id)) {
+    Fail("trace id '" + id_hex + "' is not 32 hex digits");
+    return 2;
+  }
+  auto remote = isotrace::cli::ConnectDaemon(common.socket);
+  if (!remote.ok()) {
+    Fail(std::string(remote.status().message()) +
+         (remote.status().code() == absl::StatusCode::kNotFound
+              ? "; `isotrace trace` reads the spans a running daemon keeps in memory"
+              : ""));
+    return 1;
+  }
+  auto tr = (*remote)->GetTrace(id);
+  if (!tr.ok()) {
+    Fail(std::string(tr.status().message()));
+    return 1;
+  }
+  if (tr->spans_size() == 0) {
+    Fail("no span of trace " + id_hex + " on this node (it keeps the last " +
+         std::to_string(tr->spans_held()) + " spans)");
+    return 1;
+  }
+  for (const auto& line : isotrace::cli::RenderTrace(*tr, id_hex, common.width > 0 ? common.width : TerminalWidth(100)))
+    std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"isotrace — where did a slow or failed request lose its time"};
   app.require_subcommand(1);
   auto* version = app.add_subcommand("version", "print the version");
   auto* check = app.add_subcommand("check", "check that this kernel and these privileges can run the probes");
+
+  Common common;
+  auto* top = app.add_subcommand("top", "live per-workload view (embedded pipeline when no daemon runs)");
+  bool once = false, json = false, ascending = false;
+  uint32_t window = 5, refresh_ms = 1000;
+  std::string mode = "auto", sort, filter;
+  top->add_flag("--once", once, "print one snapshot as a table and exit");
+  top->add_flag("--json", json, "print one snapshot as JSON and exit");
+  top->add_option("--window", window, "seconds the rates and percentiles cover (1-10)")->capture_default_str();
+  top->add_option("--sort", sort, "service stack rps err p50 p99 cpu runq throt io stall steal retx verdict");
+  top->add_flag("--asc", ascending, "ascending sort");
+  top->add_option("--filter", filter, "text matching service, namespace or stack; ns:/stack:/svc: for one");
+  top->add_option("--mode", mode, "auto (daemon if running, else embedded), daemon, embedded")
+      ->check(CLI::IsMember({"auto", "daemon", "embedded"}))
+      ->capture_default_str();
+  top->add_option("--refresh-ms", refresh_ms, "refresh period of the live view")->capture_default_str();
+  top->add_option("--socket", common.socket, "the daemon's API socket (ISOTRACE_SOCKET)")->capture_default_str();
+  top->add_option("--config", common.config_path, "YAML configuration for the embedded pipeline");
+  top->add_option("--width", common.width, "columns for --once (default: the terminal's, else 80)");
+
+  auto* trace = app.add_subcommand("trace", "a trace's spans on this node as a tree with their breakdown");
+  std::string trace_id;
+  trace->add_option("trace-id", trace_id, "32 hex digits")->required();
+  trace->add_option("--socket", common.socket, "the daemon's API socket (ISOTRACE_SOCKET)")->capture_default_str();
+  trace->add_option("--width", common.width, "line width (default: the terminal's, else 100)");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*version) {
@@ -28,5 +206,7 @@ int main(int argc, char** argv) {
                 isotrace::probes::L7Tracepoints().size());
     return 0;
   }
+  if (*top) return RunTop(common, mode, once, json, window, sort, ascending, filter, refresh_ms);
+  if (*trace) return RunTrace(common, trace_id);
   return 0;
 }

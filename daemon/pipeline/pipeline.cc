@@ -77,6 +77,7 @@ void Pipeline::MaybeHousekeep() {
   if (now - last_housekeep_ns_ < kHousekeepEveryNs) return;
   last_housekeep_ns_ = now;
   tracker_.Expire(now);
+  for (auto& t : tickers_) t();
   if (cfg_.summary_interval_s == 0 || now - last_summary_ns_ < cfg_.summary_interval_s * 1000000000ull)
     return;
   last_summary_ns_ = now;

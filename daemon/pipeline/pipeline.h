@@ -37,6 +37,9 @@ class Pipeline {
   absl::Status PollOnce(int timeout_ms);
 
   void AddConsumer(SpanConsumer c) { consumers_.push_back(std::move(c)); }
+  // Runs once a second on the poll thread, the only thread that may read
+  // probe_counters() and tracker_stats() (they are not atomic): self-telemetry hooks.
+  void AddTicker(std::function<void()> t) { tickers_.push_back(std::move(t)); }
   SpanStore& store() { return store_; }
   const correlate::TrackerStats& tracker_stats() const { return tracker_.stats(); }
   probes::L7Counters probe_counters() const;
@@ -53,6 +56,7 @@ class Pipeline {
   correlate::ConnectionTracker tracker_;
   std::unique_ptr<probes::L7Probe> probe_;
   std::vector<SpanConsumer> consumers_;
+  std::vector<std::function<void()>> tickers_;
   std::unordered_map<uint32_t, std::string> comm_by_tgid_;  // last comm seen per process
   uint64_t last_housekeep_ns_ = 0;
   uint64_t last_summary_ns_ = 0;

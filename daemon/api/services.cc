@@ -1,0 +1,178 @@
+#include "daemon/api/services.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/layers/process_resolver.h"
+#include "daemon/util/fmt.h"
+#include "exporters/otlp/encode.h"
+#include "exporters/prometheus/text.h"
+#include "spdlog/spdlog.h"
+
+namespace isotrace::api {
+
+absl::StatusOr<MetricsExporters> ParseMetricsExporters(const std::string& value) {
+  MetricsExporters out{false, false};
+  std::string_view rest = value;
+  while (true) {
+    size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item == "otlp") out.otlp = true;
+    else if (item == "prometheus") out.prometheus = true;
+    else if (item != "none" && !item.empty())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "OTEL_METRICS_EXPORTER='", value, "': '", std::string(item),
+          "' is not supported; use otlp, prometheus, none or a comma-separated list"));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cfg,
+                                                        const std::string& host_name) {
+  auto r = std::make_shared<correlate::Resource>();
+  r->attributes = {{"service.name", std::string("isotraced")},
+                   {"service.version", std::string(otlp::Version())},
+                   {"host.name", host_name},
+                   {"process.pid", int64_t{getpid()}},
+                   {"process.executable.name", std::string("isotraced")}};
+  for (auto& a : layers::ParseResourceAttributes(cfg.resource_attributes)) {
+    if (a.key == "service.name") continue;  // the node's attributes, not isotrace's name
+    r->attributes.push_back(std::move(a));
+  }
+  return r;
+}
+
+metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlate::TrackerStats& tracker,
+                                 const otlp::ExportStats* es) {
+  metrics::SelfStats s;
+  s.probes.push_back({"l7", probe.received, probe.ringbuf_drops + probe.inflight_full + probe.malformed});
+  s.spans = tracker.spans;
+  s.correlate_lost = {{"connections_evicted", tracker.connections_evicted},
+                      {"requests_overflow", tracker.requests_overflow},
+                      {"requests_unanswered", tracker.requests_unanswered},
+                      {"responses_unmatched", tracker.responses_unmatched}};
+  if (es != nullptr) {
+    s.exporting = true;
+    s.spans_accepted = es->accepted;
+    s.spans_sent = es->sent;
+    s.spans_dropped = es->dropped;
+    s.queue_size = es->queue_size;
+  }
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
+    const config::Config& cfg, const otlp::ExporterOptions* trace_options,
+    const std::string& host_name, SpanSource spans) {
+  MetricsExporters which;
+  auto env = otlp::ProcessEnv();
+  if (auto it = env.find("OTEL_METRICS_EXPORTER"); it != env.end() && !it->second.empty()) {
+    auto parsed = ParseMetricsExporters(it->second);
+    if (!parsed.ok()) return parsed.status();
+    which = *parsed;
+  }
+  std::optional<prometheus::ListenAddress> listen;
+  if (which.prometheus && !cfg.prometheus_listen.empty()) {
+    auto addr = prometheus::ParseListenAddress(cfg.prometheus_listen);
+    if (!addr.ok())
+      return absl::InvalidArgumentError(absl::StrCat("metrics.prometheus_listen: ", addr.status().message()));
+    listen = *addr;
+  }
+  if (cfg.metrics_export_interval_ms == 0)
+    return absl::InvalidArgumentError(
+        "metrics.export_interval_ms (OTEL_METRIC_EXPORT_INTERVAL) = 0: use an interval > 0 ms "
+        "(default 60000)");
+
+  // OTLP metrics: to OTEL_EXPORTER_OTLP_METRICS_* when set, else where the spans go.
+  std::optional<otlp::ExporterOptions> metrics_options;
+  if (which.otlp) {
+    if (env.contains("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")) {
+      auto o = otlp::OptionsFromEnv(env, otlp::Signal::kMetrics);
+      if (!o.ok()) return o.status();
+      metrics_options = *o;
+    } else if (trace_options != nullptr && trace_options->endpoint_configured) {
+      metrics_options = *trace_options;
+    }
+  }
+
+  std::unique_ptr<LocalServices> s(new LocalServices());
+  s->host_name_ = host_name;
+  s->spans_ = std::move(spans);
+  metrics::AggregatorOptions ao;
+  ao.max_workloads = cfg.metrics_max_workloads;
+  ao.self_resource = SelfResource(cfg, host_name);
+  s->aggregator_ = std::make_unique<metrics::Aggregator>(std::move(ao));
+  auto* self = s.get();
+
+  if (!cfg.api_socket.empty()) {
+    ApiHandlers h;
+    h.top = [self](const v1::TopRequest& req) {
+      uint32_t w = req.window_seconds() == 0 ? kDefaultWindowS : req.window_seconds();
+      return TopResponseFrom(self->aggregator_->Top(w), self->host_name_, "daemon");
+    };
+    h.get_trace = [self](const v1::GetTraceRequest& req) {
+      correlate::TraceId id{};
+      std::copy(req.trace_id().begin(), req.trace_id().end(), id.begin());
+      return TraceResponseFrom(self->spans_ ? self->spans_() : std::vector<SpanWithResource>{}, id);
+    };
+    auto api = ApiServer::Start({cfg.api_socket, cfg.api_socket_group}, std::move(h));
+    if (api.ok()) {
+      s->api_ = std::move(*api);
+      spdlog::info("local API on {} ({})", cfg.api_socket,
+                   cfg.api_socket_group.empty() ? "root only" : "group " + cfg.api_socket_group);
+    } else if (api.status().code() == absl::StatusCode::kInvalidArgument) {
+      return api.status();
+    } else {
+      spdlog::error("local API off: {}", api.status().message());
+    }
+  }
+
+  if (listen) {
+    if (!listen->loopback)
+      spdlog::warn("serving /metrics on {}, a non-loopback address: anyone who reaches it reads "
+                   "every service's metrics",
+                   listen->ToString());
+    auto srv = prometheus::MetricsServer::Start(
+        *listen, [self] { return prometheus::RenderText(self->aggregator_->Collect()); });
+    if (srv.ok()) {
+      s->prometheus_ = std::move(*srv);
+      spdlog::info("prometheus metrics on http://{}:{}/metrics",
+                   listen->addr.ss_family == AF_INET6 ? "[" + listen->host + "]" : listen->host,
+                   s->prometheus_->port());
+    } else {
+      spdlog::error("prometheus endpoint off: {}", srv.status().message());
+    }
+  }
+
+  if (metrics_options) {
+    auto ex = otlp::MetricsExporter::Create(*metrics_options,
+                                            absl::Milliseconds(cfg.metrics_export_interval_ms),
+                                            [self] { return self->aggregator_->Collect(); });
+    if (!ex.ok()) return ex.status();
+    s->otlp_metrics_ = std::move(*ex);
+    spdlog::info("exporting metrics over OTLP/gRPC to {} every {} ms", metrics_options->endpoint.target,
+                 cfg.metrics_export_interval_ms);
+  }
+  return s;
+}
+
+void LocalServices::Shutdown(absl::Time deadline) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (api_) api_->Shutdown();
+  prometheus_.reset();
+  if (otlp_metrics_) {
+    if (auto st = otlp_metrics_->Shutdown(deadline); !st.ok()) spdlog::warn("{}", st.message());
+    auto ms = otlp_metrics_->Stats();
+    spdlog::info("metrics exporter: {} exports, {} data points sent, {} collections failed",
+                 ms.exports, ms.points_sent, ms.exports_failed);
+  }
+}
+
+LocalServices::~LocalServices() { Shutdown(absl::Now()); }
+
+}  // namespace isotrace::api

@@ -1,0 +1,181 @@
+#include "daemon/cli/source.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/api/convert.h"
+#include "daemon/api/services.h"
+#include "daemon/metrics/aggregator.h"
+#include "daemon/pipeline/pipeline.h"
+#include "daemon/probes/environment.h"
+#include "daemon/util/fmt.h"
+#include "grpcpp/grpcpp.h"
+#include "isotrace/api/v1/api.grpc.pb.h"
+#include "spdlog/sinks/ringbuffer_sink.h"
+#include "spdlog/spdlog.h"
+
+namespace isotrace::cli {
+
+namespace {
+
+constexpr auto kCallTimeout = std::chrono::seconds(3);
+
+absl::Status FromGrpc(const grpc::Status& st, const std::string& what) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", st.error_message(), " (",
+                                             static_cast<int>(st.error_code()), ")"));
+}
+
+class RemoteSource final : public Source {
+ public:
+  explicit RemoteSource(const std::string& path)
+      : path_(path),
+        stub_(v1::Isotrace::NewStub(
+            grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials()))) {}
+
+  absl::StatusOr<v1::TopResponse> Top(uint32_t window_s) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    v1::TopRequest req;
+    req.set_window_seconds(window_s);
+    v1::TopResponse resp;
+    auto st = stub_->Top(&ctx, req, &resp);
+    if (!st.ok()) return FromGrpc(st, "isotraced at " + path_);
+    return resp;
+  }
+
+  absl::StatusOr<v1::GetTraceResponse> GetTrace(const correlate::TraceId& id) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    v1::GetTraceRequest req;
+    req.set_trace_id(std::string(reinterpret_cast<const char*>(id.data()), id.size()));
+    v1::GetTraceResponse resp;
+    auto st = stub_->GetTrace(&ctx, req, &resp);
+    if (!st.ok()) return FromGrpc(st, "isotraced at " + path_);
+    return resp;
+  }
+
+ private:
+  std::string path_;
+  std::unique_ptr<v1::Isotrace::Stub> stub_;
+};
+
+class EmbeddedSource final : public Source {
+ public:
+  EmbeddedSource(const config::Config& cfg, std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring)
+      : cfg_(cfg), pipeline_(cfg), ring_(std::move(ring)) {}
+
+  ~EmbeddedSource() override {
+    stop_.store(true);
+    if (poller_.joinable()) poller_.join();
+  }
+
+  absl::Status Start() {
+    if (auto st = pipeline_.Start(); !st.ok()) return st;
+    metrics::AggregatorOptions ao;
+    ao.max_workloads = cfg_.metrics_max_workloads;
+    ao.self_resource = api::SelfResource(cfg_, pipeline_.resolver().host_name());
+    aggregator_ = std::make_unique<metrics::Aggregator>(std::move(ao));
+    auto* agg = aggregator_.get();
+    pipeline_.AddConsumer([agg](const std::shared_ptr<const correlate::Resource>& r,
+                                const correlate::Span& s) { agg->Record(r, s); });
+    pipeline_.AddTicker([this, agg] {
+      agg->UpdateSelf(api::SelfStatsFrom(pipeline_.probe_counters(), pipeline_.tracker_stats(), nullptr));
+    });
+    host_ = pipeline_.resolver().host_name();
+    poller_ = std::thread([this] {
+      if (auto st = pipeline_.Run(stop_); !st.ok()) spdlog::error("poll loop: {}", st.message());
+    });
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::TopResponse> Top(uint32_t window_s) override {
+    return api::TopResponseFrom(aggregator_->Top(window_s == 0 ? api::kDefaultWindowS : window_s),
+                                host_, "embedded");
+  }
+
+  absl::StatusOr<v1::GetTraceResponse> GetTrace(const correlate::TraceId& id) override {
+    std::vector<api::SpanWithResource> spans;
+    for (auto& s : pipeline_.store().Recent(cfg_.embedded_spans))
+      spans.push_back({std::move(s.resource), std::move(s.span)});
+    return api::TraceResponseFrom(spans, id);
+  }
+
+  std::string LastLog() override {
+    if (!ring_) return "";
+    auto lines = ring_->last_formatted(1);
+    if (lines.empty()) return "";
+    std::string l = lines.back();
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    return l;
+  }
+
+ private:
+  config::Config cfg_;
+  pipeline::Pipeline pipeline_;
+  std::unique_ptr<metrics::Aggregator> aggregator_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring_;
+  std::string host_;
+  std::atomic<bool> stop_{false};
+  std::thread poller_;
+};
+
+}  // namespace
+
+SocketState ProbeSocket(const std::string& path) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return SocketState::kAbsent;
+  sockaddr_un sa{};
+  if (path.size() >= sizeof(sa.sun_path)) return SocketState::kAbsent;
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return SocketState::kAbsent;
+  SocketState out = SocketState::kAlive;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+    out = errno == EACCES || errno == EPERM ? SocketState::kDenied : SocketState::kStale;
+  close(fd);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Source>> ConnectDaemon(const std::string& socket_path) {
+  switch (ProbeSocket(socket_path)) {
+    case SocketState::kAlive:
+      return std::unique_ptr<Source>(new RemoteSource(socket_path));
+    case SocketState::kDenied:
+      return absl::PermissionDeniedError(absl::StrCat(
+          "isotraced runs, but this user may not use ", socket_path,
+          " (root only by default; run with sudo, or set api.socket_group and join that group)"));
+    case SocketState::kStale:
+    case SocketState::kAbsent:
+      break;
+  }
+  return absl::NotFoundError(absl::StrCat("no isotraced serves ", socket_path));
+}
+
+absl::StatusOr<std::unique_ptr<Source>> StartEmbedded(const config::Config& cfg) {
+  if (geteuid() != 0)
+    return absl::PermissionDeniedError(
+        "no isotraced is running and the embedded pipeline loads eBPF probes, which needs root: "
+        "run `sudo isotrace top`, or start isotraced");
+  // The table owns the terminal: the pipeline's log lines go to a ring the status line
+  // shows (warnings and errors only).
+  auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  ring->set_pattern("%l: %v");
+  auto logger = std::make_shared<spdlog::logger>("isotrace", ring);
+  logger->set_level(spdlog::level::warn);
+  spdlog::set_default_logger(logger);
+  probes::InstallLibbpfLogger(false);
+  auto src = std::make_unique<EmbeddedSource>(cfg, ring);
+  if (auto st = src->Start(); !st.ok()) return st;
+  return std::unique_ptr<Source>(std::move(src));
+}
+
+}  // namespace isotrace::cli
