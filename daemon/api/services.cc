@@ -66,7 +66,7 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlat
 }
 
 absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
-    const config::Config& cfg, const otlp::ExporterOptions* trace_options,
+    const config::Config& cfg, const otlp::ExporterOptions* otlp_metrics,
     const std::string& host_name, SpanSource spans) {
   MetricsExporters which;
   auto env = otlp::ProcessEnv();
@@ -87,17 +87,9 @@ absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
         "metrics.export_interval_ms (OTEL_METRIC_EXPORT_INTERVAL) = 0: use an interval > 0 ms "
         "(default 60000)");
 
-  // OTLP metrics: to OTEL_EXPORTER_OTLP_METRICS_* when set, else where the spans go.
   std::optional<otlp::ExporterOptions> metrics_options;
-  if (which.otlp) {
-    if (env.contains("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")) {
-      auto o = otlp::OptionsFromEnv(env, otlp::Signal::kMetrics);
-      if (!o.ok()) return o.status();
-      metrics_options = *o;
-    } else if (trace_options != nullptr && trace_options->endpoint_configured) {
-      metrics_options = *trace_options;
-    }
-  }
+  if (which.otlp && otlp_metrics != nullptr && otlp_metrics->endpoint_configured)
+    metrics_options = *otlp_metrics;
 
   std::unique_ptr<LocalServices> s(new LocalServices());
   s->host_name_ = host_name;

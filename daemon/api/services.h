@@ -38,10 +38,10 @@ class LocalServices {
   // Checks the configuration (InvalidArgument: the caller exits 2), then starts what it
   // asks for. An endpoint the environment refuses (another daemon holds the socket, the
   // port is taken) is logged and left off: tracing goes on without it.
-  // `trace_options` are the span exporter's (null in embedded mode); OTLP metrics go to
-  // the same endpoint unless OTEL_EXPORTER_OTLP_METRICS_ENDPOINT says otherwise.
+  // `otlp_metrics`: where OTLP metrics go (the caller resolves the spans' endpoint and
+  // OTEL_EXPORTER_OTLP_METRICS_*); null or without an endpoint: no OTLP metrics.
   static absl::StatusOr<std::unique_ptr<LocalServices>> Start(
-      const config::Config& cfg, const otlp::ExporterOptions* trace_options,
+      const config::Config& cfg, const otlp::ExporterOptions* otlp_metrics,
       const std::string& host_name, SpanSource spans);
   ~LocalServices();
 

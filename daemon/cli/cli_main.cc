@@ -1,8 +1,10 @@
 // isotrace: the command-line tool. It talks only to the daemon's local API (unix socket);
 // `top` runs the pipeline itself when no daemon is running.
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -55,7 +57,7 @@ bool LoadConfig(const Common& c, isotrace::config::Config* cfg) {
   return true;
 }
 
-int RunTop(const Common& common, const std::string& mode, bool once, bool json, uint32_t window,
+int RunTop(const Common& common, const std::string& mode, bool once, bool json, bool batch, uint32_t window,
            const std::string& sort, bool ascending, const std::string& filter, uint32_t refresh_ms) {
   isotrace::cli::ViewState state;
   if (!sort.empty() && !isotrace::cli::ParseColumnKey(sort, &state.sort)) {
@@ -116,9 +118,34 @@ int RunTop(const Common& common, const std::string& mode, bool once, bool json, 
     }
     return 0;
   }
-  if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-    Fail("the live view needs a terminal; use --once or --json in scripts");
-    return 2;
+  if (batch || !isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+    // No terminal to draw on (a pipe, CI, `make run` under a logger): print a table per
+    // refresh instead, like `top -b`, until interrupted.
+    static std::atomic<bool> stop{false};
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { stop.store(true); };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    const int width = common.width > 0 ? common.width : TerminalWidth(100);
+    while (!stop.load()) {
+      for (uint32_t waited = 0; waited < refresh_ms && !stop.load(); waited += 50)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (stop.load()) break;
+      auto top = source->Top(window);
+      if (!top.ok()) {
+        Fail(std::string(top.status().message()));
+        return 1;
+      }
+      std::printf("\n%s\n", isotrace::cli::StatusLine(*top, state).c_str());
+      for (auto line : isotrace::cli::RenderTable(*top, state, width)) {
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        std::printf("%s\n", line.c_str());
+      }
+      if (std::string log = source->LastLog(); !log.empty()) std::printf("last log: %s\n", log.c_str());
+      std::fflush(stdout);
+    }
+    return 0;
   }
   isotrace::cli::TopOptions opts;
   opts.window_s = window;
@@ -166,11 +193,12 @@ int main(int argc, char** argv) {
 
   Common common;
   auto* top = app.add_subcommand("top", "live per-workload view (embedded pipeline when no daemon runs)");
-  bool once = false, json = false, ascending = false;
+  bool once = false, json = false, batch = false, ascending = false;
   uint32_t window = 5, refresh_ms = 1000;
   std::string mode = "auto", sort, filter;
   top->add_flag("--once", once, "print one snapshot as a table and exit");
   top->add_flag("--json", json, "print one snapshot as JSON and exit");
+  top->add_flag("--batch", batch, "print a table every refresh instead of the live screen (default without a terminal)");
   top->add_option("--window", window, "seconds the rates and percentiles cover (1-10)")->capture_default_str();
   top->add_option("--sort", sort, "service stack rps err p50 p99 cpu runq throt io stall steal retx verdict");
   top->add_flag("--asc", ascending, "ascending sort");
@@ -206,7 +234,7 @@ int main(int argc, char** argv) {
                 isotrace::probes::L7Tracepoints().size());
     return 0;
   }
-  if (*top) return RunTop(common, mode, once, json, window, sort, ascending, filter, refresh_ms);
+  if (*top) return RunTop(common, mode, once, json, batch, window, sort, ascending, filter, refresh_ms);
   if (*trace) return RunTrace(common, trace_id);
   return 0;
 }
