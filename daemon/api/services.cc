@@ -49,7 +49,14 @@ std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cf
 metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlate::TrackerStats& tracker,
                                  const otlp::ExportStats* es) {
   metrics::SelfStats s;
-  s.probes.push_back({"l7", probe.received, probe.ringbuf_drops + probe.inflight_full + probe.malformed});
+  metrics::SelfStats::Probe l7;
+  l7.name = "l7";
+  l7.events = probe.received;
+  l7.lost_by_reason = {{"ringbuf_full", probe.ringbuf_drops},
+                       {"inflight_full", probe.inflight_full},
+                       {"malformed", probe.malformed}};
+  l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed;
+  s.probes.push_back(std::move(l7));
   s.spans = tracker.spans;
   s.correlate_lost = {{"connections_evicted", tracker.connections_evicted},
                       {"requests_overflow", tracker.requests_overflow},

@@ -521,10 +521,15 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
 
   Metric events = Counter(kProbeEvents, "{event}", "Events read from each probe's ring buffer.");
   Metric lost = Counter(kProbeEventsLost, "{event}",
-                        "Events a probe lost (ring buffer full, in-flight table full, malformed).");
+                        "Events a probe lost, by reason (ring buffer full, in-flight table full, malformed).");
   for (const auto& p : self_.probes) {
     AddPoint(events, static_cast<double>(p.events), {{"probe", p.name}});
-    AddPoint(lost, static_cast<double>(p.lost), {{"probe", p.name}});
+    if (p.lost_by_reason.empty()) {
+      AddPoint(lost, static_cast<double>(p.lost), {{"probe", p.name}});
+      continue;
+    }
+    for (const auto& [reason, n] : p.lost_by_reason)
+      AddPoint(lost, static_cast<double>(n), {{"probe", p.name}, {"reason", reason}});
   }
   if (!events.points.empty()) {
     rm.metrics.push_back(std::move(events));

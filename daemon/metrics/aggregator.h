@@ -90,7 +90,9 @@ struct SelfStats {
   struct Probe {
     std::string name;
     uint64_t events = 0;  // read from the kernel
-    uint64_t lost = 0;    // lost on the way (ring buffer full, in-flight table full, ...)
+    uint64_t lost = 0;    // lost on the way: the sum of lost_by_reason
+    // ringbuf_full, inflight_full, malformed, ...: the `reason` of the lost series.
+    std::map<std::string, uint64_t> lost_by_reason;
   };
   std::vector<Probe> probes;
   uint64_t spans = 0;                         // spans the correlator produced

@@ -301,7 +301,7 @@ TEST(Aggregator, AttributeSetsPastTheLimitFoldIntoOverflow) {
 TEST(Aggregator, SelfTelemetryFollowsTheContractNames) {
   Fixture f;
   SelfStats s;
-  s.probes.push_back({"l7", 1000, 7});
+  s.probes.push_back({"l7", 1000, 7, {{"ringbuf_full", 5}, {"inflight_full", 2}}});
   s.spans = 90;
   s.exporting = true;
   s.spans_accepted = 90;
@@ -321,7 +321,9 @@ TEST(Aggregator, SelfTelemetryFollowsTheContractNames) {
     return -1.0;
   };
   EXPECT_EQ(value(kProbeEvents, "probe", "l7"), 1000);
-  EXPECT_EQ(value(kProbeEventsLost, "probe", "l7"), 7);
+  EXPECT_EQ(value(kProbeEventsLost, "reason", "ringbuf_full"), 5);
+  EXPECT_EQ(value(kProbeEventsLost, "reason", "inflight_full"), 2);
+  for (const auto& p : FindMetric(*self, kProbeEventsLost)->points) EXPECT_EQ(AttrString(p, "probe"), "l7");
   EXPECT_EQ(value(kExportSpansSent), 85);
   EXPECT_EQ(value(kExportSpansDropped, "reason", "queue_full"), 5);
   EXPECT_EQ(value(kExportSpansAccepted), 90);
