@@ -126,7 +126,7 @@ absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
     } else if (api.status().code() == absl::StatusCode::kInvalidArgument) {
       return api.status();
     } else {
-      spdlog::error("local API off: {}", api.status().message());
+      spdlog::warn("local API off: {}", api.status().message());
     }
   }
 
@@ -143,7 +143,7 @@ absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
                    listen->addr.ss_family == AF_INET6 ? "[" + listen->host + "]" : listen->host,
                    s->prometheus_->port());
     } else {
-      spdlog::error("prometheus endpoint off: {}", srv.status().message());
+      spdlog::warn("prometheus endpoint off: {}", srv.status().message());
     }
   }
 
