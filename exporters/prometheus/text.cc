@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "exporters/otlp/encode.h"
 
 namespace isotrace::prometheus {
 
@@ -34,7 +35,9 @@ std::string AttrText(const correlate::AttrValue& v) {
   return std::visit(
       [](const auto& x) -> std::string {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::string>) return x;
+        // Label values must be UTF-8 or Prometheus rejects the whole scrape; service names
+        // and paths come from process environments. Same repair as the OTLP encoder.
+        if constexpr (std::is_same_v<T, std::string>) return otlp::SanitizeUtf8(x);
         else if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
         else if constexpr (std::is_same_v<T, double>) return FormatDouble(x);
         else return absl::StrCat(x);
@@ -96,6 +99,10 @@ std::string SanitizeLabel(std::string_view key) {
   std::string out = Sanitize(key, /*allow_colon=*/false);
   if (out.empty()) return "_";
   if (out[0] >= '0' && out[0] <= '9') out.insert(0, "key_");
+  // "le" and "quantile" are the bucket and summary labels: an attribute named so would
+  // give a series the label twice. (Prometheus' reserved "__" prefix cannot occur: runs
+  // of '_' collapse above.)
+  if (out == "le" || out == "quantile") out.insert(0, "key");
   return out;
 }
 

@@ -52,6 +52,8 @@ TEST(PrometheusNames, FollowTheCompatibilitySpec) {
   EXPECT_EQ(SanitizeLabel("service.name"), "service_name");
   EXPECT_EQ(SanitizeLabel("1st"), "key_1st");
   EXPECT_EQ(SanitizeLabel("a:b"), "a_b");
+  EXPECT_EQ(SanitizeLabel("le"), "keyle");
+  EXPECT_EQ(SanitizeLabel("__name__"), "_name_");  // runs of _ collapse: never reserved
   EXPECT_EQ(EscapeLabelValue("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
   EXPECT_EQ(FormatDouble(0.005), "0.005");
   EXPECT_EQ(FormatDouble(10), "10");
@@ -106,6 +108,24 @@ TEST(PrometheusText, RendersASnapshotExactly) {
       "isotrace_http_requests_total{k8s_namespace_name=\"ns\\\"1\",service_name=\"override\"} 3\n"
       "isotrace_http_requests_total{k8s_namespace_name=\"ns\\\"1\",service_name=\"override\"} 3\n";
   EXPECT_EQ(text, expected);
+}
+
+TEST(PrometheusText, BadBytesAndReservedLabelsCannotBreakAScrape) {
+  metrics::Snapshot snap;
+  metrics::ResourceMetrics rm;
+  auto r = std::make_shared<correlate::Resource>();
+  r->attributes = {{"service.name", std::string("caf\xe9")}, {"le", std::string("x")}};
+  rm.resource = r;
+  metrics::Metric h = M("d", "s", metrics::MetricType::kHistogram);
+  metrics::Point p;
+  p.histogram.bounds = {1};
+  p.histogram.counts = {1, 0};
+  p.histogram.count = 1;
+  h.points.push_back(p);
+  rm.metrics.push_back(h);
+  snap.resources.push_back(rm);
+  const std::string text = RenderText(snap);
+  EXPECT_THAT(text, HasSubstr("d_seconds_bucket{keyle=\"x\",service_name=\"caf\xef\xbf\xbd\",le=\"1\"} 1\n"));
 }
 
 TEST(PrometheusListen, ParsesAddressesAndKnowsLoopback) {
