@@ -90,6 +90,8 @@ static __always_inline void count(__u32 idx) {
   if (v) *v += 1;
 }
 
+#include "acct.bpf.h"
+
 static __always_inline bool traced_process(__u32 tgid) {
   if (tgid == self_tgid) return false;
   if (target_tgid && tgid != target_tgid) return false;
@@ -120,30 +122,9 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd) {
   return sk;
 }
 
-static __always_inline struct scratch *new_event(__u8 kind, __u8 dir, __u8 sys, int fd,
-                                                 struct sock *sk, __u64 ts_enter, __s64 ret) {
-  __u32 zero = 0;
-  struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &zero);
-  if (!s) return NULL;
-  struct l7_event *ev = &s->ev;
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-
-  ev->ts_enter_ns = ts_enter;
-  ev->ts_exit_ns = bpf_ktime_get_ns();
-  ev->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+/* Socket identity and TCP state into an event. */
+static __always_inline void fill_sock(struct l7_event *ev, const struct sock *sk) {
   ev->sock_id = (__u64)sk;
-  ev->cgroup_id = bpf_get_current_cgroup_id();
-  ev->ret = ret;
-  ev->tgid = pid_tgid >> 32;
-  ev->tid = (__u32)pid_tgid;
-  ev->fd = fd;
-  ev->captured = 0;
-  ev->kind = kind;
-  ev->dir = dir;
-  ev->syscall = sys;
-  bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-
   __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
   ev->family = (__u8)family;
   ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -157,10 +138,40 @@ static __always_inline struct scratch *new_event(__u8 kind, __u8 dir, __u8 sys, 
     BPF_CORE_READ_INTO(ev->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
     BPF_CORE_READ_INTO(ev->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
   }
+  ev->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+  __u64 key = (__u64)sk;
+  __u32 *retrans = bpf_map_lookup_elem(&sock_retrans, &key);
+  ev->retransmits = retrans ? *retrans : 0;
+}
 
-  ev->acct.oncpu_ns = BPF_CORE_READ(task, se.sum_exec_runtime);
-  ev->acct.runq_ns = BPF_CORE_READ(task, sched_info.run_delay);
-  ev->acct.pcount = BPF_CORE_READ(task, sched_info.pcount);
+static __always_inline struct scratch *scratch_event(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&scratch_buf, &zero);
+}
+
+static __always_inline struct scratch *new_event(__u8 kind, __u8 dir, __u8 sys, int fd,
+                                                 struct sock *sk, __u64 ts_enter, __s64 ret) {
+  struct scratch *s = scratch_event();
+  if (!s) return NULL;
+  struct l7_event *ev = &s->ev;
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+
+  ev->ts_enter_ns = ts_enter;
+  ev->ts_exit_ns = bpf_ktime_get_ns();
+  ev->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+  ev->cgroup_id = bpf_get_current_cgroup_id();
+  ev->ret = ret;
+  ev->tgid = pid_tgid >> 32;
+  ev->tid = (__u32)pid_tgid;
+  ev->fd = fd;
+  ev->captured = 0;
+  ev->kind = kind;
+  ev->dir = dir;
+  ev->syscall = sys;
+  bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+  fill_sock(ev, sk);
+  acct_snapshot(&ev->acct, ev->ts_exit_ns);
   return s;
 }
 
@@ -373,3 +384,72 @@ SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
+
+/* ---- kernel incidents ------------------------------------------------------------ */
+
+static __always_inline void emit_incident(__u8 kind, const struct sock *sk) {
+  struct scratch *s = scratch_event();
+  if (!s) return;
+  struct l7_event *ev = &s->ev;
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  __builtin_memset(&ev->acct, 0, sizeof(ev->acct));
+  ev->ts_enter_ns = ev->ts_exit_ns = bpf_ktime_get_ns();
+  ev->proc_start_ns = 0;
+  ev->cgroup_id = 0;
+  ev->ret = 0;
+  ev->tgid = pid_tgid >> 32;
+  ev->tid = (__u32)pid_tgid;
+  ev->fd = -1;
+  ev->captured = 0;
+  ev->kind = kind;
+  ev->dir = L7_DIR_NONE;
+  ev->syscall = 0;
+  __builtin_memset(ev->comm, 0, sizeof(ev->comm));
+  fill_sock(ev, sk);
+  submit(s);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit, const struct sock *sk) {
+  __u64 key = (__u64)sk;
+  __u32 *v = bpf_map_lookup_elem(&sock_retrans, &key);
+  if (v) {
+    __sync_fetch_and_add(v, 1);
+  } else {
+    __u32 one = 1;
+    bpf_map_update_elem(&sock_retrans, &key, &one, BPF_NOEXIST);
+  }
+  emit_incident(L7_EV_RETRANSMIT, sk);
+  return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_receive_reset, struct sock *sk) {
+  emit_incident(L7_EV_RESET_RECV, sk);
+  return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_send_reset, const struct sock *sk) {
+  if (sk) emit_incident(L7_EV_RESET_SENT, sk);
+  return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(oom_mark_victim, struct task_struct *task) {
+  struct scratch *s = scratch_event();
+  if (!s) return 0;
+  struct l7_event *ev = &s->ev;
+  __builtin_memset(ev, 0, L7_EVENT_HEADER_SIZE);
+  ev->ts_enter_ns = ev->ts_exit_ns = bpf_ktime_get_ns();
+  ev->kind = L7_EV_OOM_KILL;
+  ev->fd = -1;
+  ev->tgid = BPF_CORE_READ(task, tgid);
+  ev->tid = BPF_CORE_READ(task, pid);
+  ev->ret = ev->tgid;
+  ev->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+  ev->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+  BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
+  submit(s);
+  return 0;
+}

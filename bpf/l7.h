@@ -22,6 +22,12 @@ enum l7_event_kind {
   L7_EV_ACCEPT = 2,   /* a connection accepted; `fd` = the new socket */
   L7_EV_CONNECT = 3,  /* connect() returned 0 or -EINPROGRESS */
   L7_EV_CLOSE = 4,    /* close() of a TCP socket fd */
+  /* Kernel incidents (no payload, not tied to a syscall): `sock_id` names the socket;
+   * tgid/tid/comm are whatever task the kernel ran the hook in. */
+  L7_EV_RETRANSMIT = 5, /* tcp_retransmit_skb */
+  L7_EV_RESET_RECV = 6, /* tcp_receive_reset: the peer reset the connection */
+  L7_EV_RESET_SENT = 7, /* tcp_send_reset */
+  L7_EV_OOM_KILL = 8,   /* mark_victim: `ret` = victim tgid, `cgroup_id` = victim's cgroup */
 };
 
 enum l7_direction {
@@ -46,14 +52,21 @@ enum l7_syscall {
   L7_SYS_CLOSE = 13,
 };
 
-/* Snapshot of the calling thread's own scheduler accounting, read from its
- * task_struct at the syscall's exit. A span's breakdown is the difference of two
- * snapshots (DESIGN.md: account in the kernel, snapshot at request boundaries). */
+/* Cumulative accounting of the calling thread at the syscall's exit, kept in the kernel
+ * by the scheduler hooks (acct.bpf.h). A span's breakdown is the difference of two
+ * snapshots (DESIGN.md: account in the kernel, snapshot at request boundaries).
+ * Every nanosecond since the thread's first socket syscall falls in exactly one of the
+ * first six counters; steal is a part of oncpu. All zero when `valid` is 0. */
 struct l7_thread_acct {
-  __u64 oncpu_ns;   /* se.sum_exec_runtime + the running slice since se.exec_start */
-  __u64 runq_ns;    /* sched_info.run_delay: runnable, waiting for a CPU */
-  __u64 pcount;     /* sched_info.pcount: times run on a CPU */
-  __u64 reserved[5];/* filled by later accounting (throttled, blkio, stall, steal) */
+  __u64 oncpu_ns;     /* on a CPU (outside memory stalls) */
+  __u64 runq_ns;      /* runnable, waiting for a CPU */
+  __u64 throttled_ns; /* runnable, held back by CFS bandwidth (cgroup CPU quota) */
+  __u64 blkio_ns;     /* asleep in I/O wait (in_iowait) */
+  __u64 memstall_ns;  /* in direct/memcg reclaim, or asleep in a PSI memory stall */
+  __u64 sleep_ns;     /* asleep for any other reason (network, locks, timers) */
+  __u64 steal_ns;     /* hypervisor steal on the CPU while this thread was on it */
+  __u32 throttle_count; /* times switched out throttled */
+  __u32 valid;        /* 1: the accounting hooks are attached */
 };
 
 struct l7_event {
@@ -77,6 +90,8 @@ struct l7_event {
   __u8 raddr[16];      /* remote address */
   char comm[16];
   struct l7_thread_acct acct;
+  __u32 srtt_us;       /* TCP smoothed RTT of the socket (µs) at the event */
+  __u32 retransmits;   /* retransmits seen on the socket so far (tcp_retransmit_skb) */
   __u8 data[L7_MAX_CAPTURE];
 };
 

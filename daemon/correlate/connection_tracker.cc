@@ -27,6 +27,25 @@ bool LooksLikeRequestStart(std::string_view p) {
 }
 }  // namespace
 
+// Accounting at a segment, kept for the few most recent segments of each direction so
+// a message can find the snapshot of the segment holding its first (request) or last
+// (response) byte by timestamp.
+// Accounting at one segment. A connection keeps the last few of each direction so a
+// message finds the snapshot of the segment that held its first (request) or last
+// (response) byte, by timestamp.
+struct ConnectionTracker::Snap {
+  uint64_t ts = 0;
+  uint32_t tid = 0;
+  probes::ThreadAcct acct;
+  uint32_t retransmits = 0;
+  uint32_t srtt_us = 0;
+};
+struct ConnectionTracker::Pending {
+  HttpMessage req;
+  uint32_t tid = 0;
+  std::optional<Snap> start;
+};
+
 struct ConnectionTracker::Conn {
   Key key;
   uint64_t sock_id = 0;
@@ -41,10 +60,14 @@ struct ConnectionTracker::Conn {
   LruList::iterator lru_it;
   std::unique_ptr<Http1Parser> requests;   // request direction
   std::unique_ptr<Http1Parser> responses;  // response direction
-  struct Pending {
-    HttpMessage req;
-    uint32_t tid = 0;
+  static constexpr size_t kMaxSnaps = 8;
+  std::deque<Snap> req_snaps, resp_snaps;
+  struct Incident {
+    uint64_t ts = 0;
+    SocketEvent::Kind kind;
   };
+  std::deque<Incident> incidents;  // bounded: kMaxIncidents
+  bool reset = false;
   std::deque<Pending> pending;
   uint32_t last_tid = 0;
 };
@@ -84,6 +107,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   lru_.push_front(key);
   c->lru_it = lru_.begin();
   Conn* raw = c.get();
+  by_sock_[ev.sock_id] = key;
   conns_.emplace(key, std::move(c));
   stats_.connections_opened++;
   return raw;
@@ -93,6 +117,8 @@ void ConnectionTracker::Drop(const Key& key, bool finish) {
   auto it = conns_.find(key);
   if (it == conns_.end()) return;
   if (finish) FinishConn(*it->second, it->second->last_active_mono);
+  auto bs = by_sock_.find(it->second->sock_id);
+  if (bs != by_sock_.end() && bs->second == key) by_sock_.erase(bs);
   lru_.erase(it->second->lru_it);
   conns_.erase(it);
 }
@@ -117,6 +143,12 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       }
       return;
     }
+    case SocketEvent::Kind::kRetransmit:
+    case SocketEvent::Kind::kResetReceived:
+    case SocketEvent::Kind::kResetSent:
+    case SocketEvent::Kind::kOomKill:
+      OnIncident(ev);
+      return;
     case SocketEvent::Kind::kData: {
       Conn* c = Find(ev, /*create=*/true);
       c->last_active_mono = ev.ts_exit_ns;
@@ -154,6 +186,9 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   // a message with a known end alone, so this is safe on every segment.
   Http1Parser& parser = is_request_dir ? *c.requests : *c.responses;
   Http1Parser& other = is_request_dir ? *c.responses : *c.requests;
+  auto& snaps = is_request_dir ? c.req_snaps : c.resp_snaps;
+  if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
+  snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
   std::vector<HttpMessage> done;
   const auto dispatch = [&] {
     done.swap(scratch_);
@@ -183,6 +218,35 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   }
 }
 
+namespace {
+constexpr size_t kMaxIncidents = 16;
+constexpr size_t kMaxOoms = 64;
+
+template <typename Snaps>
+auto FindSnap(const Snaps& snaps, uint64_t ts) -> std::optional<typename Snaps::value_type> {
+  for (auto it = snaps.rbegin(); it != snaps.rend(); ++it)
+    if (it->ts == ts) return *it;
+  return std::nullopt;
+}
+}  // namespace
+
+void ConnectionTracker::OnIncident(const SocketEvent& ev) {
+  if (ev.kind == SocketEvent::Kind::kOomKill) {
+    if (ooms_.size() >= kMaxOoms) ooms_.pop_front();
+    ooms_.push_back({ev.ts_exit_ns, ev.cgroup_id, ev.tgid, std::string(ev.comm)});
+    return;
+  }
+  auto it = by_sock_.find(ev.sock_id);
+  if (it == by_sock_.end()) return;
+  auto cit = conns_.find(it->second);
+  if (cit == conns_.end()) return;
+  Conn& c = *cit->second;
+  if (c.incidents.size() >= kMaxIncidents) c.incidents.pop_front();
+  c.incidents.push_back({ev.ts_exit_ns, ev.kind});
+  if (ev.kind != SocketEvent::Kind::kRetransmit) c.reset = true;
+  stats_.incidents++;
+}
+
 void ConnectionTracker::OnRequest(Conn& c, HttpMessage&& req) {
   if (!req.is_request) return;
   if (c.pending.size() >= limits_.max_pending_per_connection) {
@@ -190,7 +254,9 @@ void ConnectionTracker::OnRequest(Conn& c, HttpMessage&& req) {
     return;
   }
   c.responses->ExpectResponseTo(req.method);
-  c.pending.push_back({std::move(req), c.last_tid});
+  auto start = FindSnap(c.req_snaps, req.first_ts_ns);
+  uint32_t tid = start ? start->tid : c.last_tid;
+  c.pending.push_back({std::move(req), tid, start});
 }
 
 void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
@@ -199,9 +265,10 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
     stats_.responses_unmatched++;
     return;
   }
-  Conn::Pending p = std::move(c.pending.front());
+  Pending p = std::move(c.pending.front());
   c.pending.pop_front();
-  Emit(c, p.req, p.tid, &resp, resp.last_ts_ns, "");
+  auto end = FindSnap(c.resp_snaps, resp.last_ts_ns);
+  Emit(c, p, &resp, end ? &*end : nullptr, resp.last_ts_ns, "");
 }
 
 void ConnectionTracker::FinishConn(Conn& c, uint64_t ts_mono) {
@@ -220,9 +287,10 @@ void ConnectionTracker::FinishConn(Conn& c, uint64_t ts_mono) {
   }
   while (!c.pending.empty()) {
     stats_.requests_unanswered++;
-    Conn::Pending p = std::move(c.pending.front());
+    Pending p = std::move(c.pending.front());
     c.pending.pop_front();
-    Emit(c, p.req, p.tid, nullptr, std::max(ts_mono, p.req.last_ts_ns), "connection_closed");
+    Emit(c, p, nullptr, nullptr, std::max(ts_mono, p.req.last_ts_ns),
+         c.reset ? "tcp_reset" : "connection_closed");
   }
 }
 
@@ -239,8 +307,10 @@ void ConnectionTracker::Expire(uint64_t now_mono_ns) {
   }
 }
 
-void ConnectionTracker::Emit(Conn& c, const HttpMessage& req, uint32_t tid, const HttpMessage* resp,
+void ConnectionTracker::Emit(Conn& c, const Pending& p, const HttpMessage* resp, const Snap* end_snap,
                              uint64_t end_mono, std::string_view error_type) {
+  const HttpMessage& req = p.req;
+  const uint32_t tid = p.tid;
   Span s;
   s.kind = c.role == Role::kClient ? SpanKind::kClient : SpanKind::kServer;
   std::string_view tp = FindHeader(req, "traceparent");
@@ -303,8 +373,71 @@ void ConnectionTracker::Emit(Conn& c, const HttpMessage& req, uint32_t tid, cons
   s.tid = tid;
   s.cgroup_id = c.cgroup_id;
   s.sock_id = c.sock_id;
+  AddBreakdown(c, p, end_snap, end, &s);
   stats_.spans++;
   sink_(std::move(s));
+}
+
+}  // namespace isotrace::correlate
+
+namespace isotrace::correlate {
+
+void ConnectionTracker::AddBreakdown(const Conn& c, const Pending& p, const Snap* end,
+                                     uint64_t end_mono, Span* s) {
+  // The window [start snapshot, end snapshot] is the span's own window (same segment
+  // timestamps); the thread must be the same at both ends for a per-thread difference.
+  if (p.start && end && p.start->tid == end->tid && p.start->acct.valid && end->acct.valid) {
+    const auto& a = p.start->acct;
+    const auto& b = end->acct;
+    auto d = [](uint64_t x, uint64_t y) { return static_cast<int64_t>(y >= x ? y - x : 0); };
+    auto& at = s->attributes;
+    at.push_back({"isotrace.app.oncpu_ns", d(a.oncpu_ns, b.oncpu_ns)});
+    at.push_back({"isotrace.kernel.runq_ns", d(a.runq_ns, b.runq_ns)});
+    at.push_back({"isotrace.container.throttled_ns", d(a.throttled_ns, b.throttled_ns)});
+    at.push_back({"isotrace.kernel.blkio_ns", d(a.blkio_ns, b.blkio_ns)});
+    if (features_.memstall) at.push_back({"isotrace.kernel.memstall_ns", d(a.memstall_ns, b.memstall_ns)});
+    if (features_.steal) at.push_back({"isotrace.vm.steal_ns", d(a.steal_ns, b.steal_ns)});
+    at.push_back({"isotrace.offcpu_other_ns", d(a.sleep_ns, b.sleep_ns)});
+    int64_t throttled = d(a.throttled_ns, b.throttled_ns);
+    if (throttled > 0) {
+      SpanEvent e;
+      e.time_unix_ns = s->end_unix_ns;
+      e.name = "throttling";
+      e.attributes.push_back({"isotrace.verdict.layer", std::string("container")});
+      e.attributes.push_back({"isotrace.container.throttled_ns", throttled});
+      e.attributes.push_back({"isotrace.container.throttle_count",
+                              static_cast<int64_t>(b.throttle_count - a.throttle_count)});
+      s->events.push_back(std::move(e));
+    }
+  }
+  if (features_.tcp_incidents && p.start && end) {
+    s->attributes.push_back(
+        {"isotrace.net.retransmits", static_cast<int64_t>(end->retransmits - p.start->retransmits)});
+  }
+  if (end && end->srtt_us) s->attributes.push_back({"isotrace.net.srtt_us", static_cast<int64_t>(end->srtt_us)});
+
+  const uint64_t from = p.req.first_ts_ns;
+  for (const auto& inc : c.incidents) {
+    if (inc.ts < from || inc.ts > end_mono) continue;
+    SpanEvent e;
+    e.time_unix_ns = clock_->MonoToUnixNs(inc.ts);
+    e.name = inc.kind == SocketEvent::Kind::kRetransmit ? "tcp_retransmit" : "tcp_reset";
+    e.attributes.push_back({"isotrace.verdict.layer", std::string("network")});
+    if (inc.kind != SocketEvent::Kind::kRetransmit)
+      e.attributes.push_back({"isotrace.net.reset_by",
+                              std::string(inc.kind == SocketEvent::Kind::kResetReceived ? "peer" : "local")});
+    s->events.push_back(std::move(e));
+  }
+  for (const auto& oom : ooms_) {
+    if (oom.ts < from || oom.ts > end_mono || oom.cgroup_id != c.cgroup_id) continue;
+    SpanEvent e;
+    e.time_unix_ns = clock_->MonoToUnixNs(oom.ts);
+    e.name = "oom_kill";
+    e.attributes.push_back({"isotrace.verdict.layer", std::string("container")});
+    e.attributes.push_back({"process.pid", static_cast<int64_t>(oom.victim_tgid)});
+    e.attributes.push_back({"process.executable.name", oom.comm});
+    s->events.push_back(std::move(e));
+  }
 }
 
 }  // namespace isotrace::correlate

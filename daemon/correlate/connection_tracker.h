@@ -15,6 +15,8 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "absl/random/random.h"
@@ -43,6 +45,15 @@ struct TrackerStats {
   uint64_t requests_unanswered = 0;      // connection closed before a response
   uint64_t spans = 0;
   uint64_t traceparent_invalid = 0;      // present but rejected → new trace
+  uint64_t incidents = 0;                // kernel incidents matched to a tracked connection
+};
+
+// Which measures the kernel provides (probes::L7Features); a measure it cannot provide is
+// left out of the span, never reported as zero.
+struct TrackerFeatures {
+  bool memstall = true;
+  bool steal = true;
+  bool tcp_incidents = true;
 };
 
 class ConnectionTracker {
@@ -58,6 +69,7 @@ class ConnectionTracker {
   void Expire(uint64_t now_mono_ns);
 
   const TrackerStats& stats() const { return stats_; }
+  void SetFeatures(const TrackerFeatures& f) { features_ = f; }
   size_t connections() const { return conns_.size(); }
 
  private:
@@ -80,14 +92,27 @@ class ConnectionTracker {
   void OnRequest(Conn& c, HttpMessage&& req);
   void OnResponse(Conn& c, HttpMessage&& resp);
   void FinishConn(Conn& c, uint64_t ts_mono);
-  void Emit(Conn& c, const HttpMessage& req, uint32_t tid, const HttpMessage* resp, uint64_t end_mono,
-            std::string_view error_type);
+  struct Snap;
+  struct Pending;
+  struct Oom {
+    uint64_t ts;
+    uint64_t cgroup_id;
+    uint32_t victim_tgid;
+    std::string comm;
+  };
+  void OnIncident(const probes::SocketEvent& ev);
+  void Emit(Conn& c, const Pending& p, const HttpMessage* resp, const Snap* end_snap,
+            uint64_t end_mono, std::string_view error_type);
+  void AddBreakdown(const Conn& c, const Pending& p, const Snap* end, uint64_t end_mono, Span* s);
 
   TrackerLimits limits_;
   util::Clock* clock_;
   SpanSink sink_;
   absl::BitGen rng_;
   std::unordered_map<Key, std::unique_ptr<Conn>, KeyHash> conns_;
+  std::unordered_map<uint64_t, Key> by_sock_;  // sock_id → connection, for incidents
+  std::deque<Oom> ooms_;                       // recent OOM kills (bounded)
+  TrackerFeatures features_;
   LruList lru_;  // front: most recently active
   TrackerStats stats_;
   std::vector<HttpMessage> scratch_;

@@ -10,6 +10,11 @@
 #include <cstring>
 #include <vector>
 
+#include <bpf/btf.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
 #include "l7.h"
 #include "l7.skel.h"
@@ -19,6 +24,7 @@ namespace isotrace::probes {
 
 // Layout checks: the ABI header is the contract with the kernel side.
 static_assert(sizeof(l7_thread_acct) == 64);
+static_assert(offsetof(l7_thread_acct, throttle_count) == 56);
 static_assert(offsetof(l7_event, ts_enter_ns) == 0);
 static_assert(offsetof(l7_event, ret) == 40);
 static_assert(offsetof(l7_event, tgid) == 48);
@@ -27,8 +33,9 @@ static_assert(offsetof(l7_event, kind) == 68);
 static_assert(offsetof(l7_event, laddr) == 72);
 static_assert(offsetof(l7_event, comm) == 104);
 static_assert(offsetof(l7_event, acct) == 120);
-static_assert(offsetof(l7_event, data) == 184);
-static_assert(L7_EVENT_HEADER_SIZE == 184);
+static_assert(offsetof(l7_event, srtt_us) == 184);
+static_assert(offsetof(l7_event, data) == 192);
+static_assert(L7_EVENT_HEADER_SIZE == 192);
 static_assert((L7_MAX_CAPTURE & (L7_MAX_CAPTURE - 1)) == 0);
 
 std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
@@ -58,6 +65,38 @@ absl::Status Errno(int err, std::string_view what) {
 }
 }  // namespace
 
+namespace {
+// Hooks the breakdown can live without: each needs a tracepoint's BTF typedef; when the
+// kernel lacks it the program is not loaded and the measure it feeds stays absent.
+struct OptionalHook {
+  const char* btf_typedef;
+  const char* what;
+};
+
+bool HasTypedef(const btf* vmlinux, const char* name) {
+  return vmlinux && btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) > 0;
+}
+
+bool StructHasMember(const btf* vmlinux, const char* type, const char* member) {
+  if (!vmlinux) return false;
+  int id = btf__find_by_name_kind(vmlinux, type, BTF_KIND_STRUCT);
+  if (id <= 0) return false;
+  const btf_type* t = btf__type_by_id(vmlinux, id);
+  const btf_member* m = btf_members(t);
+  for (int i = 0; i < btf_vlen(t); i++, m++)
+    if (std::string_view(btf__name_by_offset(vmlinux, m->name_off)) == member) return true;
+  return false;
+}
+
+bool IsVirtualMachine() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) return line.find(" hypervisor") != std::string::npos;
+  return false;
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& options, Sink sink) {
   if (options.capture_bytes > L7_MAX_CAPTURE)
     return absl::InvalidArgumentError(absl::StrCat("capture_bytes ", options.capture_bytes,
@@ -75,6 +114,49 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   rodata->capture_bytes = options.capture_bytes;
   bpf_map__set_max_entries(probe->skel_->maps.events, options.ringbuf_bytes);
   bpf_map__set_max_entries(probe->skel_->maps.inflight_calls, options.inflight_entries);
+
+  // Decide, from the kernel's own BTF, which optional hooks can load. Never by version.
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (libbpf_get_error(vmlinux)) vmlinux = nullptr;
+  L7Features& f = probe->features_;
+  auto* sk = probe->skel_;
+  f.thread_acct = HasTypedef(vmlinux, "btf_trace_sched_switch") && HasTypedef(vmlinux, "btf_trace_sched_wakeup");
+  if (!f.thread_acct) {
+    bpf_program__set_autoload(sk->progs.acct_switch, false);
+    bpf_program__set_autoload(sk->progs.acct_wakeup, false);
+    spdlog::warn("no sched_switch/sched_wakeup BTF tracepoints: spans carry no vertical breakdown");
+  }
+  f.memstall = f.thread_acct && HasTypedef(vmlinux, "btf_trace_mm_vmscan_direct_reclaim_begin") &&
+               HasTypedef(vmlinux, "btf_trace_mm_vmscan_memcg_reclaim_begin");
+  if (!f.memstall) {
+    for (bpf_program* p : {sk->progs.acct_reclaim_begin, sk->progs.acct_reclaim_end,
+                           sk->progs.acct_memcg_reclaim_begin, sk->progs.acct_memcg_reclaim_end})
+      bpf_program__set_autoload(p, false);
+    if (f.thread_acct)
+      spdlog::warn("no vmscan reclaim tracepoints: isotrace.kernel.memstall_ns is left out");
+  }
+  f.tcp_incidents = HasTypedef(vmlinux, "btf_trace_tcp_retransmit_skb") &&
+                    HasTypedef(vmlinux, "btf_trace_tcp_receive_reset") &&
+                    HasTypedef(vmlinux, "btf_trace_tcp_send_reset");
+  if (!f.tcp_incidents) {
+    for (bpf_program* p : {sk->progs.tcp_retransmit, sk->progs.tcp_receive_reset, sk->progs.tcp_send_reset})
+      bpf_program__set_autoload(p, false);
+    spdlog::warn("no tcp retransmit/reset tracepoints: isotrace.net.retransmits is left out");
+  }
+  f.oom = HasTypedef(vmlinux, "btf_trace_mark_victim");
+  if (!f.oom) {
+    bpf_program__set_autoload(sk->progs.oom_mark_victim, false);
+    spdlog::warn("no oom:mark_victim tracepoint: OOM kills do not become span events");
+  }
+  // Steal needs the runqueue's paravirt steal clock and a hypervisor that feeds it; on
+  // bare metal there is no steal to measure.
+  f.steal = f.thread_acct && StructHasMember(vmlinux, "rq", "prev_steal_time_rq") &&
+            StructHasMember(vmlinux, "cfs_rq", "rq") && IsVirtualMachine();
+  rodata->steal_enabled = f.steal ? 1 : 0;
+  if (f.thread_acct && !f.steal)
+    spdlog::info("steal time not measurable here (bare metal, or no paravirt steal clock): "
+                 "isotrace.vm.steal_ns is left out");
+  btf__free(vmlinux);
 
   if (int err = l7_bpf__load(probe->skel_)) return Errno(err, "loading the l7 BPF programs");
   if (int err = l7_bpf__attach(probe->skel_)) return Errno(err, "attaching the l7 tracepoints");
@@ -123,9 +205,18 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
   ev.rport = raw->rport;
   ev.comm = std::string_view(raw->comm, strnlen(raw->comm, sizeof(raw->comm)));
   ev.payload = std::string_view(reinterpret_cast<const char*>(raw->data), captured);
-  ev.acct.oncpu_ns = raw->acct.oncpu_ns;
-  ev.acct.runq_ns = raw->acct.runq_ns;
-  ev.acct.pcount = raw->acct.pcount;
+  const l7_thread_acct& a = raw->acct;
+  ev.acct.valid = a.valid != 0;
+  ev.acct.oncpu_ns = a.oncpu_ns;
+  ev.acct.runq_ns = a.runq_ns;
+  ev.acct.throttled_ns = a.throttled_ns;
+  ev.acct.blkio_ns = a.blkio_ns;
+  ev.acct.memstall_ns = a.memstall_ns;
+  ev.acct.sleep_ns = a.sleep_ns;
+  ev.acct.steal_ns = a.steal_ns;
+  ev.acct.throttle_count = a.throttle_count;
+  ev.srtt_us = raw->srtt_us;
+  ev.retransmits = raw->retransmits;
   // The sink must not throw (no exceptions out of libbpf callbacks); it is our code.
   self->sink_(ev);
   return 0;

@@ -25,6 +25,15 @@ struct L7ProbeOptions {
   uint32_t self_tgid = 0;               // 0: this process
 };
 
+// What the running kernel let the probe measure (decided at load, logged once).
+struct L7Features {
+  bool thread_acct = false;  // sched_switch/sched_wakeup accounting (the vertical breakdown)
+  bool steal = false;        // per-thread hypervisor steal
+  bool memstall = false;     // reclaim tracepoints
+  bool tcp_incidents = false;  // retransmit/reset tracepoints
+  bool oom = false;          // mark_victim tracepoint
+};
+
 struct L7Counters {
   uint64_t received = 0;       // events read from the ring buffer
   uint64_t malformed = 0;      // records shorter than the ABI header
@@ -45,6 +54,7 @@ class L7Probe {
   // Waits up to timeout_ms for events and hands each to the sink. Returns how many.
   absl::StatusOr<int> Poll(int timeout_ms);
   L7Counters counters() const;
+  const L7Features& features() const { return features_; }
 
  private:
   L7Probe(Sink sink) : sink_(std::move(sink)) {}
@@ -55,6 +65,7 @@ class L7Probe {
   ring_buffer* rb_ = nullptr;
   uint64_t received_ = 0;
   uint64_t malformed_ = 0;
+  L7Features features_;
 };
 
 }  // namespace isotrace::probes

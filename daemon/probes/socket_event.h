@@ -8,15 +8,33 @@
 
 namespace isotrace::probes {
 
-// The serving thread's scheduler accounting at an event (cumulative, from the kernel).
+// The calling thread's cumulative time accounting at an event (kept by the kernel, see
+// bpf/acct.bpf.h). oncpu+runq+throttled+blkio+memstall+sleep covers every nanosecond
+// since the thread was first seen; steal is part of oncpu.
 struct ThreadAcct {
+  bool valid = false;  // false: accounting hooks not attached (attributes stay absent)
   uint64_t oncpu_ns = 0;
   uint64_t runq_ns = 0;
-  uint64_t pcount = 0;
+  uint64_t throttled_ns = 0;
+  uint64_t blkio_ns = 0;
+  uint64_t memstall_ns = 0;
+  uint64_t sleep_ns = 0;
+  uint64_t steal_ns = 0;
+  uint32_t throttle_count = 0;
 };
 
 struct SocketEvent {
-  enum class Kind : uint8_t { kData = 1, kAccept = 2, kConnect = 3, kClose = 4 };
+  enum class Kind : uint8_t {
+    kData = 1,
+    kAccept = 2,
+    kConnect = 3,
+    kClose = 4,
+    // Kernel incidents: sock_id names the socket (kOomKill: tgid/cgroup_id the victim).
+    kRetransmit = 5,
+    kResetReceived = 6,
+    kResetSent = 7,
+    kOomKill = 8,
+  };
   enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
 
   Kind kind = Kind::kData;
@@ -39,6 +57,8 @@ struct SocketEvent {
   std::string_view comm;     // valid during the sink callback only
   std::string_view payload;  // captured prefix; valid during the sink callback only
   ThreadAcct acct;
+  uint32_t srtt_us = 0;      // TCP smoothed RTT of the socket at the event
+  uint32_t retransmits = 0;  // cumulative retransmits on the socket
 };
 
 // "1.2.3.4" / "::1"; IPv4-mapped IPv6 addresses are shown as IPv4.
