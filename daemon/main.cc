@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -29,6 +30,10 @@ int main(int argc, char** argv) {
   app.add_option("--summary-interval", summary_s, "seconds between summary log lines (0 = off)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off");
   app.add_option("--duration", duration_s, "exit after this many seconds (0 = run until signalled)");
+  std::optional<std::string> api_socket, prometheus_listen;
+  app.add_option("--api-socket", api_socket, "the CLI's unix socket (api.socket; \"\" = none)");
+  app.add_option("--prometheus-listen", prometheus_listen,
+                 "host:port of /metrics (metrics.prometheus_listen; \"\" = none)");
   CLI11_PARSE(app, argc, argv);
 
   isotrace::config::Config cfg;
@@ -44,6 +49,8 @@ int main(int argc, char** argv) {
   if (target_pid) cfg.target_pid = target_pid;
   if (app.count("--summary-interval")) cfg.summary_interval_s = summary_s;
   if (!log_level.empty()) cfg.log_level = log_level;
+  if (api_socket) cfg.api_socket = *api_socket;
+  if (prometheus_listen) cfg.prometheus_listen = *prometheus_listen;
   if (auto st = isotrace::config::Validate(cfg); !st.ok()) {
     std::fprintf(stderr, "isotraced: %s\n", std::string(st.message()).c_str());
     return 2;

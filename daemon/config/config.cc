@@ -57,6 +57,11 @@ const std::vector<Key>& Keys() {
       ISOTRACE_KEY("embedded.spans", embedded_spans),
       ISOTRACE_KEY("embedded.summary_interval_s", summary_interval_s),
       ISOTRACE_KEY("log.level", log_level),
+      ISOTRACE_KEY("api.socket", api_socket),
+      ISOTRACE_KEY("api.socket_group", api_socket_group),
+      ISOTRACE_KEY("metrics.prometheus_listen", prometheus_listen),
+      ISOTRACE_KEY("metrics.export_interval_ms", metrics_export_interval_ms),
+      ISOTRACE_KEY("metrics.max_workloads", metrics_max_workloads),
   };
   return kKeys;
 }
@@ -151,6 +156,12 @@ absl::Status Validate(const Config& cfg) {
   if (cfg.max_connections == 0 || cfg.max_pending_requests == 0)
     return absl::InvalidArgumentError(
         "correlate.max_connections and correlate.max_pending_requests must be > 0");
+  if (cfg.metrics_export_interval_ms == 0)
+    return absl::InvalidArgumentError(
+        "metrics.export_interval_ms (OTEL_METRIC_EXPORT_INTERVAL) = 0: use an interval > 0 ms "
+        "(default 60000)");
+  if (cfg.metrics_max_workloads == 0)
+    return absl::InvalidArgumentError("metrics.max_workloads must be > 0 (default 1000)");
   static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
   bool ok_level = false;
   for (const char* l : kLevels) ok_level |= cfg.log_level == l;

@@ -36,6 +36,13 @@ struct Config {
   uint32_t embedded_spans = 4096;
   uint32_t summary_interval_s = 10;
   std::string log_level = "info";
+
+  // Local API (the CLI's unix socket) and metrics (docs/metrics.md).
+  std::string api_socket = "/run/isotrace/isotrace.sock";  // empty: no local API
+  std::string api_socket_group;                // empty: root only (0600); else 0660 + group
+  std::string prometheus_listen = "127.0.0.1:9464";  // empty: no /metrics endpoint
+  uint32_t metrics_export_interval_ms = 60000;  // OTLP metrics (OTEL_METRIC_EXPORT_INTERVAL)
+  uint32_t metrics_max_workloads = 1000;        // workloads with live series; LRU beyond
 };
 
 // Reads and validates a YAML file into *cfg (keys it names override the defaults).
