@@ -19,7 +19,7 @@ void OnSignal(int) { g_stop.store(true); }
 
 int main(int argc, char** argv) {
   CLI::App app{"isotraced — per-request, per-layer latency attribution from eBPF"};
-  std::string config_path, endpoint, log_level;
+  std::string config_path, endpoint, log_level, stats_file;
   uint32_t capture_bytes = 0, target_pid = 0, summary_s = 0;
   double duration_s = 0;
   app.add_option("--config", config_path, "YAML configuration file");
@@ -29,6 +29,11 @@ int main(int argc, char** argv) {
   app.add_option("--pid", target_pid, "trace only this process (default: every process)");
   app.add_option("--summary-interval", summary_s, "seconds between summary log lines (0 = off)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off");
+  bool validate_only = false;
+  app.add_flag("--validate-config", validate_only,
+               "check the configuration (file, environment, flags) and exit: 0 valid, 2 not");
+  app.add_option("--stats-file", stats_file,
+                 "write exporter and probe counters as JSON to this file at exit");
   app.add_option("--duration", duration_s, "exit after this many seconds (0 = run until signalled)");
   std::optional<std::string> api_socket, prometheus_listen;
   app.add_option("--api-socket", api_socket, "the CLI's unix socket (api.socket; \"\" = none)");
@@ -43,7 +48,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  isotrace::config::ApplyEnvironment(isotrace::config::ProcessEnvironment(), &cfg);
+  if (auto st = isotrace::config::ApplyEnvironment(isotrace::config::ProcessEnvironment(), &cfg);
+      !st.ok()) {
+    std::fprintf(stderr, "isotraced: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
   if (!endpoint.empty()) cfg.otlp_endpoint = endpoint;
   if (capture_bytes) cfg.capture_bytes = capture_bytes;
   if (target_pid) cfg.target_pid = target_pid;
@@ -51,9 +60,21 @@ int main(int argc, char** argv) {
   if (!log_level.empty()) cfg.log_level = log_level;
   if (api_socket) cfg.api_socket = *api_socket;
   if (prometheus_listen) cfg.prometheus_listen = *prometheus_listen;
+  if (!stats_file.empty()) cfg.stats_file = stats_file;
   if (auto st = isotrace::config::Validate(cfg); !st.ok()) {
     std::fprintf(stderr, "isotraced: %s\n", std::string(st.message()).c_str());
     return 2;
+  }
+  if (validate_only) {
+    // The exporter's own parse too (endpoint, headers, certificates as it will read them),
+    // so a config that passes here does not fail at start-up.
+    if (auto opts = isotrace::pipeline::TraceExporterOptions(cfg); !opts.ok()) {
+      std::fprintf(stderr, "isotraced: %s\n", std::string(opts.status().message()).c_str());
+      return 2;
+    }
+    std::printf("isotraced: configuration is valid%s%s\n", config_path.empty() ? "" : ": ",
+                config_path.c_str());
+    return 0;
   }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

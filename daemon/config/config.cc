@@ -2,11 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "exporters/otlp/options.h"
 #include "yaml-cpp/yaml.h"
 
 extern char** environ;
@@ -22,16 +29,126 @@ struct Key {
   std::function<absl::Status(const YAML::Node&, Config*)> set;
 };
 
+std::string Shown(const YAML::Node& n) {
+  if (n.IsScalar()) return n.Scalar();
+  if (n.IsMap()) return "<a mapping>";
+  if (n.IsSequence()) return "<a list>";
+  return "<empty>";
+}
+
 template <typename T>
 absl::Status ReadScalar(const YAML::Node& n, const char* path, T* out) {
+  // yaml-cpp would turn "-1" into 4294967295 for an unsigned field on some versions and a
+  // mapping into an exception with no key; check the shape first so the message names
+  // the key, the value and what to write instead.
+  const char* want = std::is_same_v<T, std::string> ? "a string"
+                     : std::is_same_v<T, bool>      ? "true or false"
+                                                    : "a non-negative integer (at most 4294967295)";
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key '", path, "': value '", Shown(n), "' is not valid; write ", want));
+  };
+  if (!n.IsScalar()) return bad();
+  if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>) {
+    const std::string& v = n.Scalar();
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) return bad();
+  }
   try {
     *out = n.as<T>();
     return absl::OkStatus();
   } catch (const YAML::Exception&) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config key '", path, "': value '", n.IsScalar() ? n.Scalar() : "<not a scalar>",
-                     "' is not a valid ", std::is_same_v<T, std::string> ? "string" : "non-negative integer"));
+    return bad();
   }
+}
+
+// exporter.otlp.compression: the OTel vocabulary.
+absl::Status ReadCompression(const YAML::Node& n, Config* c) {
+  std::string v;
+  if (auto st = ReadScalar(n, "exporter.otlp.compression", &v); !st.ok()) return st;
+  if (v != "gzip" && v != "none")
+    return absl::InvalidArgumentError(absl::StrCat("config key 'exporter.otlp.compression': value '", v,
+                                                   "' is not valid; write gzip or none"));
+  c->otlp_compression = v;
+  return absl::OkStatus();
+}
+
+// Endpoint and headers are parsed by the exporter's own parser now, so the file's
+// mistakes are reported under the file's key names.
+absl::Status ReadEndpoint(const YAML::Node& n, Config* c) {
+  std::string v;
+  if (auto st = ReadScalar(n, "exporter.otlp.endpoint", &v); !st.ok()) return st;
+  if (!v.empty()) {
+    if (auto ep = otlp::ParseEndpoint(v, true); !ep.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("config key 'exporter.otlp.endpoint': ", ep.status().message(),
+                       " (e.g. http://otel-collector:4317)"));
+  }
+  c->otlp_endpoint = v;
+  return absl::OkStatus();
+}
+
+absl::Status ReadHeaders(const YAML::Node& n, Config* c) {
+  std::string v;
+  if (n.IsMap()) {
+    // The natural YAML form: a mapping of header → value.
+    std::vector<std::string> parts;
+    for (const auto& kv : n) {
+      if (!kv.second.IsScalar())
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config key 'exporter.otlp.headers.", Shown(kv.first), "' must be a string value"));
+      // The joined form is percent-decoded later: escape what would split or decode.
+      std::string value;
+      for (char ch : kv.second.Scalar()) {
+        if (ch == '%') value += "%25";
+        else if (ch == ',') value += "%2C";
+        else value += ch;
+      }
+      parts.push_back(absl::StrCat(kv.first.Scalar(), "=", value));
+    }
+    v = absl::StrJoin(parts, ",");
+  } else if (auto st = ReadScalar(n, "exporter.otlp.headers", &v); !st.ok()) {
+    return st;
+  }
+  if (auto h = otlp::ParseHeaders(v); !h.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key 'exporter.otlp.headers': ", h.status().message(),
+                     " (write a mapping, or \"key1=value1,key2=value2\")"));
+  c->otlp_headers = v;
+  return absl::OkStatus();
+}
+
+// TLS material: checked readable now, so a typo fails at start-up and not at the first
+// export minutes later.
+absl::Status CheckReadableFile(const char* key, const std::string& path) {
+  if (path.empty()) return absl::OkStatus();
+  if (access(path.c_str(), R_OK) != 0)
+    return absl::InvalidArgumentError(absl::StrCat("config key '", key, "': file '", path,
+                                                   "' cannot be read (", std::strerror(errno),
+                                                   "); give the path of a PEM file"));
+  return absl::OkStatus();
+}
+
+template <std::string Config::*field>
+absl::Status ReadPemPath(const YAML::Node& n, const char* key, Config* c) {
+  std::string v;
+  if (auto st = ReadScalar(n, key, &v); !st.ok()) return st;
+  if (auto st = CheckReadableFile(key, v); !st.ok()) return st;
+  c->*field = v;
+  return absl::OkStatus();
+}
+
+// Levenshtein distance, to suggest the key someone meant (hand-written: ten lines, and
+// nothing in the dependency set offers it).
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
 }
 
 #define ISOTRACE_KEY(path, field)                                                  \
@@ -41,12 +158,32 @@ absl::Status ReadScalar(const YAML::Node& n, const char* path, T* out) {
 
 const std::vector<Key>& Keys() {
   static const std::vector<Key> kKeys = {
-      ISOTRACE_KEY("exporter.otlp.endpoint", otlp_endpoint),
-      ISOTRACE_KEY("exporter.otlp.headers", otlp_headers),
+      Key{"exporter.otlp.endpoint", ReadEndpoint},
+      Key{"exporter.otlp.headers", ReadHeaders},
+      ISOTRACE_KEY("exporter.otlp.insecure", otlp_insecure),
+      Key{"exporter.otlp.compression", ReadCompression},
+      Key{"exporter.otlp.certificate",
+          [](const YAML::Node& n, Config* c) {
+            return ReadPemPath<&Config::otlp_certificate>(n, "exporter.otlp.certificate", c);
+          }},
+      Key{"exporter.otlp.client_certificate",
+          [](const YAML::Node& n, Config* c) {
+            return ReadPemPath<&Config::otlp_client_certificate>(n, "exporter.otlp.client_certificate", c);
+          }},
+      Key{"exporter.otlp.client_key",
+          [](const YAML::Node& n, Config* c) {
+            return ReadPemPath<&Config::otlp_client_key>(n, "exporter.otlp.client_key", c);
+          }},
       ISOTRACE_KEY("exporter.batch_size", export_batch_size),
       ISOTRACE_KEY("exporter.queue_size", export_queue_size),
+      ISOTRACE_KEY("exporter.queue_bytes", export_queue_bytes),
       ISOTRACE_KEY("exporter.timeout_ms", export_timeout_ms),
       ISOTRACE_KEY("exporter.interval_ms", export_interval_ms),
+      ISOTRACE_KEY("exporter.shutdown_timeout_ms", export_shutdown_timeout_ms),
+      ISOTRACE_KEY("exporter.retry.max_attempts", retry_max_attempts),
+      ISOTRACE_KEY("exporter.retry.initial_backoff_ms", retry_initial_backoff_ms),
+      ISOTRACE_KEY("exporter.retry.max_backoff_ms", retry_max_backoff_ms),
+      ISOTRACE_KEY("exporter.retry.max_server_delay_ms", retry_max_server_delay_ms),
       ISOTRACE_KEY("resource.attributes", resource_attributes),
       ISOTRACE_KEY("probes.capture_bytes", capture_bytes),
       ISOTRACE_KEY("probes.ringbuf_bytes", ringbuf_bytes),
@@ -62,6 +199,7 @@ const std::vector<Key>& Keys() {
       ISOTRACE_KEY("metrics.prometheus_listen", prometheus_listen),
       ISOTRACE_KEY("metrics.export_interval_ms", metrics_export_interval_ms),
       ISOTRACE_KEY("metrics.max_workloads", metrics_max_workloads),
+      ISOTRACE_KEY("log.stats_file", stats_file),
   };
   return kKeys;
 }
@@ -70,10 +208,21 @@ const std::vector<Key>& Keys() {
 absl::Status Walk(const YAML::Node& node, const std::string& prefix, Config* cfg) {
   if (!node.IsMap())
     return absl::InvalidArgumentError(absl::StrCat("config: '", prefix.empty() ? "<top level>" : prefix,
-                                                   "' must be a mapping"));
+                                                   "' must be a mapping of keys, got '", Shown(node),
+                                                   "'"));
+  std::vector<std::string> seen;
   for (const auto& kv : node) {
+    if (!kv.first.IsScalar())
+      return absl::InvalidArgumentError(absl::StrCat("config: a key under '", prefix.empty() ? "<top level>" : prefix,
+                                                     "' is not a plain name"));
     std::string key = kv.first.as<std::string>();
     std::string path = prefix.empty() ? key : absl::StrCat(prefix, ".", key);
+    // YAML lets a later duplicate silently win; in a config file that is almost always a
+    // merge mistake, so name it.
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: key '", path, "' appears twice; keep one"));
+    seen.push_back(key);
     const Key* match = nullptr;
     bool is_section = false;
     for (const auto& k : Keys()) {
@@ -85,10 +234,25 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix, Config* cfg
     } else if (is_section) {
       if (auto st = Walk(kv.second, path, cfg); !st.ok()) return st;
     } else {
-      std::vector<std::string> known;
-      for (const auto& k : Keys()) known.push_back(k.path);
-      return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", path,
-                                                     "'; known keys: ", absl::StrJoin(known, ", ")));
+      // Suggest the nearest known key (a typo), else list the section's keys.
+      std::string best;
+      size_t best_d = std::string::npos;
+      std::vector<std::string> in_section;
+      for (const auto& k : Keys()) {
+        std::string_view kp(k.path);
+        size_t d = EditDistance(path, kp);
+        if (d < best_d) best_d = d, best = k.path;
+        if (prefix.empty() ? kp.find('.') != std::string_view::npos
+                           : kp.rfind(prefix + ".", 0) == 0)
+          in_section.push_back(std::string(prefix.empty() ? kp.substr(0, kp.find('.')) : kp));
+      }
+      std::sort(in_section.begin(), in_section.end());
+      in_section.erase(std::unique(in_section.begin(), in_section.end()), in_section.end());
+      std::string hint = best_d <= std::max<size_t>(2, path.size() / 4)
+                             ? absl::StrCat("; did you mean '", best, "'?")
+                             : absl::StrCat("; known here: ", absl::StrJoin(in_section, ", "));
+      return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", path, "'", hint,
+                                                     " (docs/configuration.md lists every key)"));
     }
   }
   return absl::OkStatus();
@@ -131,15 +295,62 @@ std::map<std::string, std::string> ProcessEnvironment() {
   return env;
 }
 
-void ApplyEnvironment(const std::map<std::string, std::string>& env, Config* cfg) {
+absl::Status ApplyEnvironment(const std::map<std::string, std::string>& env, Config* cfg) {
   auto get = [&](const char* k) -> const std::string* {
     auto it = env.find(k);
     return it == env.end() || it->second.empty() ? nullptr : &it->second;
+  };
+  auto bad = [](const char* var, const std::string& v, const char* want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("environment ", var, "='", v, "' is not valid; ", want));
+  };
+  auto number = [&](const char* var, uint32_t* out) -> absl::Status {
+    const std::string* v = get(var);
+    if (!v) return absl::OkStatus();
+    if (v->find_first_not_of("0123456789") != std::string::npos || v->size() > 10 ||
+        std::stoull(*v) > UINT32_MAX)
+      return bad(var, *v, "write a non-negative integer");
+    *out = static_cast<uint32_t>(std::stoull(*v));
+    return absl::OkStatus();
+  };
+  auto pem = [&](const char* var, std::string* out) -> absl::Status {
+    const std::string* v = get(var);
+    if (!v) return absl::OkStatus();
+    if (access(v->c_str(), R_OK) != 0)
+      return bad(var, *v, "the file cannot be read; give the path of a PEM file");
+    *out = *v;
+    return absl::OkStatus();
   };
   if (auto* v = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) cfg->otlp_endpoint = *v;
   else if (auto* v2 = get("OTEL_EXPORTER_OTLP_ENDPOINT")) cfg->otlp_endpoint = *v2;
   if (auto* v = get("OTEL_EXPORTER_OTLP_HEADERS")) cfg->otlp_headers = *v;
   if (auto* v = get("OTEL_RESOURCE_ATTRIBUTES")) cfg->resource_attributes = *v;
+  if (auto* v = get("OTEL_EXPORTER_OTLP_INSECURE")) {
+    if (absl::EqualsIgnoreCase(*v, "true")) cfg->otlp_insecure = true;
+    else if (absl::EqualsIgnoreCase(*v, "false")) cfg->otlp_insecure = false;
+    else return bad("OTEL_EXPORTER_OTLP_INSECURE", *v, "write true or false");
+  }
+  if (auto* v = get("OTEL_EXPORTER_OTLP_COMPRESSION")) {
+    if (*v != "gzip" && *v != "none") return bad("OTEL_EXPORTER_OTLP_COMPRESSION", *v, "write gzip or none");
+    cfg->otlp_compression = *v;
+  }
+  for (auto st : {number("OTEL_EXPORTER_OTLP_TIMEOUT", &cfg->export_timeout_ms),
+                  number("OTEL_BSP_SCHEDULE_DELAY", &cfg->export_interval_ms),
+                  number("OTEL_BSP_MAX_QUEUE_SIZE", &cfg->export_queue_size),
+                  number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &cfg->export_batch_size),
+                  number("OTEL_METRIC_EXPORT_INTERVAL", &cfg->metrics_export_interval_ms),
+                  pem("OTEL_EXPORTER_OTLP_CERTIFICATE", &cfg->otlp_certificate),
+                  pem("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &cfg->otlp_client_certificate),
+                  pem("OTEL_EXPORTER_OTLP_CLIENT_KEY", &cfg->otlp_client_key)}) {
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> KnownKeys() {
+  std::vector<std::string> out;
+  for (const auto& k : Keys()) out.push_back(k.path);
+  return out;
 }
 
 absl::Status Validate(const Config& cfg) {
@@ -156,6 +367,31 @@ absl::Status Validate(const Config& cfg) {
   if (cfg.max_connections == 0 || cfg.max_pending_requests == 0)
     return absl::InvalidArgumentError(
         "correlate.max_connections and correlate.max_pending_requests must be > 0");
+  if (cfg.export_queue_bytes < 65536)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "exporter.queue_bytes = ", cfg.export_queue_bytes,
+        " is too small to hold a batch; use at least 65536 (default 33554432)"));
+  if (cfg.export_timeout_ms == 0)
+    return absl::InvalidArgumentError(
+        "exporter.timeout_ms (OTEL_EXPORTER_OTLP_TIMEOUT) = 0: the per-call deadline must be > 0 "
+        "ms (default 10000)");
+  if (cfg.export_interval_ms == 0)
+    return absl::InvalidArgumentError(
+        "exporter.interval_ms (OTEL_BSP_SCHEDULE_DELAY) = 0: a batch needs a delay > 0 ms "
+        "(default 1000)");
+  if (cfg.retry_max_attempts == 0)
+    return absl::InvalidArgumentError(
+        "exporter.retry.max_attempts = 0: counts the first attempt too; use 1 for no retries");
+  if (cfg.retry_initial_backoff_ms == 0 || cfg.retry_max_backoff_ms < cfg.retry_initial_backoff_ms)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "exporter.retry.initial_backoff_ms (", cfg.retry_initial_backoff_ms,
+        ") must be > 0 and ≤ exporter.retry.max_backoff_ms (", cfg.retry_max_backoff_ms, ")"));
+  if (cfg.otlp_client_certificate.empty() != cfg.otlp_client_key.empty())
+    return absl::InvalidArgumentError(
+        "exporter.otlp.client_certificate and exporter.otlp.client_key (or "
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_CLIENT_KEY) must be set together for mTLS");
+  if (cfg.embedded_spans == 0)
+    return absl::InvalidArgumentError("embedded.spans = 0: keep at least 1 span (default 4096)");
   if (cfg.metrics_export_interval_ms == 0)
     return absl::InvalidArgumentError(
         "metrics.export_interval_ms (OTEL_METRIC_EXPORT_INTERVAL) = 0: use an interval > 0 ms "

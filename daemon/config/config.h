@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -13,14 +14,28 @@
 namespace isotrace::config {
 
 struct Config {
-  // OTLP export; empty endpoint = embedded mode.
+  // OTLP export; empty endpoint = embedded mode. After ApplyEnvironment these hold the
+  // merged value (file < generic OTEL_* variable); otlp_endpoint also takes
+  // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, and --otlp-endpoint overwrites it last.
   std::string otlp_endpoint;
   std::string otlp_headers;           // "k=v,k2=v2"
   std::string resource_attributes;    // OTEL_RESOURCE_ATTRIBUTES syntax
+  bool otlp_insecure = false;         // plaintext for a scheme-less endpoint
+  std::string otlp_compression = "none";  // gzip | none
+  std::string otlp_certificate;         // PEM file: CA roots (TLS)
+  std::string otlp_client_certificate;  // PEM file: client certificate (mTLS)
+  std::string otlp_client_key;          // PEM file: client private key (mTLS)
   uint32_t export_batch_size = 512;
   uint32_t export_queue_size = 8192;
+  uint32_t export_queue_bytes = 32u << 20;  // estimated memory the queue may hold
   uint32_t export_timeout_ms = 10000;
   uint32_t export_interval_ms = 1000;
+  uint32_t export_shutdown_timeout_ms = 5000;  // flush budget on SIGTERM
+  uint32_t retry_max_attempts = 5;
+  uint32_t retry_initial_backoff_ms = 1000;
+  uint32_t retry_max_backoff_ms = 5000;
+  uint32_t retry_max_server_delay_ms = 30000;  // cap on a receiver's RetryInfo delay
+  std::string stats_file;  // JSON written at exit: exporter and probe counters (--stats-file)
 
   // Probes.
   uint32_t capture_bytes = 1024;
@@ -48,9 +63,19 @@ struct Config {
 // Reads and validates a YAML file into *cfg (keys it names override the defaults).
 absl::Status LoadYamlFile(const std::string& path, Config* cfg);
 absl::Status LoadYamlString(const std::string& text, Config* cfg);
-// Applies the OTEL_* variables from env (injectable for tests).
-void ApplyEnvironment(const std::map<std::string, std::string>& env, Config* cfg);
+// Applies the OTEL_* variables from env (injectable for tests) over what the file set:
+// OTEL_EXPORTER_OTLP_{ENDPOINT,HEADERS,INSECURE,COMPRESSION,TIMEOUT,CERTIFICATE,
+// CLIENT_CERTIFICATE,CLIENT_KEY}, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_BSP_{
+// SCHEDULE_DELAY,MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE}, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_METRIC_EXPORT_INTERVAL. Empty
+// means unset (OTel spec). A malformed value fails naming the variable, the value and
+// what it accepts.
+absl::Status ApplyEnvironment(const std::map<std::string, std::string>& env, Config* cfg);
 std::map<std::string, std::string> ProcessEnvironment();
 absl::Status Validate(const Config& cfg);
+
+// Every key the YAML file accepts, in documentation order (docs/configuration.md lists
+// the same set; a unit test keeps them in step).
+std::vector<std::string> KnownKeys();
 
 }  // namespace isotrace::config

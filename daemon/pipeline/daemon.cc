@@ -1,6 +1,15 @@
 #include "daemon/pipeline/daemon.h"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 #include "daemon/pipeline/pipeline.h"
 #include "daemon/util/fmt.h"
@@ -10,26 +19,90 @@
 
 namespace isotrace::pipeline {
 
-absl::StatusOr<otlp::ExporterOptions> TraceExporterOptions(const config::Config& cfg) {
-  auto opts = otlp::OptionsFromEnv(otlp::ProcessEnv(), otlp::Signal::kTraces);
+absl::StatusOr<otlp::ExporterOptions> ExporterOptionsFor(const config::Config& cfg,
+                                                         otlp::Signal signal) {
+  // One parser for every layer: cfg already holds file < generic OTEL_* < flag, so it is
+  // written back as the generic variables, and the process's signal-specific ones
+  // (OTEL_EXPORTER_OTLP_<SIGNAL>_*) stay on top, as the OTel spec orders them.
+  otlp::EnvMap env = otlp::ProcessEnv();
+  auto put = [&](const char* var, const std::string& v) {
+    if (v.empty()) env.erase(var);
+    else env[var] = v;
+  };
+  put("OTEL_EXPORTER_OTLP_ENDPOINT", cfg.otlp_endpoint);
+  // --otlp-endpoint (already in cfg) beats every variable, the traces-specific one too.
+  if (signal == otlp::Signal::kTraces) put("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", cfg.otlp_endpoint);
+  put("OTEL_EXPORTER_OTLP_HEADERS", cfg.otlp_headers);
+  // As in the OTel spec, a scheme-less endpoint means TLS unless insecure is set;
+  // http:// is always plaintext (Exporter::Create says so in the log).
+  put("OTEL_EXPORTER_OTLP_INSECURE", cfg.otlp_insecure ? "true" : "false");
+  put("OTEL_EXPORTER_OTLP_COMPRESSION", cfg.otlp_compression);
+  put("OTEL_EXPORTER_OTLP_TIMEOUT", std::to_string(cfg.export_timeout_ms));
+  put("OTEL_EXPORTER_OTLP_CERTIFICATE", cfg.otlp_certificate);
+  put("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cfg.otlp_client_certificate);
+  put("OTEL_EXPORTER_OTLP_CLIENT_KEY", cfg.otlp_client_key);
+  put("OTEL_BSP_SCHEDULE_DELAY", std::to_string(cfg.export_interval_ms));
+  put("OTEL_BSP_MAX_QUEUE_SIZE", std::to_string(cfg.export_queue_size));
+  put("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", std::to_string(cfg.export_batch_size));
+  put("OTEL_BLRP_SCHEDULE_DELAY", std::to_string(cfg.export_interval_ms));
+  put("OTEL_BLRP_MAX_QUEUE_SIZE", std::to_string(cfg.export_queue_size));
+  put("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", std::to_string(cfg.export_batch_size));
+  auto opts = otlp::OptionsFromEnv(env, signal);
   if (!opts.ok()) return opts.status();
-  if (!cfg.otlp_endpoint.empty()) {
-    auto ep = otlp::ParseEndpoint(cfg.otlp_endpoint, /*insecure_without_scheme=*/true);
-    if (!ep.ok()) return ep.status();
-    opts->endpoint = *ep;
-    opts->endpoint_configured = true;
-  }
-  if (!cfg.otlp_headers.empty()) {
-    auto headers = otlp::ParseHeaders(cfg.otlp_headers);
-    if (!headers.ok()) return headers.status();
-    opts->headers = *headers;
-  }
-  opts->max_batch_size = cfg.export_batch_size;
-  opts->max_queue_size = cfg.export_queue_size;
-  opts->timeout = absl::Milliseconds(cfg.export_timeout_ms);
-  opts->batch_timeout = absl::Milliseconds(cfg.export_interval_ms);
+  opts->max_queue_bytes = cfg.export_queue_bytes;
+  opts->retry.max_attempts = static_cast<int>(cfg.retry_max_attempts);
+  opts->retry.initial_backoff = absl::Milliseconds(cfg.retry_initial_backoff_ms);
+  opts->retry.max_backoff = absl::Milliseconds(cfg.retry_max_backoff_ms);
+  opts->retry.max_server_delay = absl::Milliseconds(cfg.retry_max_server_delay_ms);
   return opts;
 }
+
+absl::StatusOr<otlp::ExporterOptions> TraceExporterOptions(const config::Config& cfg) {
+  return ExporterOptionsFor(cfg, otlp::Signal::kTraces);
+}
+
+namespace {
+
+// The counters a test or an operator reads after the daemon exited (log.stats_file /
+// --stats-file): the same numbers as the final log lines, machine-readable.
+void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool exporter_ok,
+                    const probes::L7Counters& pc, const correlate::TrackerStats& ts) {
+  std::string dropped = "{}";
+  std::string failures = "{}";
+  if (es != nullptr) {
+    std::vector<std::string> d, f;
+    for (const auto& [reason, n] : es->dropped) d.push_back(absl::StrCat("\"", reason, "\": ", n));
+    for (const auto& [code, n] : es->export_failures) f.push_back(absl::StrCat("\"", code, "\": ", n));
+    dropped = absl::StrCat("{", absl::StrJoin(d, ", "), "}");
+    failures = absl::StrCat("{", absl::StrJoin(f, ", "), "}");
+  }
+  std::string exporter =
+      es == nullptr
+          ? "null"
+          : absl::StrCat("{\"accepted\": ", es->accepted, ", \"sent\": ", es->sent,
+                         ", \"dropped_total\": ", es->dropped_total(), ", \"dropped\": ", dropped,
+                         ", \"export_failures\": ", failures, ", \"retries\": ", es->retries,
+                         ", \"server_delays\": ", es->server_delays,
+                         ", \"partial_successes\": ", es->partial_successes,
+                         ", \"batches_sent\": ", es->batches_sent,
+                         ", \"queue_size\": ", es->queue_size,
+                         ", \"shutdown_ok\": ", exporter_ok ? "true" : "false", "}");
+  std::string json = absl::StrCat(
+      "{\"exporter\": ", exporter, ",\n \"probes\": {\"l7\": {\"received\": ", pc.received,
+      ", \"malformed\": ", pc.malformed, ", \"ringbuf_drops\": ", pc.ringbuf_drops,
+      ", \"inflight_full\": ", pc.inflight_full, ", \"read_failures\": ", pc.read_failures,
+      "}},\n \"tracker\": {\"spans\": ", ts.spans,
+      ", \"connections_not_http\": ", ts.connections_not_http, "}}\n");
+  // Write then rename, so a reader never sees half a file.
+  const std::string tmp = path + ".tmp";
+  if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+    const bool ok = std::fwrite(json.data(), 1, json.size(), f) == json.size();
+    if (std::fclose(f) == 0 && ok && std::rename(tmp.c_str(), path.c_str()) == 0) return;
+  }
+  spdlog::warn("cannot write the stats file {}: {}", path, std::strerror(errno));
+}
+
+}  // namespace
 
 int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
   probes::InstallLibbpfLogger(cfg.log_level == "debug" || cfg.log_level == "trace");
@@ -67,12 +140,23 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
   int rc = run.ok() ? 0 : 1;
   const auto& ts = pipeline.tracker_stats();
   auto pc = pipeline.probe_counters();
+  std::optional<otlp::ExportStats> es;
+  bool exporter_ok = true;
   if (exporter) {
-    absl::Status st = exporter->Shutdown(absl::Now() + absl::Seconds(5));
-    auto es = exporter->Stats();
-    spdlog::info("exporter: accepted {} sent {} dropped {}{}", es.accepted, es.sent,
-                 es.dropped_total(), st.ok() ? "" : " (shutdown deadline passed)");
+    absl::Status st =
+        exporter->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
+    exporter_ok = st.ok();
+    es = exporter->Stats();
+    std::vector<std::string> reasons;
+    for (const auto& [reason, n] : es->dropped)
+      if (n > 0) reasons.push_back(absl::StrCat(reason, "=", n));
+    spdlog::info("exporter: accepted {} sent {} dropped {}{}{}{}", es->accepted, es->sent,
+                 es->dropped_total(), reasons.empty() ? "" : " (",
+                 absl::StrJoin(reasons, " "), reasons.empty() ? "" : ")");
+    if (!st.ok()) spdlog::warn("exporter: shutdown deadline passed");
   }
+  if (!cfg.stats_file.empty())
+    WriteStatsFile(cfg.stats_file, es ? &*es : nullptr, exporter_ok, pc, ts);
   spdlog::info("stopped: {} spans, {} events, {} lost in the kernel, {} connections not HTTP",
                ts.spans, pc.received, pc.ringbuf_drops, ts.connections_not_http);
   return rc;

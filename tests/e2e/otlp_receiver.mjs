@@ -418,7 +418,12 @@ function main() {
             callback(err);
             return;
           }
-          if (call.cancelled) {
+          // A call whose deadline passed was already given up by the client (it saw
+          // DEADLINE_EXCEEDED): writing its items would record spans the client will
+          // send again. grpc-js does not always flag such a call as cancelled.
+          const deadline = call.getDeadline ? call.getDeadline() : Infinity;
+          const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+          if (call.cancelled || (Number.isFinite(deadlineMs) && Date.now() >= deadlineMs)) {
             process.stderr.write(`CALL ${sig.name} items=${lines.length} status=cancelled rejected=0 t=${Date.now()}\n`);
             return;
           }
