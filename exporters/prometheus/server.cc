@@ -58,6 +58,9 @@ MHD_Result Handle(void* cls, MHD_Connection* connection, const char* url, const 
   std::string_view path(url);
   if (path == "/metrics") return Reply(connection, MHD_HTTP_OK, self->Scrape(), kContentType, head);
   if (path == "/") return Reply(connection, MHD_HTTP_OK, kIndex, "text/plain; charset=utf-8", head);
+  // Liveness/readiness for the DaemonSet (deploy/): this server starts only after the
+  // probes attached, so answering at all means the daemon is up and tracing.
+  if (path == "/healthz") return Reply(connection, MHD_HTTP_OK, "ok\n", "text/plain", head);
   return Reply(connection, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n", "text/plain", head);
 }
 
