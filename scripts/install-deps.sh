@@ -10,11 +10,15 @@ pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libabsl-dev libyaml-cpp-dev libcli11-dev libncurses-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # layers: RE2 (linear-time matching of untrusted cgroup paths), JSON runtime metadata
+  libre2-dev nlohmann-json3-dev
   # metrics: the Prometheus /metrics endpoint (small, bounded HTTP server; docs/metrics.md)
   libmicrohttpd-dev
   # tests: real servers, load, sandboxes, containers
   nginx-light wrk python3 curl socat stress-ng runc bubblewrap busybox-static
   iproute2 nftables tmux prometheus procps util-linux
+  # deploy/collector/dashboards checks (test_deploy_artifacts.py): YAML parsing, unit files
+  python3-yaml systemd
   # WASI modules for the wasm layer
   wasi-libc lld libclang-rt-14-dev-wasm32
 )

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "exporters/otlp/options.h"
 #include "yaml-cpp/yaml.h"
+#include "re2/re2.h"
 
 extern char** environ;
 
@@ -151,6 +152,76 @@ size_t EditDistance(std::string_view a, std::string_view b) {
   return prev[b.size()];
 }
 
+// layers.rules: a sequence of mappings (config::LayerRule). Checked here, field by field,
+// so a bad rule fails at start-up naming its index and field.
+absl::Status ReadLayerRules(const YAML::Node& n, Config* c) {
+  if (!n.IsSequence())
+    return absl::InvalidArgumentError("config key 'layers.rules' must be a list of rules");
+  static const char* kFields[] = {"layer", "name", "cgroup", "oci_state", "executable", "ancestor",
+                                  "library", "wasm_import", "wasm_opened", "namespaces"};
+  static const char* kNamespaces[] = {"mnt", "pid", "net", "user", "ipc", "uts", "cgroup"};
+  std::vector<LayerRule> rules;
+  for (size_t i = 0; i < n.size(); i++) {
+    const YAML::Node& r = n[i];
+    std::string at = absl::StrCat("layers.rules[", i, "]");
+    if (!r.IsMap()) return absl::InvalidArgumentError(absl::StrCat("config: ", at, " must be a mapping"));
+    LayerRule rule;
+    for (const auto& kv : r) {
+      std::string f = kv.first.as<std::string>();
+      bool known = false;
+      for (const char* k : kFields) known |= f == k;
+      if (!known)
+        return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", at, ".", f, "'; known: ",
+                                                       absl::StrJoin(kFields, ", ")));
+      std::string fpath = absl::StrCat(at, ".", f);
+      if (f == "namespaces") {
+        if (!kv.second.IsSequence())
+          return absl::InvalidArgumentError(absl::StrCat("config: ", fpath, " must be a list"));
+        for (const auto& ns : kv.second) {
+          std::string v;
+          if (auto st = ReadScalar(ns, fpath.c_str(), &v); !st.ok()) return st;
+          bool ok = false;
+          for (const char* k : kNamespaces) ok |= v == k;
+          if (!ok)
+            return absl::InvalidArgumentError(absl::StrCat("config: ", fpath, ": '", v, "' is not one of ",
+                                                           absl::StrJoin(kNamespaces, ", ")));
+          rule.namespaces.push_back(v);
+        }
+        continue;
+      }
+      if (f == "wasm_opened") {
+        try {
+          rule.wasm_opened = kv.second.as<bool>();
+        } catch (const YAML::Exception&) {
+          return absl::InvalidArgumentError(absl::StrCat("config: ", fpath, " must be true or false"));
+        }
+        continue;
+      }
+      std::string v;
+      if (auto st = ReadScalar(kv.second, fpath.c_str(), &v); !st.ok()) return st;
+      if (f == "layer") rule.layer = v;
+      else if (f == "name") rule.name = v;
+      else if (f == "cgroup") rule.cgroup = v;
+      else if (f == "oci_state") rule.oci_state = v;
+      else if (f == "executable") rule.executable = v;
+      else if (f == "ancestor") rule.ancestor = v;
+      else if (f == "library") rule.library = v;
+      else if (f == "wasm_import") rule.wasm_import = v;
+      if (f == "cgroup" || f == "executable" || f == "ancestor" || f == "library") {
+        RE2 re(v, RE2::Quiet);
+        if (!re.ok())
+          return absl::InvalidArgumentError(
+              absl::StrCat("config: ", fpath, ": bad regular expression '", v, "': ", re.error()));
+      }
+    }
+    if (auto st = CheckLayerRule(rule); !st.ok())
+      return absl::InvalidArgumentError(absl::StrCat("config: ", at, ": ", st.message()));
+    rules.push_back(std::move(rule));
+  }
+  c->layer_rules = std::move(rules);
+  return absl::OkStatus();
+}
+
 #define ISOTRACE_KEY(path, field)                                                  \
   Key {                                                                            \
     path, [](const YAML::Node& n, Config* c) { return ReadScalar(n, path, &c->field); } \
@@ -200,6 +271,17 @@ const std::vector<Key>& Keys() {
       ISOTRACE_KEY("metrics.export_interval_ms", metrics_export_interval_ms),
       ISOTRACE_KEY("metrics.max_workloads", metrics_max_workloads),
       ISOTRACE_KEY("log.stats_file", stats_file),
+      Key{"layers.rules", ReadLayerRules},
+      Key{"layers.builtin_rules",
+          [](const YAML::Node& n, Config* c) {
+            try {
+              c->layer_builtin_rules = n.as<bool>();
+              return absl::OkStatus();
+            } catch (const YAML::Exception&) {
+              return absl::InvalidArgumentError("config key 'layers.builtin_rules' must be true or false");
+            }
+          }},
+      ISOTRACE_KEY("layers.cache_entries", layer_cache_entries),
   };
   return kKeys;
 }
@@ -259,6 +341,43 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix, Config* cfg
 }
 
 }  // namespace
+
+absl::Status CheckLayerRule(const LayerRule& r) {
+  bool container = r.layer == "container", sandbox = r.layer == "sandbox", wasm = r.layer == "wasm";
+  if (!container && !sandbox && !wasm)
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer '", r.layer, "' is not one of container, sandbox, wasm"));
+  bool process_cond = !r.executable.empty() || !r.ancestor.empty();
+  if (container) {
+    if (!r.library.empty() || !r.wasm_import.empty() || r.wasm_opened || !r.namespaces.empty())
+      return absl::InvalidArgumentError(
+          "a container rule takes only cgroup, oci_state, executable and ancestor");
+    int kinds = !r.cgroup.empty() + !r.oci_state.empty() + process_cond;
+    if (kinds != 1)
+      return absl::InvalidArgumentError(
+          "a container rule needs exactly one of: cgroup, oci_state, executable/ancestor");
+    if (r.name.empty() && r.cgroup.empty())
+      return absl::InvalidArgumentError("a container rule without a cgroup pattern needs a name");
+    if (!r.oci_state.empty() && r.oci_state[0] != '/')
+      return absl::InvalidArgumentError("oci_state must be an absolute path (glob)");
+    return absl::OkStatus();
+  }
+  if (r.name.empty()) return absl::InvalidArgumentError("the rule needs a name");
+  if (!r.cgroup.empty() || !r.oci_state.empty())
+    return absl::InvalidArgumentError("cgroup and oci_state are for container rules");
+  if (sandbox) {
+    if (!r.library.empty() || !r.wasm_import.empty() || r.wasm_opened)
+      return absl::InvalidArgumentError("a sandbox rule takes executable, ancestor and namespaces");
+    if (!process_cond)
+      return absl::InvalidArgumentError("a sandbox rule needs an executable or an ancestor");
+    return absl::OkStatus();
+  }
+  if (!r.namespaces.empty()) return absl::InvalidArgumentError("namespaces is for sandbox rules");
+  if (!process_cond && r.library.empty() && r.wasm_import.empty() && !r.wasm_opened)
+    return absl::InvalidArgumentError(
+        "a wasm rule needs at least one of executable, ancestor, library, wasm_import, wasm_opened");
+  return absl::OkStatus();
+}
 
 absl::Status LoadYamlString(const std::string& text, Config* cfg) {
   YAML::Node root;
@@ -392,6 +511,8 @@ absl::Status Validate(const Config& cfg) {
         "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_CLIENT_KEY) must be set together for mTLS");
   if (cfg.embedded_spans == 0)
     return absl::InvalidArgumentError("embedded.spans = 0: keep at least 1 span (default 4096)");
+  if (cfg.layer_cache_entries == 0)
+    return absl::InvalidArgumentError("layers.cache_entries must be > 0");
   if (cfg.metrics_export_interval_ms == 0)
     return absl::InvalidArgumentError(
         "metrics.export_interval_ms (OTEL_METRIC_EXPORT_INTERVAL) = 0: use an interval > 0 ms "

@@ -13,6 +13,23 @@
 
 namespace isotrace::config {
 
+// One rule of the isolation-stack identity table (`layers.rules`, docs/layers.md). Plain
+// data: daemon/layers compiles and applies it. Every condition that is set must hold.
+struct LayerRule {
+  std::string layer;         // container | sandbox | wasm
+  std::string name;          // runtime / sandbox kind / wasm runtime it names
+  std::string cgroup;        // container: RE2 searched in a cgroup path; named groups id,
+                             // pod_uid, qos, name, unit
+  std::string oci_state;     // container: glob of directories holding <id>/state.json (runc
+                             // family) or <id>/status (crun)
+  std::string executable;    // RE2, full match on the process's executable basename
+  std::string ancestor;      // RE2, full match on an ancestor's executable basename
+  std::string library;       // RE2, full match on the basename of a file the process maps
+  std::string wasm_import;   // a .wasm module the process opened imports from this module
+  bool wasm_opened = false;  // the process opened a .wasm module
+  std::vector<std::string> namespaces;  // these namespaces differ from the host's
+};
+
 struct Config {
   // OTLP export; empty endpoint = embedded mode. After ApplyEnvironment these hold the
   // merged value (file < generic OTEL_* variable); otlp_endpoint also takes
@@ -58,6 +75,11 @@ struct Config {
   std::string prometheus_listen = "127.0.0.1:9464";  // empty: no /metrics endpoint
   uint32_t metrics_export_interval_ms = 60000;  // OTLP metrics (OTEL_METRIC_EXPORT_INTERVAL)
   uint32_t metrics_max_workloads = 1000;        // workloads with live series; LRU beyond
+
+  // Isolation-stack identity (daemon/layers): user rules run before the built-in table.
+  std::vector<LayerRule> layer_rules;
+  bool layer_builtin_rules = true;
+  uint32_t layer_cache_entries = 8192;
 };
 
 // Reads and validates a YAML file into *cfg (keys it names override the defaults).
@@ -77,5 +99,7 @@ absl::Status Validate(const Config& cfg);
 // Every key the YAML file accepts, in documentation order (docs/configuration.md lists
 // the same set; a unit test keeps them in step).
 std::vector<std::string> KnownKeys();
+// Checks one layers.rules entry: a known layer and a condition set that layer accepts.
+absl::Status CheckLayerRule(const LayerRule& rule);
 
 }  // namespace isotrace::config

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/probes/environment.h"
+#include "daemon/util/fmt.h"
 #include "spdlog/spdlog.h"
 
 namespace isotrace::pipeline {
@@ -29,6 +30,9 @@ Pipeline::~Pipeline() = default;
 
 absl::Status Pipeline::Start() {
   if (auto st = probes::CheckBpfEnvironment(probes::L7Tracepoints()); !st.ok()) return st;
+  if (auto st = resolver_.SetRules(cfg_.layer_rules, cfg_.layer_builtin_rules); !st.ok()) return st;
+  resolver_.SetMaxEntries(cfg_.layer_cache_entries);
+  StartProcProbe();
   probes::L7ProbeOptions opts;
   opts.capture_bytes = cfg_.capture_bytes;
   opts.ringbuf_bytes = cfg_.ringbuf_bytes;
@@ -40,7 +44,8 @@ absl::Status Pipeline::Start() {
         if (comm_by_tgid_.size() > 65536) comm_by_tgid_.clear();
         comm_by_tgid_[ev.tgid] = std::string(ev.comm);
         // Resolve while the process is surely alive (short-lived clients exit fast).
-        resolver_.Resolve({ev.tgid, ev.proc_start_ns}, ev.comm);
+        if (proc_probe_) proc_probe_->Consume();  // an exec or .wasm open that came first
+        resolver_.Resolve({ev.tgid, ev.proc_start_ns}, ev.comm, ev.cgroup_id);
       }
     }
     tracker_.OnEvent(ev);
@@ -53,6 +58,38 @@ absl::Status Pipeline::Start() {
   return absl::OkStatus();
 }
 
+void Pipeline::StartProcProbe() {
+  const auto& vm = resolver_.vm();
+  std::string what = !vm.guest             ? "not a VM guest"
+                     : vm.Kind().empty()     ? "a VM guest (hypervisor not named)"
+                                             : absl::StrCat("a VM guest: ", vm.Kind());
+  spdlog::info("node is {} ({})", what, absl::StrJoin(vm.evidence, "; "));
+  probes::ProcProbeOptions popts;
+  popts.target_tgid = cfg_.target_pid;
+  auto proc = probes::ProcProbe::Create(popts, [this](const probes::ProcEvent& ev) {
+    correlate::ProcessKey key{ev.tgid, ev.proc_start_ns};
+    switch (ev.kind) {
+      case probes::ProcEvent::Kind::kExec: resolver_.OnExec(key); break;
+      case probes::ProcEvent::Kind::kExit:
+        resolver_.OnExit(key, {ev.ppid, ev.parent_start_ns});
+        break;
+      case probes::ProcEvent::Kind::kWasmOpen: resolver_.OnWasmOpen(key, std::string(ev.path)); break;
+    }
+  });
+  if (!proc.ok()) {
+    // Optional: identity still works, re-resolving on comm changes only and without
+    // seeing .wasm modules loaded at run time.
+    spdlog::warn("proc probe unavailable ({}): exec/exit cache invalidation falls back to comm "
+                 "changes and run-time .wasm loads are not seen", proc.status().message());
+    return;
+  }
+  proc_probe_ = std::move(*proc);
+  resolver_.SetFactsDrain([this] { proc_probe_->Consume(); });
+  // Worded so it never reads "probe attached": tests wait for that line of the l7 probe.
+  spdlog::info("process facts (exec, exit, .wasm opens) from: {}",
+               absl::StrJoin(proc_probe_->attached(), ", "));
+}
+
 probes::L7Counters Pipeline::probe_counters() const {
   return probe_ ? probe_->counters() : probes::L7Counters{};
 }
@@ -60,12 +97,16 @@ probes::L7Counters Pipeline::probe_counters() const {
 void Pipeline::OnSpan(correlate::Span&& span) {
   auto comm_it = comm_by_tgid_.find(span.process.tgid);
   std::string_view comm = comm_it == comm_by_tgid_.end() ? std::string_view() : comm_it->second;
-  auto resource = resolver_.Resolve(span.process, comm);
+  // Process facts (exec, exit, .wasm opens) sit in their own ring buffer; what the
+  // process did before this span's last syscall is already there.
+  if (proc_probe_) proc_probe_->Consume();
+  auto resource = resolver_.Resolve(span.process, comm, span.cgroup_id);
   for (auto& c : consumers_) c(resource, span);
   store_.Add(std::move(resource), span);
 }
 
 absl::Status Pipeline::PollOnce(int timeout_ms) {
+  if (proc_probe_) proc_probe_->Consume();
   auto n = probe_->Poll(timeout_ms);
   if (!n.ok()) return n.status();
   MaybeHousekeep();
@@ -99,7 +140,16 @@ absl::Status Pipeline::Run(const std::atomic<bool>& stop) {
   }
   // Drain what the kernel already queued, then finish nothing else: open connections
   // keep their pending requests (they have no response yet).
-  return probe_->Poll(0).status();
+  if (proc_probe_) proc_probe_->Consume();
+  auto drained = probe_->Poll(0).status();
+  auto ls = resolver_.stats();
+  spdlog::info("layers: {} processes resolved ({} already gone, {} took their parent's sandbox), "
+               "{} exec invalidations, {} exits, {} .wasm opens ({} not Wasm), rejected: {} "
+               "untrusted cgroup files, {} ids, {} metadata files",
+               ls.resolved, ls.exited_at_resolve, ls.inherited_from_parent, ls.exec_invalidations,
+               ls.exits, ls.wasm_opens,
+               ls.wasm_bad_modules, ls.cgroup_untrusted, ls.ids_rejected, ls.metadata_bad_files);
+  return drained;
 }
 
 }  // namespace isotrace::pipeline

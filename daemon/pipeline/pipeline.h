@@ -15,6 +15,7 @@
 #include "daemon/layers/process_resolver.h"
 #include "daemon/pipeline/span_store.h"
 #include "daemon/probes/l7_probe.h"
+#include "daemon/probes/proc_probe.h"
 #include "daemon/util/clock.h"
 
 namespace isotrace::pipeline {
@@ -47,6 +48,7 @@ class Pipeline {
 
  private:
   void OnSpan(correlate::Span&& span);
+  void StartProcProbe();  // optional source: exec/exit/.wasm opens for daemon/layers
   void MaybeHousekeep();
 
   config::Config cfg_;
@@ -55,6 +57,7 @@ class Pipeline {
   SpanStore store_;
   correlate::ConnectionTracker tracker_;
   std::unique_ptr<probes::L7Probe> probe_;
+  std::unique_ptr<probes::ProcProbe> proc_probe_;
   std::vector<SpanConsumer> consumers_;
   std::vector<std::function<void()>> tickers_;
   std::unordered_map<uint32_t, std::string> comm_by_tgid_;  // last comm seen per process

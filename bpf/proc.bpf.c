@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * proc: process facts for daemon/layers' identity cache.
+ *
+ *  - sched/sched_process_exec: a process replaced its program. The key (tgid, leader
+ *    start time) does not change on exec, so the cache must hear about it.
+ *  - sched/sched_process_exit: the thread-group leader exited (other threads' exits are
+ *    dropped in the kernel).
+ *  - syscalls/sys_{enter,exit}_{openat,openat2,open}: a successful open of a path that
+ *    ends in ".wasm". The suffix test runs here, at entry, so user space only ever hears
+ *    of the rare .wasm opens; the path is read again at exit from the caller's (still
+ *    valid) buffer, only for those.
+ *
+ * Cost per openat on the node: one bpf_probe_read_user_str of the path (stops at the
+ * NUL) and a 5-byte compare.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "proc.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by user space between open and load. */
+const volatile __u32 self_tgid = 0;   /* the daemon: it opens modules to read their imports */
+const volatile __u32 target_tgid = 0; /* 0: every process */
+
+/* Ring buffer of struct proc_fact (header only for exec/exit, header + PROC_MAX_PATH
+ * for .wasm opens). Written here, read by daemon/probes/proc_probe. Size set at load. */
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* Per-CPU counters indexed by enum proc_counter; summed by user space. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, PROC_CNT_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+/* A .wasm open in flight. Key: pid_tgid of the calling thread; value: the user pointer
+ * to the path. Written at entry only when the suffix matched, deleted at exit. LRU: a
+ * thread killed inside open() never reaches the exit hook. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u64);
+  __type(value, __u64);
+} wasm_opens SEC(".maps");
+
+/* Scratch for the suffix test (the path is too big for the 512-byte stack). The extra
+ * bytes let a masked index plus 5 stay inside the value for the verifier. */
+struct path_buf {
+  char s[PROC_MAX_PATH + 8];
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct path_buf);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 idx) {
+  __u64 *v = bpf_map_lookup_elem(&counters, &idx);
+  if (v) *v += 1;
+}
+
+static __always_inline bool traced(__u32 tgid) {
+  if (tgid == self_tgid) return false;
+  if (target_tgid && tgid != target_tgid) return false;
+  return true;
+}
+
+static __always_inline void fill_header(struct proc_fact *ev, __u8 kind) {
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  ev->ts_ns = bpf_ktime_get_ns();
+  ev->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+  ev->tgid = pid_tgid >> 32;
+  ev->tid = (__u32)pid_tgid;
+  ev->ret = 0;
+  ev->path_len = 0;
+  ev->kind = kind;
+  ev->pad = 0;
+  ev->pad2 = 0;
+  bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+  struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+  ev->ppid = BPF_CORE_READ(parent, tgid);
+  ev->parent_start_ns = BPF_CORE_READ(parent, group_leader, start_time);
+}
+
+static __always_inline int emit_small(__u8 kind) {
+  struct proc_fact *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+  if (!ev) {
+    count(PROC_CNT_RINGBUF_DROPS);
+    return 0;
+  }
+  fill_header(ev, kind);
+  bpf_ringbuf_submit(ev, 0);
+  return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int handle_exec(void *ctx) {
+  if (!traced(bpf_get_current_pid_tgid() >> 32)) return 0;
+  return emit_small(PROC_EXEC);
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int handle_exit(void *ctx) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  if ((__u32)pid_tgid != (__u32)(pid_tgid >> 32)) return 0; /* a thread, not the process */
+  if (!traced(pid_tgid >> 32)) return 0;
+  return emit_small(PROC_EXIT);
+}
+
+static __always_inline int enter_open(const char *filename) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  if (!traced(pid_tgid >> 32) || !filename) return 0;
+  __u32 zero = 0;
+  struct path_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
+  if (!buf) return 0;
+  long len = bpf_probe_read_user_str(buf->s, PROC_MAX_PATH, filename);
+  /* len counts the NUL: a name needs at least one byte before ".wasm". */
+  if (len < 7) return 0;
+  if (len >= PROC_MAX_PATH) {
+    count(PROC_CNT_PATH_TOO_LONG);
+    return 0;
+  }
+  __u32 at = (__u32)(len - 6) & (PROC_MAX_PATH - 1);
+  if (buf->s[at] != '.' || buf->s[at + 1] != 'w' || buf->s[at + 2] != 'a' ||
+      buf->s[at + 3] != 's' || buf->s[at + 4] != 'm')
+    return 0;
+  __u64 ptr = (__u64)filename;
+  if (bpf_map_update_elem(&wasm_opens, &pid_tgid, &ptr, BPF_ANY)) count(PROC_CNT_INFLIGHT_FULL);
+  return 0;
+}
+
+static __always_inline int exit_open(long ret) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  __u64 *ptr = bpf_map_lookup_elem(&wasm_opens, &pid_tgid);
+  if (!ptr) return 0;
+  __u64 filename = *ptr;
+  bpf_map_delete_elem(&wasm_opens, &pid_tgid);
+  if (ret < 0) return 0; /* a failed open loads nothing */
+  struct proc_fact *ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + PROC_MAX_PATH, 0);
+  if (!ev) {
+    count(PROC_CNT_RINGBUF_DROPS);
+    return 0;
+  }
+  fill_header(ev, PROC_WASM_OPEN);
+  ev->ret = (__s32)ret;
+  long len = bpf_probe_read_user_str(ev->path, PROC_MAX_PATH, (const char *)filename);
+  ev->path_len = len > 0 ? (__u16)(len - 1) : 0;
+  bpf_ringbuf_submit(ev, 0);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int enter_openat(struct trace_event_raw_sys_enter *ctx) {
+  return enter_open((const char *)ctx->args[1]);
+}
+SEC("tracepoint/syscalls/sys_exit_openat")
+int exit_openat(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int enter_openat2(struct trace_event_raw_sys_enter *ctx) {
+  return enter_open((const char *)ctx->args[1]);
+}
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int exit_openat2(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }
+
+/* open(2) exists on x86-64 but not on arm64: user space disables these when the
+ * tracepoint is missing. */
+SEC("tracepoint/syscalls/sys_enter_open")
+int enter_open_legacy(struct trace_event_raw_sys_enter *ctx) {
+  return enter_open((const char *)ctx->args[0]);
+}
+SEC("tracepoint/syscalls/sys_exit_open")
+int exit_open_legacy(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }

@@ -1,0 +1,88 @@
+#include "daemon/layers/identity.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/layers/proc_reader.h"
+
+namespace isotrace::layers {
+
+namespace {
+std::string Token(std::string_view layer, const std::string& kind) {
+  return kind.empty() ? std::string(layer) : absl::StrCat(std::string(layer), ":", kind);
+}
+}  // namespace
+
+std::string StackOf(const Identity& id, const VmInfo& vm) {
+  std::vector<std::string> parts;
+  if (vm.guest) parts.push_back(Token("vm", vm.Kind()));
+  if (id.has_container()) parts.push_back(Token("container", id.container_kind));
+  if (!id.sandbox.empty()) parts.push_back(Token("sandbox", id.sandbox));
+  if (!id.wasm_runtime.empty()) parts.push_back(Token("wasm", id.wasm_runtime));
+  return absl::StrJoin(parts, "/");
+}
+
+std::string ServiceNameOf(const Identity& id) {
+  if (!id.otel_service_name.empty()) return id.otel_service_name;
+  if (!id.k8s_container.empty()) return id.k8s_container;
+  if (!id.container_name.empty()) return id.container_name;
+  if (!id.wasm_module.empty()) {
+    std::string name = Basename(id.wasm_module);
+    if (absl::EndsWith(name, ".wasm")) name.resize(name.size() - 5);
+    if (!name.empty()) return name;
+  }
+  return id.executable_name;
+}
+
+std::shared_ptr<const correlate::Resource> BuildResource(const Identity& id,
+                                                         const ResourceContext& ctx) {
+  auto res = std::make_shared<correlate::Resource>();
+  auto& a = res->attributes;
+  auto put = [&](const char* key, const std::string& v) {
+    if (!v.empty()) a.push_back({key, v});
+  };
+  a.push_back({"service.name", ServiceNameOf(id)});
+  a.push_back({"host.name", ctx.host_name});
+  a.push_back({"process.pid", static_cast<int64_t>(id.pid)});
+  a.push_back({"process.executable.name", id.executable_name});
+  put("process.executable.path", id.executable_path);
+  put("process.command_line", id.command_line);
+  put("container.id", id.container_id);
+  if (!id.container_id.empty() || !id.container_name.empty())
+    put("container.runtime", id.container_runtime);
+  put("container.name", id.container_name);
+  put("k8s.pod.uid", id.pod_uid);
+  put("k8s.pod.name", id.pod_name);
+  put("k8s.namespace.name", id.pod_namespace);
+  put("k8s.container.name", id.k8s_container);
+  put("isotrace.k8s.qos_class", id.qos);
+  put("isotrace.systemd.unit", id.systemd_unit);
+  put("isotrace.sandbox.kind", id.sandbox);
+  put("isotrace.wasm.runtime", id.wasm_runtime);
+  put("isotrace.wasm.module", id.wasm_module);
+  if (id.wasm_modules > 1)
+    a.push_back({"isotrace.wasm.module_count", static_cast<int64_t>(id.wasm_modules)});
+  if (ctx.vm && ctx.vm->guest) {
+    put("isotrace.vm.hypervisor", ctx.vm->hypervisor);
+    put("isotrace.vm.vmm", ctx.vm->vmm);
+  }
+  if (ctx.vm) {
+    put("cloud.provider", ctx.vm->cloud_provider);
+    put("cloud.platform", ctx.vm->cloud_platform);
+  }
+  static const VmInfo kNoVm;
+  put("isotrace.stack", StackOf(id, ctx.vm ? *ctx.vm : kNoVm));
+  if (ctx.common) {
+    // OTEL_RESOURCE_ATTRIBUTES adds what isotrace does not know; what it measured wins,
+    // and service.name stays per process.
+    for (const auto& c : *ctx.common) {
+      if (c.key == "service.name") continue;
+      bool present = false;
+      for (const auto& e : a) present |= e.key == c.key;
+      if (!present) a.push_back(c);
+    }
+  }
+  return res;
+}
+
+}  // namespace isotrace::layers
