@@ -31,4 +31,12 @@ case $? in
   2) echo "(daemon_overhead.sh could not run here; see the message above)" ;;
   *) echo "FAILED: daemon_overhead.sh"; failed=1 ;;
 esac
+echo
+echo "=== daemon_footprint.py (isotraced's own CPU and RSS; sizes deploy/) ==="
+python3 "$HERE/daemon_footprint.py" "$BUILD"
+case $? in
+  0) ;;
+  2) echo "(daemon_footprint.py could not run here; see the message above)" ;;
+  *) echo "FAILED: daemon_footprint.py"; failed=1 ;;
+esac
 exit $failed
