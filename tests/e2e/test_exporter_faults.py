@@ -48,7 +48,8 @@ exporter:
   retry: {max_attempts: 12, initial_backoff_ms: 100, max_backoff_ms: 800, max_server_delay_ms: 5000}
 log: {stats_file: "%s"}
 """ % (recv.endpoint, QUEUE, stats_path))
-        daemon = h.start_daemon(procs, "--config", cfg, "--pid", str(nginx.pid), "--summary-interval", "0")
+        daemon = h.start_daemon(procs, "--config", cfg, "--pid", str(nginx.pid), "--summary-interval", "0",
+                                "--prometheus-listen", "", "--api-socket", "")
         rss = f.RssSampler(daemon.pid)
         rss.start()
         reqs = f.Requests(ng_port, "k")
