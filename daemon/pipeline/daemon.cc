@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "daemon/api/services.h"
 #include "daemon/pipeline/pipeline.h"
 #include "daemon/util/fmt.h"
 #include "daemon/probes/environment.h"
@@ -134,6 +135,35 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
                  cfg.embedded_spans);
   }
 
+  // Metrics (OTLP and /metrics) and the CLI's local API, fed by every span; self-telemetry
+  // is read on the poll thread once a second (daemon/api/services.h).
+  auto metrics_opts = ExporterOptionsFor(cfg, otlp::Signal::kMetrics);
+  if (!metrics_opts.ok()) {
+    spdlog::error("metrics exporter configuration: {}", metrics_opts.status().message());
+    return 2;
+  }
+  auto services = api::LocalServices::Start(
+      cfg, &*metrics_opts, pipeline.resolver().host_name(), [&pipeline, &cfg] {
+        std::vector<api::SpanWithResource> out;
+        for (auto& s : pipeline.store().Recent(cfg.embedded_spans))
+          out.push_back({std::move(s.resource), std::move(s.span)});
+        return out;
+      });
+  if (!services.ok()) {
+    spdlog::error("{}", services.status().message());
+    return 2;
+  }
+  api::LocalServices* svc = services->get();
+  pipeline.AddConsumer([svc](const std::shared_ptr<const correlate::Resource>& r,
+                             const correlate::Span& s) { svc->Record(r, s); });
+  otlp::TraceExporter* traces = exporter.get();
+  pipeline.AddTicker([svc, traces, &pipeline] {
+    std::optional<otlp::ExportStats> now;
+    if (traces) now = traces->Stats();
+    svc->UpdateSelf(api::SelfStatsFrom(pipeline.probe_counters(), pipeline.tracker_stats(),
+                                       now ? &*now : nullptr));
+  });
+
   absl::Status run = pipeline.Run(stop);
   if (!run.ok()) spdlog::error("poll loop: {}", run.message());
 
@@ -155,6 +185,9 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
                  absl::StrJoin(reasons, " "), reasons.empty() ? "" : ")");
     if (!st.ok()) spdlog::warn("exporter: shutdown deadline passed");
   }
+  // Final counters, then the last OTLP metrics export.
+  svc->UpdateSelf(api::SelfStatsFrom(pc, ts, es ? &*es : nullptr));
+  svc->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
   if (!cfg.stats_file.empty())
     WriteStatsFile(cfg.stats_file, es ? &*es : nullptr, exporter_ok, pc, ts);
   spdlog::info("stopped: {} spans, {} events, {} lost in the kernel, {} connections not HTTP",
