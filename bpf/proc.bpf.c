@@ -6,8 +6,8 @@
  *    start time) does not change on exec, so the cache must hear about it.
  *  - sched/sched_process_exit: the thread-group leader exited (other threads' exits are
  *    dropped in the kernel).
- *  - syscalls/sys_{enter,exit}_{openat,openat2,open}: a successful open of a path that
- *    ends in ".wasm". The suffix test runs here, at entry, so user space only ever hears
+ *  - syscalls/sys_{enter,exit}_{openat,openat2,open}: a successful read-only open of a
+ *    path that ends in ".wasm". The suffix test runs here, at entry, so user space only ever hears
  *    of the rare .wasm opens; the path is read again at exit from the caller's (still
  *    valid) buffer, only for those.
  *
@@ -52,10 +52,12 @@ struct {
   __type(value, __u64);
 } wasm_opens SEC(".maps");
 
-/* Scratch for the suffix test (the path is too big for the 512-byte stack). The extra
- * bytes let a masked index plus 5 stay inside the value for the verifier. */
+/* Scratch for the suffix test and the path walk (too big for the 512-byte stack). Twice
+ * PROC_MAX_PATH so that a masked offset plus a bounded length always stays inside the
+ * value for the verifier. */
+#define PATH_BUF (PROC_MAX_PATH * 2)
 struct path_buf {
-  char s[PROC_MAX_PATH + 8];
+  char s[PATH_BUF];
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -85,8 +87,8 @@ static __always_inline void fill_header(struct proc_fact *ev, __u8 kind) {
   ev->ret = 0;
   ev->path_len = 0;
   ev->kind = kind;
-  ev->pad = 0;
-  ev->pad2 = 0;
+  ev->path_resolved = 0;
+  ev->mnt_ns = 0;
   bpf_get_current_comm(ev->comm, sizeof(ev->comm));
   struct task_struct *parent = BPF_CORE_READ(task, real_parent);
   ev->ppid = BPF_CORE_READ(parent, tgid);
@@ -118,9 +120,16 @@ int handle_exit(void *ctx) {
   return emit_small(PROC_EXIT);
 }
 
-static __always_inline int enter_open(const char *filename) {
+/* uapi fcntl values (macros, not in vmlinux.h). */
+#define O_ACCMODE 00000003
+#define O_RDONLY 00000000
+#define O_PATH 010000000
+
+static __always_inline int enter_open(const char *filename, __u64 flags) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   if (!traced(pid_tgid >> 32) || !filename) return 0;
+  /* A loader reads its module; writing one (a compiler, a download) loads nothing. */
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_PATH)) return 0;
   __u32 zero = 0;
   struct path_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
   if (!buf) return 0;
@@ -140,6 +149,58 @@ static __always_inline int enter_open(const char *filename) {
   return 0;
 }
 
+/* The opened file's path as its process sees it (up to the root of its mount
+ * namespace), built by walking dentries and mounts backwards into b->s[0..PROC_MAX_PATH).
+ * User space could only rebuild a relative or dirfd-relative path from /proc while the
+ * process lives; a Wasm host serving one request may be gone by then. Returns the length
+ * and sets *start, or -1 (too deep, too long, or not found). */
+#define PATH_DEPTH 40
+static __always_inline long file_path(int fd, struct path_buf *b, __u32 *start) {
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+  if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds)) return -1;
+  struct file **fds = BPF_CORE_READ(fdt, fd);
+  struct file *file = NULL;
+  if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file) return -1;
+  struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+  struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+  struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+  __u32 off = PROC_MAX_PATH;
+  bool done = false;
+  for (int i = 0; i < PATH_DEPTH; i++) {
+    struct dentry *mnt_root = BPF_CORE_READ(mnt, mnt.mnt_root);
+    struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+    if (dentry == mnt_root || dentry == parent) {
+      struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+      if (dentry != mnt_root || mnt == mnt_parent) {
+        done = true; /* the namespace's root (or a detached tree's) */
+        break;
+      }
+      dentry = BPF_CORE_READ(mnt, mnt_mountpoint); /* cross into the parent mount */
+      mnt = mnt_parent;
+      continue;
+    }
+    __u32 len = BPF_CORE_READ(dentry, d_name.len);
+    const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+    if (len == 0 || len >= PROC_MAX_PATH || len + 1 > off) return -1;
+    off -= len + 1;
+    off &= PROC_MAX_PATH - 1;
+    if (bpf_probe_read_kernel(&b->s[(off + 1) & (PROC_MAX_PATH - 1)], len & (PROC_MAX_PATH - 1),
+                              name))
+      return -1;
+    b->s[off & (PROC_MAX_PATH - 1)] = '/';
+    dentry = parent;
+  }
+  if (!done || off >= PROC_MAX_PATH) return -1; /* too deep, or the root itself */
+  *start = off;
+  return PROC_MAX_PATH - off;
+}
+
+static __always_inline __u32 mnt_ns_of_current(void) {
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+}
+
 static __always_inline int exit_open(long ret) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u64 *ptr = bpf_map_lookup_elem(&wasm_opens, &pid_tgid);
@@ -154,22 +215,35 @@ static __always_inline int exit_open(long ret) {
   }
   fill_header(ev, PROC_WASM_OPEN);
   ev->ret = (__s32)ret;
-  long len = bpf_probe_read_user_str(ev->path, PROC_MAX_PATH, (const char *)filename);
-  ev->path_len = len > 0 ? (__u16)(len - 1) : 0;
+  ev->mnt_ns = mnt_ns_of_current();
+  __u32 zero = 0, start = 0;
+  struct path_buf *b = bpf_map_lookup_elem(&scratch, &zero);
+  long plen = b ? file_path((int)ret, b, &start) : -1;
+  if (b && plen > 0 && plen < PROC_MAX_PATH &&
+      !bpf_probe_read_kernel(ev->path, plen & (PROC_MAX_PATH - 1), &b->s[start & (PROC_MAX_PATH - 1)])) {
+    ev->path_len = (__u16)plen;
+    ev->path_resolved = 1;
+  } else {
+    /* As passed (maybe relative): user space resolves it while the process lives. */
+    long len = bpf_probe_read_user_str(ev->path, PROC_MAX_PATH, (const char *)filename);
+    ev->path_len = len > 0 ? (__u16)(len - 1) : 0;
+  }
   bpf_ringbuf_submit(ev, 0);
   return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
 int enter_openat(struct trace_event_raw_sys_enter *ctx) {
-  return enter_open((const char *)ctx->args[1]);
+  return enter_open((const char *)ctx->args[1], ctx->args[2]);
 }
 SEC("tracepoint/syscalls/sys_exit_openat")
 int exit_openat(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_enter_openat2")
 int enter_openat2(struct trace_event_raw_sys_enter *ctx) {
-  return enter_open((const char *)ctx->args[1]);
+  __u64 flags = 0; /* struct open_how starts with its u64 flags */
+  if (bpf_probe_read_user(&flags, sizeof(flags), (const void *)ctx->args[2])) return 0;
+  return enter_open((const char *)ctx->args[1], flags);
 }
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int exit_openat2(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }
@@ -178,7 +252,7 @@ int exit_openat2(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->r
  * tracepoint is missing. */
 SEC("tracepoint/syscalls/sys_enter_open")
 int enter_open_legacy(struct trace_event_raw_sys_enter *ctx) {
-  return enter_open((const char *)ctx->args[0]);
+  return enter_open((const char *)ctx->args[0], ctx->args[1]);
 }
 SEC("tracepoint/syscalls/sys_exit_open")
 int exit_open_legacy(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }

@@ -16,7 +16,7 @@
 enum proc_fact_kind {
   PROC_EXEC = 1,      /* the process replaced its program (key unchanged) */
   PROC_EXIT = 2,      /* the thread-group leader exited */
-  PROC_WASM_OPEN = 3, /* open/openat/openat2 of a path ending in ".wasm" succeeded */
+  PROC_WASM_OPEN = 3, /* read-only open/openat/openat2 of a "*.wasm" path succeeded */
 };
 
 enum proc_counter {
@@ -34,13 +34,14 @@ struct proc_fact {
   __s32 ret;           /* PROC_WASM_OPEN: the returned fd */
   __u16 path_len;      /* PROC_WASM_OPEN: bytes in path, NUL excluded */
   __u8 kind;           /* enum proc_fact_kind */
-  __u8 pad;
+  __u8 path_resolved;  /* PROC_WASM_OPEN: 1 = path rebuilt from the opened file (absolute
+                        * in the process's mount namespace), 0 = as passed to open */
   char comm[PROC_COMM_LEN];
   /* The parent (real_parent) when the event fired: a process that is gone before user
    * space reads /proc still has a live parent whose sandbox it shares. */
   __u64 parent_start_ns;
   __u32 ppid;
-  __u32 pad2;
+  __u32 mnt_ns;        /* PROC_WASM_OPEN: the process's mount namespace (inode number) */
   char path[];         /* PROC_WASM_OPEN only: PROC_MAX_PATH bytes */
 };
 #define PROC_EVENT_HEADER_SIZE 64

@@ -127,10 +127,11 @@ std::string V2MountPoint(const std::vector<CgroupMount>& mounts) {
 }
 
 CgroupIdIndex::CgroupIdIndex(std::string v2_mount, size_t max_entries, uint64_t rescan_interval_ns,
-                             NowFn now)
+                             NowFn now, uint64_t negative_ttl_ns)
     : mount_(std::move(v2_mount)),
       max_entries_(max_entries),
       interval_ns_(rescan_interval_ns),
+      negative_ttl_ns_(negative_ttl_ns),
       now_(std::move(now)) {
   if (!now_)
     now_ = [] {
@@ -145,12 +146,18 @@ std::optional<std::string> CgroupIdIndex::PathOf(uint64_t id) {
   auto it = by_id_.find(id);
   if (it != by_id_.end()) return it->second;
   uint64_t now = now_();
+  if (auto m = missing_.find(id); m != missing_.end()) {
+    if (now - m->second < negative_ttl_ns_) return std::nullopt;
+    missing_.erase(m);
+  }
   if (scanned_ && now - last_scan_ns_ < interval_ns_) return std::nullopt;
   last_scan_ns_ = now;
   scanned_ = true;
   Rescan();
   it = by_id_.find(id);
   if (it != by_id_.end()) return it->second;
+  if (missing_.size() >= 4096) missing_.clear();
+  missing_[id] = now;
   return std::nullopt;
 }
 

@@ -42,13 +42,16 @@ std::vector<CgroupMount> ParseMountinfo(std::string_view text);
 std::string V2MountPoint(const std::vector<CgroupMount>& mounts);
 
 // Cgroup v2 id → path relative to the v2 mount. The id is the cgroup directory's inode
-// number (kernfs node id). Built by walking the hierarchy; a miss triggers a rescan at
-// most every `rescan_interval_ns` (cgroups appear all the time, walks are not free).
+// number (kernfs node id). Built by walking the hierarchy; a miss rescans (a container
+// created a moment ago must be found at its first request), at most every
+// `rescan_interval_ns`, and an id still missing after a fresh walk is not looked for
+// again for `negative_ttl_ns` (a deleted cgroup must not trigger a walk per span).
 class CgroupIdIndex {
  public:
   using NowFn = std::function<uint64_t()>;  // monotonic ns (injectable for tests)
   CgroupIdIndex(std::string v2_mount, size_t max_entries = 65536,
-                uint64_t rescan_interval_ns = 1000000000ull, NowFn now = nullptr);
+                uint64_t rescan_interval_ns = 50000000ull, NowFn now = nullptr,
+                uint64_t negative_ttl_ns = 10000000000ull);
 
   std::optional<std::string> PathOf(uint64_t id);
   size_t size() const { return by_id_.size(); }
@@ -60,12 +63,14 @@ class CgroupIdIndex {
   std::string mount_;
   size_t max_entries_;
   uint64_t interval_ns_;
+  uint64_t negative_ttl_ns_;
   NowFn now_;
   uint64_t last_scan_ns_ = 0;
   bool scanned_ = false;
   bool truncated_ = false;
   uint64_t scans_ = 0;
   std::unordered_map<uint64_t, std::string> by_id_;
+  std::unordered_map<uint64_t, uint64_t> missing_;  // id → when a fresh walk missed it
 };
 
 }  // namespace isotrace::layers

@@ -90,14 +90,13 @@ const std::string& ProcReader::InitNamespace(uint32_t bit) {
   return init_ns_[idx];
 }
 
-std::string ProcReader::Absolute(uint32_t pid, const std::string& path) const {
-  if (path.empty() || path[0] == '/') return path;
-  std::string cwd = ReadLink(absl::StrCat(root_, "/", pid, "/cwd"));
-  if (cwd.empty()) return path;
-  absl::string_view rel = path;
-  while (absl::ConsumePrefix(&rel, "./")) {
-  }
-  return cwd == "/" ? absl::StrCat("/", rel) : absl::StrCat(cwd, "/", rel);
+uint32_t ProcReader::SelfMountNamespace() const {
+  std::string link = ReadLink(root_ + "/self/ns/mnt");  // "mnt:[4026531840]"
+  absl::string_view v = link;
+  uint32_t inum = 0;
+  if (absl::ConsumePrefix(&v, "mnt:[") && absl::ConsumeSuffix(&v, "]") && absl::SimpleAtoi(v, &inum))
+    return inum;
+  return 0;
 }
 
 std::string ProcReader::HostPath(uint32_t pid, const std::string& absolute) const {

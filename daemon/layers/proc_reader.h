@@ -33,9 +33,8 @@ class ProcReader {
   explicit ProcReader(std::string proc_root = "/proc");
 
   ProcSnapshot Read(uint32_t pid, std::string_view comm, const RuleSet& rules);
-  // `path` as process `pid` would resolve it (relative paths joined to its cwd); unchanged
-  // when the cwd cannot be read.
-  std::string Absolute(uint32_t pid, const std::string& path) const;
+  // The daemon's own mount namespace inode (from <root>/self/ns/mnt), 0 if unknown.
+  uint32_t SelfMountNamespace() const;
   // Where the daemon can open a path that process `pid` sees (through its root, so
   // container mount namespaces work).
   std::string HostPath(uint32_t pid, const std::string& absolute) const;

@@ -98,6 +98,7 @@ ProcessResolver::ProcessResolver(ResolverOptions options)
     host_name_ = host;
   }
   vm_ = opts_.vm ? *opts_.vm : DetectVm(ReadVmInput());
+  self_mnt_ns_ = reader_.SelfMountNamespace();
 
   std::string v2;
   if (opts_.cgroup_mounts && opts_.cgroup_v2_mount) {
@@ -110,7 +111,7 @@ ProcessResolver::ProcessResolver(ResolverOptions options)
     if (opts_.cgroup_mounts) cgroup_mounts_ = *opts_.cgroup_mounts;
     if (opts_.cgroup_v2_mount) v2 = *opts_.cgroup_v2_mount;
   }
-  cgroup_index_ = CgroupIdIndex(v2, 65536, opts_.rescan_interval_ns, opts_.now);
+  cgroup_index_ = CgroupIdIndex(v2, 65536, opts_.cgroup_rescan_interval_ns, opts_.now);
   if (auto st = SetRules({}, true); !st.ok())
     spdlog::error("layers: built-in rules do not compile: {}", st.message());
 }
@@ -141,10 +142,17 @@ ResolverStats ProcessResolver::stats() const {
   return s;
 }
 
-std::optional<WasmModuleFact> ProcessResolver::ReadModule(uint32_t pid, const std::string& path) {
+std::optional<WasmModuleFact> ProcessResolver::ReadModule(uint32_t pid, const std::string& path,
+                                                          bool resolved, uint32_t mnt_ns) {
   WasmModuleFact m;
-  m.path = reader_.Absolute(pid, path);
-  auto imports = wasm_cache_.Imports(reader_.HostPath(pid, m.path));
+  m.path = path;
+  // Relative to a cwd or dirfd the kernel could not resolve: a module, its file unknown.
+  if (!resolved && (path.empty() || path[0] != '/')) return m;
+  // In the daemon's own mount namespace the path is the same file here, alive or not;
+  // elsewhere it is reachable through the process's root while the process lives.
+  std::string source =
+      mnt_ns != 0 && mnt_ns == self_mnt_ns_ ? path : reader_.HostPath(pid, path);
+  auto imports = wasm_cache_.Imports(source);
   if (imports.ok()) {
     m.imports = std::move(*imports);
   } else if (absl::IsInvalidArgument(imports.status())) {
@@ -228,7 +236,7 @@ Identity ProcessResolver::Identify(const correlate::ProcessKey& key, std::string
   id.otel_service_name = std::move(s.otel_service_name);
   id.facts = std::move(s.facts);
   for (const auto& path : s.open_wasm)
-    if (auto m = ReadModule(key.tgid, path)) AddModule(&modules, std::move(*m));
+    if (auto m = ReadModule(key.tgid, path, true, 0)) AddModule(&modules, std::move(*m));
   id.facts.wasm_modules = std::move(modules);
 
   std::vector<std::string> paths;
@@ -378,9 +386,10 @@ void ProcessResolver::OnExit(const correlate::ProcessKey& key, const correlate::
   exited_.emplace_back(opts_.now(), key);
 }
 
-void ProcessResolver::OnWasmOpen(const correlate::ProcessKey& key, const std::string& path) {
+void ProcessResolver::OnWasmOpen(const correlate::ProcessKey& key, const std::string& path,
+                                 bool resolved, uint32_t mnt_ns) {
   stats_.wasm_opens++;
-  auto mod = ReadModule(key.tgid, path);
+  auto mod = ReadModule(key.tgid, path, resolved, mnt_ns);
   if (!mod) return;
   auto it = cache_.find(key);
   if (it != cache_.end() && !it->second.stale) {

@@ -39,7 +39,8 @@ struct ResolverOptions {
   std::optional<std::string> cgroup_v2_mount;        // else from <proc_root>/self/mountinfo
   std::optional<std::vector<std::string>> cgroup_mounts;
   uint64_t exit_grace_ns = 30000000000ull;  // keep an exited process this long
-  uint64_t rescan_interval_ns = 2000000000ull;  // cgroup index / OCI state / log tree
+  uint64_t rescan_interval_ns = 2000000000ull;  // OCI state / kubelet log tree
+  uint64_t cgroup_rescan_interval_ns = 50000000ull;  // cgroup id index, on a miss
   NowFn now;                          // monotonic ns (tests)
 };
 
@@ -85,7 +86,12 @@ class ProcessResolver {
   // its /proc was read inherits the sandbox of that parent: namespaces and ancestry pass
   // to children, and no child leaves a sandbox by forking.
   void OnExit(const correlate::ProcessKey& key, const correlate::ProcessKey& parent = {});
-  void OnWasmOpen(const correlate::ProcessKey& key, const std::string& path);
+  // path: absolute in the process's mount namespace when `resolved` (the kernel rebuilt
+  // it from the opened file), else as passed to open. mnt_ns: the process's mount
+  // namespace inode (0 unknown); the same as the daemon's means the module can be read
+  // directly even after the process is gone.
+  void OnWasmOpen(const correlate::ProcessKey& key, const std::string& path, bool resolved = true,
+                  uint32_t mnt_ns = 0);
 
   const std::string& host_name() const { return host_name_; }
   const VmInfo& vm() const { return vm_; }
@@ -115,7 +121,8 @@ class ProcessResolver {
                     std::vector<WasmModuleFact> modules, int depth);
   void IdentifyContainer(const std::vector<std::string>& paths, Identity* id);
   void MatchWasm(Identity* id);
-  std::optional<WasmModuleFact> ReadModule(uint32_t pid, const std::string& path);
+  std::optional<WasmModuleFact> ReadModule(uint32_t pid, const std::string& path, bool resolved,
+                                           uint32_t mnt_ns);
   void Rebuild(Entry* e);
   void Evict(const correlate::ProcessKey& key);
   void ExpireExited();
@@ -133,6 +140,7 @@ class ProcessResolver {
   RuntimeMetadata meta_;
   WasmModuleCache wasm_cache_;
   std::vector<std::string> cgroup_mounts_;
+  uint32_t self_mnt_ns_ = 0;
   MatchRejects rejects_;
   ResolverStats stats_;
 

@@ -134,11 +134,25 @@ OciStateIndex::OciStateIndex(std::string prefix, std::vector<std::pair<std::stri
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
 }
 
-void OciStateIndex::MaybeRescan() {
+std::vector<int64_t> OciStateIndex::RootMtimes() const {
+  std::vector<int64_t> out;
+  for (const auto& [pattern, runtime] : roots_)
+    for (const auto& dir : Glob(prefix_ + pattern, 256)) out.push_back(MtimeNs(dir));
+  return out;
+}
+
+void OciStateIndex::MaybeRescan(bool on_miss) {
   uint64_t now = now_();
-  if (scanned_ && now - last_scan_ns_ < interval_ns_) return;
+  if (scanned_ && now - last_scan_ns_ < interval_ns_) {
+    // Creating <root>/<id> changes the root's mtime: cheap to check, and it means the
+    // missing container may be there now.
+    if (!on_miss) return;
+    std::vector<int64_t> mtimes = RootMtimes();
+    if (mtimes == root_mtimes_) return;
+  }
   scanned_ = true;
   last_scan_ns_ = now;
+  root_mtimes_ = RootMtimes();
   std::map<std::string, Cached> files;
   auto relative = [&](const std::string& p) -> std::string {
     for (const auto& m : mounts_) {
@@ -207,7 +221,15 @@ void OciStateIndex::MaybeRescan() {
 }
 
 std::optional<OciContainer> OciStateIndex::FindByCgroup(const std::vector<std::string>& paths) {
-  MaybeRescan();
+  MaybeRescan(false);
+  auto found = FindByCgroupNoScan(paths);
+  if (found) return found;
+  MaybeRescan(true);
+  return FindByCgroupNoScan(paths);
+}
+
+std::optional<OciContainer> OciStateIndex::FindByCgroupNoScan(
+    const std::vector<std::string>& paths) const {
   const OciContainer* best = nullptr;
   size_t best_len = 0;
   for (const auto& c : containers_) {
@@ -227,9 +249,12 @@ std::optional<OciContainer> OciStateIndex::FindByCgroup(const std::vector<std::s
 }
 
 std::optional<OciContainer> OciStateIndex::FindById(const std::string& id) {
-  MaybeRescan();
-  for (const auto& c : containers_)
-    if (c.id == id) return c;
+  MaybeRescan(false);
+  for (int pass = 0; pass < 2; pass++) {
+    for (const auto& c : containers_)
+      if (c.id == id) return c;
+    MaybeRescan(true);
+  }
   return std::nullopt;
 }
 

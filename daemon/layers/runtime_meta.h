@@ -37,6 +37,8 @@ class OciStateIndex {
  public:
   // roots: (glob, runtime) pairs from the rule table; `prefix` is prepended to every
   // path read (tests); cgroup_mounts: mount points used to make state paths relative.
+  // Rescans every `rescan_interval_ns`, and at once on a miss when a state directory
+  // changed (a container created a moment ago is found at its first request).
   OciStateIndex(std::string prefix, std::vector<std::pair<std::string, std::string>> roots,
                 std::vector<std::string> cgroup_mounts, uint64_t rescan_interval_ns = 2000000000ull,
                 NowFn now = nullptr);
@@ -44,11 +46,13 @@ class OciStateIndex {
   // The container whose cgroup is one of `paths` or an ancestor of one (longest wins).
   std::optional<OciContainer> FindByCgroup(const std::vector<std::string>& paths);
   std::optional<OciContainer> FindById(const std::string& id);
+  std::optional<OciContainer> FindByCgroupNoScan(const std::vector<std::string>& paths) const;
   uint64_t bad_files() const { return bad_files_; }
   size_t size() const { return containers_.size(); }
 
  private:
-  void MaybeRescan();
+  void MaybeRescan(bool on_miss);
+  std::vector<int64_t> RootMtimes() const;
   std::string prefix_;
   std::vector<std::pair<std::string, std::string>> roots_;
   std::vector<std::string> mounts_;
@@ -57,6 +61,7 @@ class OciStateIndex {
   bool scanned_ = false;
   uint64_t last_scan_ns_ = 0;
   uint64_t bad_files_ = 0;
+  std::vector<int64_t> root_mtimes_;  // of the state directories at the last scan
   struct Cached {
     int64_t mtime_ns = 0;
     std::optional<OciContainer> c;

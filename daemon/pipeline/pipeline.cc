@@ -73,7 +73,9 @@ void Pipeline::StartProcProbe() {
       case probes::ProcEvent::Kind::kExit:
         resolver_.OnExit(key, {ev.ppid, ev.parent_start_ns});
         break;
-      case probes::ProcEvent::Kind::kWasmOpen: resolver_.OnWasmOpen(key, std::string(ev.path)); break;
+      case probes::ProcEvent::Kind::kWasmOpen:
+        resolver_.OnWasmOpen(key, std::string(ev.path), ev.path_resolved, ev.mnt_ns);
+        break;
     }
   });
   if (!proc.ok()) {

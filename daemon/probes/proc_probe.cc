@@ -24,7 +24,9 @@ static_assert(offsetof(proc_fact, path_len) == 28);
 static_assert(offsetof(proc_fact, kind) == 30);
 static_assert(offsetof(proc_fact, comm) == 32);
 static_assert(offsetof(proc_fact, parent_start_ns) == 48);
+static_assert(offsetof(proc_fact, path_resolved) == 31);
 static_assert(offsetof(proc_fact, ppid) == 56);
+static_assert(offsetof(proc_fact, mnt_ns) == 60);
 static_assert(offsetof(proc_fact, path) == 64);
 
 namespace {
@@ -116,6 +118,8 @@ int ProcProbe::OnRecord(void* ctx, void* data, size_t size) {
     }
     ev.path = std::string_view(raw->path, raw->path_len);
     ev.fd = raw->ret;
+    ev.path_resolved = raw->path_resolved != 0;
+    ev.mnt_ns = raw->mnt_ns;
   }
   self->received_++;
   ev.ts_ns = raw->ts_ns;

@@ -30,7 +30,11 @@ struct ProcEvent {
   uint64_t parent_start_ns = 0;
   int32_t fd = -1;            // kWasmOpen
   std::string_view comm;
-  std::string_view path;      // kWasmOpen: as passed to open (may be relative)
+  // kWasmOpen: the opened file's absolute path in the process's mount namespace when
+  // path_resolved, else the path as passed to open (may be relative to a dirfd).
+  std::string_view path;
+  bool path_resolved = false;
+  uint32_t mnt_ns = 0;        // kWasmOpen: the process's mount namespace inode
 };
 
 struct ProcProbeOptions {

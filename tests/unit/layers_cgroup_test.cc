@@ -264,6 +264,14 @@ TEST(CgroupIdIndex, MapsInodesToPathsAndRescansOnMiss) {
   EXPECT_EQ(idx.PathOf(st.st_ino), "/new");
   EXPECT_EQ(idx.scans(), 2u);
   EXPECT_FALSE(idx.PathOf(0).has_value());
+  // An id a fresh walk did not find is not walked for again until its TTL passes.
+  now += 1000;
+  EXPECT_FALSE(idx.PathOf(99999999).has_value());
+  EXPECT_EQ(idx.scans(), 3u);
+  now += 1000;
+  EXPECT_FALSE(idx.PathOf(99999999).has_value());
+  EXPECT_EQ(idx.scans(), 3u);
+  EXPECT_EQ(idx.PathOf(st.st_ino), "/new");  // known ids are unaffected
   std::filesystem::remove_all(root);
 }
 

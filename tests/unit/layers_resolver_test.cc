@@ -79,6 +79,7 @@ class ResolverTest : public ::testing::Test {
     o.cgroup_mounts = std::vector<std::string>{"/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory"};
     o.now = [this] { return now_; };
     o.rescan_interval_ns = 1000;
+  o.cgroup_rescan_interval_ns = 1000;
     o.exit_grace_ns = 5000;
     return std::make_unique<ProcessResolver>(o);
   }
@@ -199,6 +200,18 @@ TEST_F(ResolverTest, PlainRuncFromOciState) {
   EXPECT_EQ(Attr(res->Resolve({202, 5}, "busybox"), "container.id"), "<none>");
 }
 
+TEST_F(ResolverTest, ContainerCreatedRightAfterAScanIsFound) {
+  fs::create_directories(host_ + "/run/runc");
+  auto res = Make();
+  Process(205, "/bin/sh", "sh", 1, "0::/\n");
+  res->Resolve({205, 5}, "sh");  // scans the (empty) state root
+  Process(206, "/bin/busybox", "busybox", 1, "0::/fresh\n");
+  Write(host_ + "/run/runc/fresh/state.json",
+        R"({"init_process_pid":206,"cgroup_paths":{"":"/sys/fs/cgroup/unified/fresh"}})");
+  // Same fake instant: only the changed state directory can trigger the rescan.
+  EXPECT_EQ(Attr(res->Resolve({206, 5}, "busybox"), "container.id"), "fresh");
+}
+
 TEST_F(ResolverTest, BadStateFilesAreCountedNotFatal) {
   Process(210, "/bin/sh", "sh", 1, "0::/x\n");
   Write(host_ + "/run/runc/x/state.json", "{not json");
@@ -283,15 +296,15 @@ TEST_F(ResolverTest, GoneChildTakesItsParentsSandbox) {
 
 TEST_F(ResolverTest, WasiModuleOpenedAtRunTime) {
   Process(400, "/usr/bin/node", "node", 1, "0::/\n");
-  // The module as the process sees it (its root and cwd), read through /proc/<pid>/root.
-  Link("/srv", proc_ + "/400/cwd");
+  // The module as the process sees it, read through /proc/<pid>/root (another mount
+  // namespace than the daemon's).
   Write(proc_ + "/400/root/srv/handler.wasm", WasiModule());
   auto res = Make();
   correlate::ProcessKey key{400, 5};
   auto before = res->Resolve(key, "node");
   EXPECT_EQ(Attr(before, "isotrace.wasm.runtime"), "<none>");
   EXPECT_EQ(Attr(before, "service.name"), "node");
-  res->OnWasmOpen(key, "./handler.wasm");
+  res->OnWasmOpen(key, "/srv/handler.wasm", true, 4026532999);
   auto r = res->Resolve(key, "node");
   EXPECT_EQ(Attr(r, "isotrace.wasm.runtime"), "node-wasi");
   EXPECT_EQ(Attr(r, "isotrace.wasm.module"), "/srv/handler.wasm");
@@ -301,9 +314,37 @@ TEST_F(ResolverTest, WasiModuleOpenedAtRunTime) {
 
   // A text file named .wasm is no module.
   Write(proc_ + "/400/root/srv/notes.wasm", "hello");
-  res->OnWasmOpen(key, "/srv/notes.wasm");
+  res->OnWasmOpen(key, "/srv/notes.wasm", true, 4026532999);
   EXPECT_EQ(Attr(res->Resolve(key, "node"), "isotrace.wasm.module"), "/srv/handler.wasm");
   EXPECT_EQ(res->stats().wasm_bad_modules, 1u);
+}
+
+TEST_F(ResolverTest, WasmHostAlreadyGone) {
+  // Same mount namespace as the daemon: the kernel's absolute path is readable here even
+  // though /proc/<pid> is gone (a per-connection Node.js host that already answered).
+  Link("mnt:[4026531840]", proc_ + "/self/ns/mnt");
+  std::string mod = root_ + "/mods/h.wasm";
+  Write(mod, WasiModule());
+  auto res = Make();
+  res->OnWasmOpen({420, 5}, mod, true, 4026531840);
+  auto r = res->Resolve({420, 5}, "node");
+  EXPECT_EQ(Attr(r, "isotrace.wasm.runtime"), "node-wasi");
+  EXPECT_EQ(Attr(r, "isotrace.wasm.module"), mod);
+  EXPECT_EQ(Attr(r, "process.executable.name"), "node");  // comm
+  // Another mount namespace and gone: the module is known, its imports are not.
+  res->OnWasmOpen({421, 5}, "/app/h.wasm", true, 4026532999);
+  r = res->Resolve({421, 5}, "node");
+  EXPECT_EQ(Attr(r, "isotrace.wasm.runtime"), "node");
+  EXPECT_EQ(Attr(r, "isotrace.wasm.module"), "/app/h.wasm");
+  // A relative path the kernel could not resolve (cwd or dirfd unknown): never joined
+  // to a guessed directory, never read.
+  Process(422, "/usr/bin/node", "node", 1, "0::/\n");
+  Link("/srv", proc_ + "/422/cwd");
+  Write(proc_ + "/422/root/srv/handler.wasm", WasiModule());
+  res->OnWasmOpen({422, 5}, "handler.wasm", false, 0);
+  r = res->Resolve({422, 5}, "node");
+  EXPECT_EQ(Attr(r, "isotrace.wasm.runtime"), "node");
+  EXPECT_EQ(Attr(r, "isotrace.wasm.module"), "handler.wasm");
 }
 
 TEST_F(ResolverTest, WasmOpenBeforeFirstResolveAndClearedByExec) {
