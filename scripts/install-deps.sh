@@ -19,6 +19,8 @@ pkgs=(
   iproute2 nftables tmux prometheus procps util-linux
   # deploy/collector/dashboards checks (test_deploy_artifacts.py): YAML parsing, unit files
   python3-yaml systemd
+  # otlp_tls_test makes its CA, server and client certificates with the openssl CLI
+  openssl
   # WASI modules for the wasm layer
   wasi-libc lld libclang-rt-14-dev-wasm32
 )
