@@ -1,6 +1,7 @@
 #include "daemon/layers/proc_reader.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,12 +25,26 @@ constexpr size_t kMaxLibraries = 2048;
 constexpr size_t kMaxAncestors = 32;
 constexpr size_t kMaxFds = 1024;
 
+// Reads up to `max` bytes, growing the buffer as data comes (a 4 MiB bound must not
+// cost a 4 MiB allocation for a 2 KiB file: this runs for every new process).
 std::string ReadFileBounded(const std::string& path, size_t max) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::string out(max, '\0');
-  in.read(out.data(), static_cast<std::streamsize>(max));
-  out.resize(static_cast<size_t>(in.gcount()));
+  std::string out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  size_t chunk = 4096;
+  while (out.size() < max) {
+    size_t want = std::min(chunk, max - out.size());
+    size_t old = out.size();
+    out.resize(old + want);
+    ssize_t n = read(fd, out.data() + old, want);
+    if (n <= 0) {
+      out.resize(old);
+      break;
+    }
+    out.resize(old + static_cast<size_t>(n));
+    chunk = std::min<size_t>(chunk * 2, 1 << 20);
+  }
+  close(fd);
   return out;
 }
 
