@@ -32,6 +32,9 @@ case $? in
   *) echo "FAILED: daemon_overhead.sh"; failed=1 ;;
 esac
 echo
+echo "=== ctxswitch.sh (context switches/s without and with the daemon) ==="
+bash "$HERE/ctxswitch.sh" "$BUILD" || { echo "FAILED: ctxswitch.sh"; failed=1; }
+echo
 echo "=== daemon_footprint.py (isotraced's own CPU and RSS; sizes deploy/) ==="
 python3 "$HERE/daemon_footprint.py" "$BUILD"
 case $? in

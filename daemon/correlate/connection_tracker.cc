@@ -90,6 +90,15 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
     Drop(key, /*finish=*/true);
   }
   if (!create) return nullptr;
+  // The same socket through another fd of the same process (dup2: inetd-style servers;
+  // busybox httpd reads fd 0 and writes fd 1, socat EXEC hands both to the child).
+  if (ev.kind == SocketEvent::Kind::kData) {
+    auto bs = by_sock_.find(ev.sock_id);
+    if (bs != by_sock_.end() && bs->second.tgid == ev.tgid) {
+      auto c2 = conns_.find(bs->second);
+      if (c2 != conns_.end() && c2->second->proc_start_ns == ev.proc_start_ns) return c2->second.get();
+    }
+  }
   if (conns_.size() >= limits_.max_connections && !lru_.empty()) {
     Drop(lru_.back(), /*finish=*/true);
     stats_.connections_evicted++;

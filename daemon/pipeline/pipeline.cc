@@ -52,6 +52,8 @@ absl::Status Pipeline::Start() {
   });
   if (!probe.ok()) return probe.status();
   probe_ = std::move(*probe);
+  const auto& f = probe_->features();
+  tracker_.SetFeatures({f.memstall, f.steal, f.tcp_incidents});
   spdlog::info("l7 probe attached: {} tracepoints, capture {} bytes/syscall, ring buffer {} KiB",
                probes::L7Tracepoints().size(), cfg_.capture_bytes, cfg_.ringbuf_bytes / 1024);
   last_summary_ns_ = clock_.MonotonicNowNs();
