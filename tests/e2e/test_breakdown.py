@@ -118,8 +118,8 @@ def main():
             scen["throttle"] = (p.pid, drive(port, "throttle", 12))
             procs.stop(p)
 
-            # 4. block I/O: 2 MiB written and fsync'd per request.
-            p, port = server("blkio", "fsync", 2048)
+            # 4. block I/O: 16 rounds of 32 KiB written and fsync'd per request.
+            p, port = server("blkio", "fsync", 512)
             scen["blkio"] = (p.pid, drive(port, "blkio", 15))
             procs.stop(p)
 
