@@ -1,5 +1,6 @@
 #include "daemon/probes/environment.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -40,6 +41,17 @@ bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 void InstallLibbpfLogger(bool verbose) {
   g_verbose = verbose;
   libbpf_set_print(LibbpfPrint);
+}
+
+std::vector<uint64_t> SumPerCpuCounters(int map_fd, uint32_t entries) {
+  std::vector<uint64_t> totals(entries, 0);
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return totals;
+  std::vector<uint64_t> values(static_cast<size_t>(ncpu));
+  for (uint32_t idx = 0; idx < entries; idx++)
+    if (bpf_map_lookup_elem(map_fd, &idx, values.data()) == 0)
+      for (uint64_t v : values) totals[idx] += v;
+  return totals;
 }
 
 const std::vector<std::string>& L7Tracepoints() {

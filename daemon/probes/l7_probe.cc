@@ -1,4 +1,5 @@
 #include "daemon/probes/l7_probe.h"
+#include "daemon/probes/environment.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -233,16 +234,8 @@ L7Counters L7Probe::counters() const {
   L7Counters c;
   c.received = received_;
   c.malformed = malformed_;
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return c;
-  std::vector<uint64_t> values(ncpu);
-  int fd = bpf_map__fd(skel_->maps.counters);
-  auto sum = [&](uint32_t idx) {
-    uint64_t total = 0;
-    if (bpf_map_lookup_elem(fd, &idx, values.data()) == 0)
-      for (uint64_t v : values) total += v;
-    return total;
-  };
+  const std::vector<uint64_t> totals = SumPerCpuCounters(bpf_map__fd(skel_->maps.counters), L7_CNT_MAX);
+  auto sum = [&](uint32_t idx) { return totals[idx]; };
   c.ringbuf_drops = sum(L7_CNT_RINGBUF_DROPS);
   c.inflight_full = sum(L7_CNT_ARGS_FULL);
   c.read_failures = sum(L7_CNT_READ_FAIL);

@@ -149,16 +149,8 @@ ProcCounters ProcProbe::counters() const {
   ProcCounters c;
   c.received = received_;
   c.malformed = malformed_;
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return c;
-  std::vector<uint64_t> values(ncpu);
-  int fd = bpf_map__fd(skel_->maps.counters);
-  auto sum = [&](uint32_t idx) {
-    uint64_t total = 0;
-    if (bpf_map_lookup_elem(fd, &idx, values.data()) == 0)
-      for (uint64_t v : values) total += v;
-    return total;
-  };
+  const std::vector<uint64_t> totals = SumPerCpuCounters(bpf_map__fd(skel_->maps.counters), PROC_CNT_MAX);
+  auto sum = [&](uint32_t idx) { return totals[idx]; };
   c.ringbuf_drops = sum(PROC_CNT_RINGBUF_DROPS);
   c.path_too_long = sum(PROC_CNT_PATH_TOO_LONG);
   c.inflight_full = sum(PROC_CNT_INFLIGHT_FULL);
