@@ -282,6 +282,31 @@ const std::vector<Key>& Keys() {
             }
           }},
       ISOTRACE_KEY("layers.cache_entries", layer_cache_entries),
+      Key{"locate.enabled",
+          [](const YAML::Node& n, Config* c) { return ReadScalar(n, "locate.enabled", &c->locate_enabled); }},
+      Key{"locate.slow_factor",
+          [](const YAML::Node& n, Config* c) {
+            auto bad = absl::InvalidArgumentError(absl::StrCat(
+                "config key 'locate.slow_factor': value '", Shown(n),
+                "' is not valid; write a number ≥ 1.0 (a trace is slow above factor × its usual duration)"));
+            if (!n.IsScalar()) return bad;
+            try {
+              double v = n.as<double>();
+              if (!(v >= 1.0) || v > 1000.0) return bad;
+              c->locate_slow_factor = v;
+              return absl::OkStatus();
+            } catch (const YAML::Exception&) {
+              return bad;
+            }
+          }},
+      ISOTRACE_KEY("locate.slow_min_ms", locate_slow_min_ms),
+      ISOTRACE_KEY("locate.baseline_samples", locate_baseline_samples),
+      ISOTRACE_KEY("locate.baseline_min_samples", locate_baseline_min_samples),
+      ISOTRACE_KEY("locate.hold_ms", locate_hold_ms),
+      ISOTRACE_KEY("locate.max_wait_ms", locate_max_wait_ms),
+      ISOTRACE_KEY("locate.max_held_spans", locate_max_held_spans),
+      ISOTRACE_KEY("locate.max_baselines", locate_max_baselines),
+      ISOTRACE_KEY("locate.verdicts", locate_verdicts),
   };
   return kKeys;
 }
@@ -509,6 +534,21 @@ absl::Status Validate(const Config& cfg) {
     return absl::InvalidArgumentError(
         "exporter.otlp.client_certificate and exporter.otlp.client_key (or "
         "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_CLIENT_KEY) must be set together for mTLS");
+  if (cfg.locate_baseline_samples == 0 || cfg.locate_baseline_min_samples == 0 ||
+      cfg.locate_baseline_min_samples > cfg.locate_baseline_samples)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "locate.baseline_min_samples (", cfg.locate_baseline_min_samples,
+        ") must be > 0 and ≤ locate.baseline_samples (", cfg.locate_baseline_samples, ")"));
+  if (cfg.locate_hold_ms > 2000)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "locate.hold_ms = ", cfg.locate_hold_ms,
+        " would delay every verdict past 2 s; use at most 2000 (default 150)"));
+  if (cfg.locate_max_held_spans == 0 || cfg.locate_max_baselines == 0 || cfg.locate_verdicts == 0)
+    return absl::InvalidArgumentError(
+        "locate.max_held_spans, locate.max_baselines and locate.verdicts must be > 0");
+  if (cfg.locate_max_wait_ms < cfg.locate_hold_ms)
+    return absl::InvalidArgumentError(absl::StrCat("locate.max_wait_ms (", cfg.locate_max_wait_ms,
+                                                   ") must be ≥ locate.hold_ms (", cfg.locate_hold_ms, ")"));
   if (cfg.embedded_spans == 0)
     return absl::InvalidArgumentError("embedded.spans = 0: keep at least 1 span (default 4096)");
   if (cfg.layer_cache_entries == 0)

@@ -76,6 +76,19 @@ struct Config {
   uint32_t metrics_export_interval_ms = 60000;  // OTLP metrics (OTEL_METRIC_EXPORT_INTERVAL)
   uint32_t metrics_max_workloads = 1000;        // workloads with live series; LRU beyond
 
+  // Localization (daemon/locate, docs/locate.md): per-trace verdicts for slow or failed
+  // traces, judged against per-workload route baselines.
+  bool locate_enabled = true;
+  double locate_slow_factor = 2.0;      // slow: duration > factor × the route's usual
+  uint32_t locate_slow_min_ms = 5;      // ... and longer than usual by at least this
+  uint32_t locate_baseline_samples = 256;
+  uint32_t locate_baseline_min_samples = 20;
+  uint32_t locate_hold_ms = 150;        // grace after a trace's root-most span ends
+  uint32_t locate_max_wait_ms = 30000;  // a span whose local parent never comes
+  uint32_t locate_max_held_spans = 65536;
+  uint32_t locate_max_baselines = 8192;
+  uint32_t locate_verdicts = 1024;      // recent verdicts kept for `isotrace locate`
+
   // Isolation-stack identity (daemon/layers): user rules run before the built-in table.
   std::vector<LayerRule> layer_rules;
   bool layer_builtin_rules = true;

@@ -44,6 +44,38 @@ struct ConnectionTracker::Pending {
   HttpMessage req;
   uint32_t tid = 0;
   std::optional<Snap> start;
+  uint64_t id = 0;
+  // Trace context: decided when the request is seen (CLIENT) or first needed (SERVER:
+  // its first client child, else its response), so the caller's request is surely in.
+  bool resolved = false;
+  TraceId trace_id{};
+  SpanId span_id{};  // chosen when the request is seen
+  SpanId parent{};
+  SpanId local_parent{};
+  uint8_t flags = 0;
+  std::string tracestate;
+  bool remote_parent = false;
+  std::optional<TraceContext> header;  // the request's valid traceparent
+  bool app_propagated = false;         // CLIENT: the header is the app's own context
+  bool claimed = false;                // CLIENT: a SERVER request on this node answers it
+  uint32_t client_children = 0;        // SERVER: CLIENT requests parented to it
+  uint64_t unseen_start = 0;           // SERVER: the thread's unseen_wait_ at the start
+};
+
+// What a SERVER request on this node needs of its caller's CLIENT request, kept a little
+// after the client's response (the response's read can reach us before the server's
+// write: two CPUs, one ring buffer).
+struct ConnectionTracker::ClientCtx {
+  uint64_t pending_id = 0;
+  TraceId trace_id{};
+  SpanId span_id{};
+  uint8_t flags = 0;
+  std::string tracestate;
+  bool app_propagated = false;
+  std::optional<TraceContext> header;
+  std::string method;
+  std::string target;
+  bool claimed = false;
 };
 
 struct ConnectionTracker::Conn {
@@ -69,6 +101,8 @@ struct ConnectionTracker::Conn {
   std::deque<Incident> incidents;  // bounded: kMaxIncidents
   bool reset = false;
   std::deque<Pending> pending;
+  static constexpr size_t kMaxRecentClients = 8;
+  std::deque<ClientCtx> recent_clients;  // answered CLIENT requests, newest last
   uint32_t last_tid = 0;
 };
 
@@ -117,6 +151,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   c->lru_it = lru_.begin();
   Conn* raw = c.get();
   by_sock_[ev.sock_id] = key;
+  by_tuple_[TupleOf(*raw, /*mirrored=*/false)] = key;
   conns_.emplace(key, std::move(c));
   stats_.connections_opened++;
   return raw;
@@ -128,6 +163,8 @@ void ConnectionTracker::Drop(const Key& key, bool finish) {
   if (finish) FinishConn(*it->second, it->second->last_active_mono);
   auto bs = by_sock_.find(it->second->sock_id);
   if (bs != by_sock_.end() && bs->second == key) by_sock_.erase(bs);
+  auto bt = by_tuple_.find(TupleOf(*it->second, /*mirrored=*/false));
+  if (bt != by_tuple_.end() && bt->second == key) by_tuple_.erase(bt);
   lru_.erase(it->second->lru_it);
   conns_.erase(it);
 }
@@ -163,6 +200,12 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       c->last_active_mono = ev.ts_exit_ns;
       c->last_tid = ev.tid;
       if (!c->disabled) OnData(*c, ev);
+      // A thread blocked reading a socket that carries no HTTP/1.x is waiting on a
+      // downstream no span explains (a database, TLS): keep the time per thread.
+      if (c->disabled && ev.dir == SocketEvent::Direction::kIngress && ev.ts_exit_ns > ev.ts_enter_ns) {
+        if (unseen_wait_.size() > 65536) unseen_wait_.clear();  // diffs clamp at 0
+        unseen_wait_[ThreadKey(ev.tgid, ev.tid)] += ev.ts_exit_ns - ev.ts_enter_ns;
+      }
       return;
     }
   }
@@ -265,7 +308,11 @@ void ConnectionTracker::OnRequest(Conn& c, HttpMessage&& req) {
   c.responses->ExpectResponseTo(req.method);
   auto start = FindSnap(c.req_snaps, req.first_ts_ns);
   uint32_t tid = start ? start->tid : c.last_tid;
-  c.pending.push_back({std::move(req), tid, start});
+  Pending& p = c.pending.emplace_back();
+  p.req = std::move(req);
+  p.tid = tid;
+  p.start = start;
+  StartContext(c, p);
 }
 
 void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
@@ -274,6 +321,9 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
     stats_.responses_unmatched++;
     return;
   }
+  // Decide the context while the request is still in `pending` (ResolveServer resolves
+  // the connection's earlier requests first, in order).
+  if (c.role != Role::kClient) ResolveServer(c, c.pending.front());
   Pending p = std::move(c.pending.front());
   c.pending.pop_front();
   auto end = FindSnap(c.resp_snaps, resp.last_ts_ns);
@@ -296,6 +346,7 @@ void ConnectionTracker::FinishConn(Conn& c, uint64_t ts_mono) {
   }
   while (!c.pending.empty()) {
     stats_.requests_unanswered++;
+    if (c.role != Role::kClient) ResolveServer(c, c.pending.front());
     Pending p = std::move(c.pending.front());
     c.pending.pop_front();
     Emit(c, p, nullptr, nullptr, std::max(ts_mono, p.req.last_ts_ns),
@@ -314,35 +365,51 @@ void ConnectionTracker::Expire(uint64_t now_mono_ns) {
     stats_.connections_expired++;
     Drop(it->first, /*finish=*/true);
   }
+  // Threads whose SERVER requests all ended (or whose connections went away).
+  for (auto it = active_.begin(); it != active_.end();) {
+    auto& v = it->second;
+    std::erase_if(v, [this](const Active& a) {
+      auto c = conns_.find(a.conn);
+      if (c == conns_.end()) return true;
+      for (const auto& p : c->second->pending)
+        if (p.id == a.pending_id) return false;
+      return true;
+    });
+    it = v.empty() ? active_.erase(it) : std::next(it);
+  }
 }
 
-void ConnectionTracker::Emit(Conn& c, const Pending& p, const HttpMessage* resp, const Snap* end_snap,
+void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const Snap* end_snap,
                              uint64_t end_mono, std::string_view error_type) {
   const HttpMessage& req = p.req;
   const uint32_t tid = p.tid;
   Span s;
   s.kind = c.role == Role::kClient ? SpanKind::kClient : SpanKind::kServer;
-  std::string_view tp = FindHeader(req, "traceparent");
-  std::optional<TraceContext> ctx;
-  if (!tp.empty()) {
-    ctx = ParseTraceparent(tp);
-    if (!ctx) stats_.traceparent_invalid++;
+  if (!p.resolved) {
+    if (s.kind == SpanKind::kServer)
+      ResolveServer(c, p);
+    else
+      ResolveClient(c, p);
   }
-  if (ctx) {
-    s.trace_id = ctx->trace_id;
-    s.parent_span_id = ctx->parent_id;
-    s.trace_flags = ctx->flags;
-    s.remote_parent = true;
-    s.tracestate = std::string(FindHeader(req, "tracestate"));
-  } else {
-    do {
-      for (auto& b : s.trace_id) b = absl::Uniform<uint8_t>(rng_);
-    } while (std::all_of(s.trace_id.begin(), s.trace_id.end(), [](uint8_t b) { return !b; }));
-    s.trace_flags = 1;
+  s.trace_id = p.trace_id;
+  s.span_id = p.span_id;
+  s.parent_span_id = p.parent;
+  s.local_parent = p.local_parent;
+  s.trace_flags = p.flags;
+  s.tracestate = p.tracestate;
+  s.remote_parent = p.remote_parent;
+  if (s.kind == SpanKind::kServer) {
+    RetireActive(c, p);
+    auto u = unseen_wait_.find(ThreadKey(c.key.tgid, tid));
+    uint64_t now_unseen = u == unseen_wait_.end() ? 0 : u->second;
+    s.attributes.push_back({"isotrace.downstream.unseen_ns",
+                            static_cast<int64_t>(now_unseen > p.unseen_start ? now_unseen - p.unseen_start : 0)});
+  } else if (!p.claimed) {
+    // A SERVER request on this node may still come to claim it (see ClientCtx).
+    if (c.recent_clients.size() >= Conn::kMaxRecentClients) c.recent_clients.pop_front();
+    c.recent_clients.push_back({p.id, p.trace_id, p.span_id, p.flags, p.tracestate, p.app_propagated,
+                                p.header, req.method, req.target, false});
   }
-  do {
-    for (auto& b : s.span_id) b = absl::Uniform<uint8_t>(rng_);
-  } while (std::all_of(s.span_id.begin(), s.span_id.end(), [](uint8_t b) { return !b; }));
 
   s.start_unix_ns = clock_->MonoToUnixNs(req.first_ts_ns);
   uint64_t end = std::max(end_mono, req.first_ts_ns);
@@ -383,6 +450,7 @@ void ConnectionTracker::Emit(Conn& c, const Pending& p, const HttpMessage* resp,
   s.cgroup_id = c.cgroup_id;
   s.sock_id = c.sock_id;
   AddBreakdown(c, p, end_snap, end, &s);
+  if (s.kind == SpanKind::kClient) AddPeerIncidents(c, req.first_ts_ns, end, &s);
   stats_.spans++;
   sink_(std::move(s));
 }
@@ -447,6 +515,246 @@ void ConnectionTracker::AddBreakdown(const Conn& c, const Pending& p, const Snap
     e.attributes.push_back({"process.executable.name", oom.comm});
     s->events.push_back(std::move(e));
   }
+}
+
+}  // namespace isotrace::correlate
+
+namespace isotrace::correlate {
+
+namespace {
+template <size_t N>
+void RandomNonZero(absl::BitGen& rng, std::array<uint8_t, N>* id) {
+  do {
+    for (auto& b : *id) b = absl::Uniform<uint8_t>(rng);
+  } while (std::all_of(id->begin(), id->end(), [](uint8_t b) { return !b; }));
+}
+
+std::array<uint8_t, 16> AsV6(uint8_t family, const std::array<uint8_t, 16>& a) {
+  if (family != 2 /* AF_INET */) return a;
+  std::array<uint8_t, 16> out{};
+  out[10] = out[11] = 0xff;
+  std::copy(a.begin(), a.begin() + 4, out.begin() + 12);
+  return out;
+}
+constexpr size_t kMaxActivePerThread = 64;
+}  // namespace
+
+size_t ConnectionTracker::TupleHash::operator()(const Tuple& t) const {
+  uint64_t h = (uint64_t{t.lport} << 16) ^ t.rport;
+  for (size_t i = 0; i < 16; i++) h = h * 1099511628211ull ^ t.laddr[i] ^ (uint64_t{t.raddr[i]} << 8);
+  return std::hash<uint64_t>()(h);
+}
+
+ConnectionTracker::Tuple ConnectionTracker::TupleOf(const Conn& c, bool mirrored) {
+  Tuple t;
+  t.laddr = AsV6(c.family, mirrored ? c.raddr : c.laddr);
+  t.raddr = AsV6(c.family, mirrored ? c.laddr : c.raddr);
+  t.lport = mirrored ? c.rport : c.lport;
+  t.rport = mirrored ? c.lport : c.rport;
+  return t;
+}
+
+void ConnectionTracker::StartContext(Conn& c, Pending& p) {
+  p.id = next_pending_id_++;
+  RandomNonZero(rng_, &p.span_id);
+  if (std::string_view tp = FindHeader(p.req, "traceparent"); !tp.empty()) {
+    p.header = ParseTraceparent(tp);
+    if (!p.header) stats_.traceparent_invalid++;
+  }
+  if (c.role == Role::kClient) {
+    ResolveClient(c, p);
+    return;
+  }
+  auto& list = active_[ThreadKey(c.key.tgid, p.tid)];
+  if (list.size() >= kMaxActivePerThread) list.erase(list.begin());
+  list.push_back({c.key, p.id});
+  auto u = unseen_wait_.find(ThreadKey(c.key.tgid, p.tid));
+  p.unseen_start = u == unseen_wait_.end() ? 0 : u->second;
+}
+
+void ConnectionTracker::RetireActive(const Conn& c, const Pending& p) {
+  auto it = active_.find(ThreadKey(c.key.tgid, p.tid));
+  if (it == active_.end()) return;
+  std::erase_if(it->second, [&](const Active& a) { return a.pending_id == p.id; });
+  if (it->second.empty()) active_.erase(it);
+}
+
+ConnectionTracker::Pending* ConnectionTracker::FindEnclosing(const Conn& c, const Pending& client) {
+  auto it = active_.find(ThreadKey(c.key.tgid, client.tid));
+  if (it == active_.end()) return nullptr;
+  struct Cand {
+    Conn* conn;
+    Pending* p;
+  };
+  std::vector<Cand> live;
+  for (const auto& a : it->second) {
+    auto ci = conns_.find(a.conn);
+    if (ci == conns_.end()) continue;
+    for (auto& p : ci->second->pending)
+      if (p.id == a.pending_id && p.req.first_ts_ns <= client.req.first_ts_ns) live.push_back({ci->second.get(), &p});
+  }
+  Cand pick{nullptr, nullptr};
+  if (live.size() == 1) {
+    pick = live[0];
+  } else if (live.size() > 1) {
+    // An event loop serving several requests: only a proxy-like match is safe, the one
+    // request with the same method and target that has no client child yet.
+    std::vector<Cand> same;
+    for (const auto& cand : live)
+      if (cand.p->req.method == client.req.method && cand.p->req.target == client.req.target &&
+          cand.p->client_children == 0)
+        same.push_back(cand);
+    if (same.size() != 1) {
+      stats_.links_thread_ambiguous++;
+      return nullptr;
+    }
+    pick = same[0];
+  }
+  if (!pick.p) return nullptr;
+  ResolveServer(*pick.conn, *pick.p);
+  pick.p->client_children++;
+  return pick.p;
+}
+
+void ConnectionTracker::ResolveClient(Conn& c, Pending& p) {
+  if (p.resolved) return;
+  p.resolved = true;
+  Pending* enc = FindEnclosing(c, p);
+  // A traceparent equal to the enclosing request's own header was forwarded, not made
+  // by the app for this call (proxies pass request headers through).
+  const bool passthrough = p.header && enc && enc->header && p.header->trace_id == enc->header->trace_id &&
+                           p.header->parent_id == enc->header->parent_id;
+  if (enc) {
+    p.local_parent = enc->span_id;
+    stats_.links_thread++;
+  }
+  if (p.header && !passthrough) {
+    p.app_propagated = true;
+    stats_.app_traceparents++;
+    p.trace_id = p.header->trace_id;
+    p.parent = p.header->parent_id;
+    p.flags = p.header->flags;
+    p.tracestate = std::string(FindHeader(p.req, "tracestate"));
+    p.remote_parent = !enc || p.header->parent_id != enc->span_id;
+  } else if (enc) {
+    p.trace_id = enc->trace_id;
+    p.parent = enc->span_id;
+    p.flags = enc->flags;
+    p.tracestate = enc->tracestate;
+  } else {
+    RandomNonZero(rng_, &p.trace_id);
+    p.flags = 1;
+  }
+}
+
+std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeer(const Conn& c, const Pending& server) {
+  auto bt = by_tuple_.find(TupleOf(c, /*mirrored=*/true));
+  if (bt == by_tuple_.end()) return std::nullopt;  // the caller is not on this node
+  auto ci = conns_.find(bt->second);
+  if (ci == conns_.end() || ci->second.get() == &c || ci->second->role != Role::kClient) return std::nullopt;
+  Conn& peer = *ci->second;
+  // Request order on the connection: the oldest client request nobody claimed yet,
+  // answered ones (recent_clients) before pending ones.
+  ClientCtx* oldest_recent = nullptr;
+  for (auto& r : peer.recent_clients)
+    if (!r.claimed) {
+      oldest_recent = &r;
+      break;
+    }
+  Pending* oldest_pending = nullptr;
+  if (!oldest_recent)
+    for (auto& q : peer.pending)
+      if (!q.claimed) {
+        oldest_pending = &q;
+        break;
+      }
+  if (!oldest_recent && !oldest_pending) {
+    stats_.links_peer_unmatched++;
+    return std::nullopt;
+  }
+  const std::string& method = oldest_recent ? oldest_recent->method : oldest_pending->req.method;
+  const std::string& target = oldest_recent ? oldest_recent->target : oldest_pending->req.target;
+  // The same bytes crossed the connection: a different request line means we lost
+  // track of the order (a request missed on one side). Do not guess.
+  if (method != server.req.method || target != server.req.target) {
+    stats_.links_peer_ambiguous++;
+    return std::nullopt;
+  }
+  stats_.links_peer++;
+  if (oldest_recent) {
+    oldest_recent->claimed = true;
+    return *oldest_recent;
+  }
+  Pending& q = *oldest_pending;
+  if (!q.resolved) ResolveClient(peer, q);
+  q.claimed = true;
+  return ClientCtx{q.id, q.trace_id, q.span_id, q.flags, q.tracestate, q.app_propagated, q.header,
+                   q.req.method, q.req.target, true};
+}
+
+void ConnectionTracker::ResolveServer(Conn& c, Pending& p) {
+  if (p.resolved) return;
+  // Claims follow request order: the connection's earlier requests claim first.
+  for (auto& q : c.pending) {
+    if (&q == &p) break;
+    if (!q.resolved) ResolveServer(c, q);
+  }
+  p.resolved = true;
+  auto peer = ClaimPeer(c, p);
+  if (peer) {
+    p.local_parent = peer->span_id;
+    p.remote_parent = true;  // the parent lives in another process
+    if (peer->app_propagated && p.header) {
+      // The caller's app propagated its own context: that wins.
+      p.trace_id = p.header->trace_id;
+      p.parent = p.header->parent_id;
+      p.flags = p.header->flags;
+      p.tracestate = std::string(FindHeader(p.req, "tracestate"));
+    } else {
+      p.trace_id = peer->trace_id;
+      p.parent = peer->span_id;
+      p.flags = peer->flags;
+      p.tracestate = peer->tracestate;
+    }
+    return;
+  }
+  if (p.header) {
+    p.trace_id = p.header->trace_id;
+    p.parent = p.header->parent_id;
+    p.flags = p.header->flags;
+    p.tracestate = std::string(FindHeader(p.req, "tracestate"));
+    p.remote_parent = true;
+    return;
+  }
+  RandomNonZero(rng_, &p.trace_id);
+  p.flags = 1;
+}
+
+void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t to, Span* s) {
+  // The connection's other end on this node: its retransmits and resets are this call's
+  // too (lost responses retransmit from the server's socket).
+  auto bt = by_tuple_.find(TupleOf(c, /*mirrored=*/true));
+  if (bt == by_tuple_.end()) return;
+  auto ci = conns_.find(bt->second);
+  if (ci == conns_.end() || ci->second.get() == &c) return;
+  int64_t retrans = 0;
+  for (const auto& inc : ci->second->incidents) {
+    if (inc.ts < from || inc.ts > to) continue;
+    SpanEvent e;
+    e.time_unix_ns = clock_->MonoToUnixNs(inc.ts);
+    e.name = inc.kind == SocketEvent::Kind::kRetransmit ? "tcp_retransmit" : "tcp_reset";
+    e.attributes.push_back({"isotrace.verdict.layer", std::string("network")});
+    e.attributes.push_back({"isotrace.net.side", std::string("peer")});
+    if (inc.kind == SocketEvent::Kind::kRetransmit) retrans++;
+    s->events.push_back(std::move(e));
+  }
+  if (retrans == 0) return;
+  for (auto& a : s->attributes)
+    if (a.key == "isotrace.net.retransmits") {
+      if (auto* v = std::get_if<int64_t>(&a.value)) *v += retrans;
+      return;
+    }
+  s->attributes.push_back({"isotrace.net.retransmits", retrans});
 }
 
 }  // namespace isotrace::correlate

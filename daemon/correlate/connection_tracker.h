@@ -9,6 +9,19 @@
 // to the kernel (exit of that write). A CLIENT span starts at the entry of the write that
 // sent the request's first byte and ends at the exit of the read that returned the
 // response's last byte.
+//
+// Links (docs/locate.md has the rules and why each is safe):
+// - A CLIENT request is parented to the SERVER request its thread is serving (from the
+//   request's read until its response's write). When the thread serves several at once
+//   (an event loop), only the one with the same method and target that has no client
+//   child yet qualifies; otherwise the CLIENT span starts its own trace (counted).
+// - A SERVER request whose connection's other end is a CLIENT connection on this node
+//   (mirrored 4-tuple) joins that client's trace as its child: the oldest request on the
+//   client side not yet claimed, and only when its request line is the same; anything
+//   else stays unlinked and is counted. A wrong link is worse than none.
+// - A valid traceparent the app itself sent wins for the exported trace and parent. One
+//   that merely repeats the incoming request's header (a proxy forwarding headers) is
+//   not the app's and does not override the local link.
 
 #include <cstdint>
 #include <deque>
@@ -46,6 +59,13 @@ struct TrackerStats {
   uint64_t spans = 0;
   uint64_t traceparent_invalid = 0;      // present but rejected → new trace
   uint64_t incidents = 0;                // kernel incidents matched to a tracked connection
+  // Links (see the header comment).
+  uint64_t links_thread = 0;             // CLIENT parented to the SERVER its thread serves
+  uint64_t links_thread_ambiguous = 0;   // several SERVER requests could own it: unlinked
+  uint64_t links_peer = 0;               // SERVER joined to the caller's CLIENT on this node
+  uint64_t links_peer_ambiguous = 0;     // the caller's next request differs: unlinked
+  uint64_t links_peer_unmatched = 0;     // caller's connection seen, no request to match
+  uint64_t app_traceparents = 0;         // CLIENT requests carrying the app's own context
 };
 
 // Which measures the kernel provides (probes::L7Features); a measure it cannot provide is
@@ -94,6 +114,27 @@ class ConnectionTracker {
   void FinishConn(Conn& c, uint64_t ts_mono);
   struct Snap;
   struct Pending;
+  struct ClientCtx;
+  // The 4-tuple of a connection, addresses in IPv6 form (IPv4 as ::ffff:a.b.c.d, so an
+  // AF_INET client and an AF_INET6 server on the same loopback connection meet).
+  struct Tuple {
+    std::array<uint8_t, 16> laddr{}, raddr{};
+    uint16_t lport = 0, rport = 0;
+    bool operator==(const Tuple&) const = default;
+  };
+  struct TupleHash {
+    size_t operator()(const Tuple& t) const;
+  };
+  static Tuple TupleOf(const Conn& c, bool mirrored);
+  static uint64_t ThreadKey(uint32_t tgid, uint32_t tid) { return (uint64_t{tgid} << 32) | tid; }
+  void StartContext(Conn& c, Pending& p);
+  void ResolveServer(Conn& c, Pending& p);
+  void ResolveClient(Conn& c, Pending& p);
+  // The SERVER request the thread serves that a CLIENT request runs under, or null.
+  Pending* FindEnclosing(const Conn& c, const Pending& client);
+  // The caller's CLIENT request a SERVER request answers, claimed; null when unlinked.
+  std::optional<ClientCtx> ClaimPeer(const Conn& c, const Pending& server);
+  void RetireActive(const Conn& c, const Pending& p);
   struct Oom {
     uint64_t ts;
     uint64_t cgroup_id;
@@ -101,9 +142,10 @@ class ConnectionTracker {
     std::string comm;
   };
   void OnIncident(const probes::SocketEvent& ev);
-  void Emit(Conn& c, const Pending& p, const HttpMessage* resp, const Snap* end_snap,
+  void Emit(Conn& c, Pending& p, const HttpMessage* resp, const Snap* end_snap,
             uint64_t end_mono, std::string_view error_type);
   void AddBreakdown(const Conn& c, const Pending& p, const Snap* end, uint64_t end_mono, Span* s);
+  void AddPeerIncidents(const Conn& c, uint64_t from, uint64_t to, Span* s);
 
   TrackerLimits limits_;
   util::Clock* clock_;
@@ -111,6 +153,17 @@ class ConnectionTracker {
   absl::BitGen rng_;
   std::unordered_map<Key, std::unique_ptr<Conn>, KeyHash> conns_;
   std::unordered_map<uint64_t, Key> by_sock_;  // sock_id → connection, for incidents
+  std::unordered_map<Tuple, Key, TupleHash> by_tuple_;  // 4-tuple → connection, for links
+  struct Active {
+    Key conn;
+    uint64_t pending_id;
+  };
+  // (tgid, tid) → SERVER requests that thread is serving now (bounded per thread).
+  std::unordered_map<uint64_t, std::vector<Active>> active_;
+  // (tgid, tid) → time the thread spent in reads of sockets that carry no HTTP/1.x
+  // (databases, TLS): downstream waits no span explains.
+  std::unordered_map<uint64_t, uint64_t> unseen_wait_;
+  uint64_t next_pending_id_ = 1;
   std::deque<Oom> ooms_;                       // recent OOM kills (bounded)
   TrackerFeatures features_;
   LruList lru_;  // front: most recently active

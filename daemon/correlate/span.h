@@ -67,6 +67,12 @@ struct Span {
   uint64_t cgroup_id = 0;
   uint64_t sock_id = 0;  // opaque per-socket id from the kernel (never exported)
 
+  // The span on this node that this one runs under, whatever the exported parent says:
+  // the SERVER span the same thread was serving (for a CLIENT span), or the caller's
+  // CLIENT span matched by connection (for a SERVER span). All zero: a root-most local
+  // span. Never exported; daemon/locate builds each trace's local tree from it.
+  SpanId local_parent{};
+
   // isotrace.* attributes (vertical breakdown, verdict), in export order.
   std::vector<Attribute> attributes;
   std::vector<SpanEvent> events;

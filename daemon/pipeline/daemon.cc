@@ -12,6 +12,8 @@
 #include "absl/strings/str_join.h"
 
 #include "daemon/api/services.h"
+#include "daemon/locate/verdict_text.h"
+#include "daemon/correlate/traceparent.h"
 #include "daemon/pipeline/pipeline.h"
 #include "daemon/util/fmt.h"
 #include "daemon/probes/environment.h"
@@ -63,6 +65,41 @@ absl::StatusOr<otlp::ExporterOptions> TraceExporterOptions(const config::Config&
 }
 
 namespace {
+
+// A verdict as an OTLP log record tied to the trace's root-most span on this node.
+otlp::LogRecord VerdictLogRecord(const locate::Verdict& v) {
+  otlp::LogRecord r;
+  r.time_unix_ns = v.end_unix_ns;
+  r.observed_time_unix_ns = v.decided_unix_ns;
+  r.severity_number = 13;  // WARN: a slow or failed request is worth a look, not an error of ours
+  r.severity_text = "WARN";
+  r.body = locate::Summary(v);
+  r.trace_id = v.trace_id;
+  r.span_id = v.span_id;
+  r.trace_flags = 1;
+  auto& a = r.attributes;
+  a.push_back({"event.name", std::string("isotrace.verdict")});
+  a.push_back({"isotrace.verdict.service", v.service});
+  a.push_back({"isotrace.verdict.layer", v.layer});
+  a.push_back({"isotrace.verdict.cause", v.cause});
+  a.push_back({"isotrace.verdict.share", v.share});
+  a.push_back({"isotrace.verdict.reason", v.reason});
+  a.push_back({"isotrace.verdict.root_service", v.root_service});
+  a.push_back({"isotrace.verdict.duration_ns", v.duration_ns});
+  a.push_back({"isotrace.verdict.baseline_ns", v.baseline_ns});
+  a.push_back({"http.request.method", v.method});
+  a.push_back({"url.path", v.path});
+  if (v.status_code) a.push_back({"http.response.status_code", static_cast<int64_t>(v.status_code)});
+  if (!v.error_type.empty()) a.push_back({"error.type", v.error_type});
+  if (!v.evidence.empty()) {
+    a.push_back({"isotrace.verdict.value_ns", v.evidence.front().value_ns});
+    a.push_back({"isotrace.verdict.excess_ns", v.evidence.front().excess_ns});
+  }
+  a.push_back({"isotrace.verdict.evidence", locate::EvidenceText(v)});
+  a.push_back({"isotrace.verdict.path", locate::PathText(v)});
+  a.push_back({"isotrace.verdict.spans", static_cast<int64_t>(v.spans)});
+  return r;
+}
 
 // The counters a test or an operator reads after the daemon exited (log.stats_file /
 // --stats-file): the same numbers as the final log lines, machine-readable.
@@ -134,6 +171,42 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
     spdlog::info("embedded mode: no OTLP endpoint; keeping the last {} spans in memory",
                  cfg.embedded_spans);
   }
+  // Verdicts: a log line each (rate-limited), and an OTLP log record when exporting.
+  std::unique_ptr<otlp::LogsExporter> logs;
+  if (exporter) {
+    auto lopts = ExporterOptionsFor(cfg, otlp::Signal::kLogs);
+    if (!lopts.ok()) {
+      spdlog::error("logs exporter configuration: {}", lopts.status().message());
+      return 2;
+    }
+    if (lopts->endpoint_configured) {
+      auto lx = otlp::LogsExporter::Create(*lopts);
+      if (!lx.ok()) {
+        spdlog::error("logs exporter: {}", lx.status().message());
+        return 2;
+      }
+      logs = std::move(*lx);
+    }
+  }
+  {
+    otlp::LogsExporter* raw_logs = logs.get();
+    auto last_log = std::make_shared<uint64_t>(0);
+    auto suppressed = std::make_shared<uint64_t>(0);
+    pipeline.AddVerdictConsumer([raw_logs, last_log, suppressed](
+                                    const locate::Verdict& v, const std::shared_ptr<const correlate::Resource>& r) {
+      if (raw_logs) raw_logs->Enqueue(r, VerdictLogRecord(v));
+      // At most one line a second in the daemon's own log; the rest are counted.
+      if (v.decided_unix_ns >= *last_log + 1000000000ull) {
+        *last_log = v.decided_unix_ns;
+        spdlog::info("verdict trace {}: {} — {}{}", correlate::HexEncode(v.trace_id), locate::Summary(v),
+                     locate::EvidenceText(v, 3),
+                     *suppressed ? absl::StrCat(" (+", *suppressed, " more verdicts)") : "");
+        *suppressed = 0;
+      } else {
+        ++*suppressed;
+      }
+    });
+  }
 
   // Metrics (OTLP and /metrics) and the CLI's local API, fed by every span; self-telemetry
   // is read on the poll thread once a second (daemon/api/services.h).
@@ -148,6 +221,9 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
         for (auto& s : pipeline.store().Recent(cfg.embedded_spans))
           out.push_back({std::move(s.resource), std::move(s.span)});
         return out;
+      },
+      [&pipeline](const api::VerdictQuery& q) {
+        return api::ReadVerdicts(pipeline.verdicts(), q);
       });
   if (!services.ok()) {
     spdlog::error("{}", services.status().message());
@@ -184,6 +260,12 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
                  es->dropped_total(), reasons.empty() ? "" : " (",
                  absl::StrJoin(reasons, " "), reasons.empty() ? "" : ")");
     if (!st.ok()) spdlog::warn("exporter: shutdown deadline passed");
+  }
+  if (logs) {
+    absl::Status st = logs->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
+    auto ls = logs->Stats();
+    spdlog::info("logs exporter: accepted {} sent {} dropped {}", ls.accepted, ls.sent, ls.dropped_total());
+    if (!st.ok()) spdlog::warn("logs exporter: shutdown deadline passed");
   }
   // Final counters, then the last OTLP metrics export.
   svc->UpdateSelf(api::SelfStatsFrom(pc, ts, es ? &*es : nullptr));

@@ -17,13 +17,38 @@ correlate::TrackerLimits LimitsFrom(const config::Config& cfg) {
   return l;
 }
 constexpr uint64_t kHousekeepEveryNs = 1000000000ull;
+
+locate::LocateOptions LocateOptionsFrom(const config::Config& cfg) {
+  locate::LocateOptions o;
+  o.slow_factor = cfg.locate_slow_factor;
+  o.slow_min_excess_ns = uint64_t{cfg.locate_slow_min_ms} * 1000000ull;
+  o.baseline_samples = cfg.locate_baseline_samples;
+  o.baseline_min_samples = cfg.locate_baseline_min_samples;
+  o.hold_ms = cfg.locate_hold_ms;
+  o.max_wait_ms = cfg.locate_max_wait_ms;
+  o.max_held_spans = cfg.locate_max_held_spans;
+  o.max_baselines = cfg.locate_max_baselines;
+  return o;
+}
 }  // namespace
 
 Pipeline::Pipeline(const config::Config& cfg)
     : cfg_(cfg),
       store_(cfg.embedded_spans),
+      verdicts_(cfg.locate_verdicts),
       tracker_(LimitsFrom(cfg), &clock_, [this](correlate::Span&& s) { OnSpan(std::move(s)); }) {
   resolver_.SetCommonAttributes(layers::ParseResourceAttributes(cfg.resource_attributes));
+  if (cfg.locate_enabled) {
+    locator_ = std::make_unique<locate::Locator>(
+        LocateOptionsFrom(cfg),
+        [this](const std::shared_ptr<const correlate::Resource>& r, correlate::Span&& s) {
+          Release(r, std::move(s));
+        },
+        [this](const locate::Verdict& v, const std::shared_ptr<const correlate::Resource>& r) {
+          verdicts_.Add(v);
+          for (auto& c : verdict_consumers_) c(v, r);
+        });
+  }
 }
 
 Pipeline::~Pipeline() = default;
@@ -105,14 +130,25 @@ void Pipeline::OnSpan(correlate::Span&& span) {
   // process did before this span's last syscall is already there.
   if (proc_probe_) proc_probe_->Consume();
   auto resource = resolver_.Resolve(span.process, comm, span.cgroup_id);
+  if (locator_) {
+    // Held until its trace's root-most local span ended: the verdict goes on that span
+    // before anything is exported.
+    locator_->Add(std::move(resource), std::move(span), clock_.RealtimeNowNs());
+    return;
+  }
+  Release(resource, std::move(span));
+}
+
+void Pipeline::Release(const std::shared_ptr<const correlate::Resource>& resource, correlate::Span&& span) {
   for (auto& c : consumers_) c(resource, span);
-  store_.Add(std::move(resource), span);
+  store_.Add(resource, span);
 }
 
 absl::Status Pipeline::PollOnce(int timeout_ms) {
   if (proc_probe_) proc_probe_->Consume();
   auto n = probe_->Poll(timeout_ms);
   if (!n.ok()) return n.status();
+  if (locator_) locator_->Tick(clock_.RealtimeNowNs());
   MaybeHousekeep();
   return absl::OkStatus();
 }
@@ -146,6 +182,15 @@ absl::Status Pipeline::Run(const std::atomic<bool>& stop) {
   // keep their pending requests (they have no response yet).
   if (proc_probe_) proc_probe_->Consume();
   auto drained = probe_->Poll(0).status();
+  if (locator_) {
+    // Judge what is complete, release the rest: every accepted span reaches the exporter.
+    locator_->Drain(clock_.RealtimeNowNs());
+    const auto& ls = locator_->stats();
+    spdlog::info("locate: {} traces judged, {} slow, {} failed, {} verdicts, {} released unjudged "
+                 "({} held-span overflow), {} late children",
+                 ls.traces, ls.slow, ls.failed, ls.verdicts, ls.released_unjudged, ls.held_overflow,
+                 ls.late_children);
+  }
   auto ls = resolver_.stats();
   spdlog::info("layers: {} processes resolved ({} already gone, {} took their parent's sandbox), "
                "{} exec invalidations, {} exits, {} .wasm opens ({} not Wasm), rejected: {} "

@@ -13,6 +13,8 @@
 #include "daemon/config/config.h"
 #include "daemon/correlate/connection_tracker.h"
 #include "daemon/layers/process_resolver.h"
+#include "daemon/locate/locator.h"
+#include "daemon/locate/verdict.h"
 #include "daemon/pipeline/span_store.h"
 #include "daemon/probes/l7_probe.h"
 #include "daemon/probes/proc_probe.h"
@@ -38,6 +40,14 @@ class Pipeline {
   absl::Status PollOnce(int timeout_ms);
 
   void AddConsumer(SpanConsumer c) { consumers_.push_back(std::move(c)); }
+  // Called on the poll thread for every verdict (after it is in verdicts()); must not
+  // block. The OTLP log exporter is one.
+  using VerdictConsumer =
+      std::function<void(const locate::Verdict&, const std::shared_ptr<const correlate::Resource>&)>;
+  void AddVerdictConsumer(VerdictConsumer c) { verdict_consumers_.push_back(std::move(c)); }
+  locate::VerdictStore& verdicts() { return verdicts_; }
+  // Poll thread only (not atomic), like tracker_stats().
+  locate::LocateStats locate_stats() const { return locator_ ? locator_->stats() : locate::LocateStats{}; }
   // Runs once a second on the poll thread, the only thread that may read
   // probe_counters() and tracker_stats() (they are not atomic): self-telemetry hooks.
   void AddTicker(std::function<void()> t) { tickers_.push_back(std::move(t)); }
@@ -48,6 +58,7 @@ class Pipeline {
 
  private:
   void OnSpan(correlate::Span&& span);
+  void Release(const std::shared_ptr<const correlate::Resource>& resource, correlate::Span&& span);
   void StartProcProbe();  // optional source: exec/exit/.wasm opens for daemon/layers
   void MaybeHousekeep();
 
@@ -55,6 +66,9 @@ class Pipeline {
   util::Clock clock_;
   layers::ProcessResolver resolver_;
   SpanStore store_;
+  locate::VerdictStore verdicts_;
+  std::unique_ptr<locate::Locator> locator_;  // null: locate.enabled = false
+  std::vector<VerdictConsumer> verdict_consumers_;
   correlate::ConnectionTracker tracker_;
   std::unique_ptr<probes::L7Probe> probe_;
   std::unique_ptr<probes::ProcProbe> proc_probe_;

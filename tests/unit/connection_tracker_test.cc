@@ -758,5 +758,278 @@ TEST_F(ConnectionTrackerTest, IdleConnectionsExpire) {
   EXPECT_EQ(spans_[1].path, "/busy");
 }
 
+
+// --- links: CLIENT under the SERVER its thread serves; SERVER under the caller's CLIENT -
+
+namespace links {
+
+// Process A (an API) serves an outside client on `a_in` and calls process B over
+// `a_out`; B serves that call on `b_in`, the same TCP connection seen from B's end.
+struct Chain {
+  Sock a_in, a_out, b_in;
+  Chain() {
+    a_in.tgid = 100;
+    a_in.tid = 101;
+    a_in.fd = 5;
+    a_in.sock_id = 1;
+    a_in.laddr = {10, 0, 0, 1};
+    a_in.lport = 8080;
+    a_in.raddr = {192, 168, 9, 9};
+    a_in.rport = 50000;
+    a_out = a_in;
+    a_out.fd = 6;
+    a_out.sock_id = 2;
+    a_out.laddr = {10, 0, 0, 1};
+    a_out.lport = 41000;
+    a_out.raddr = {10, 0, 0, 2};
+    a_out.rport = 9090;
+    b_in.tgid = 200;
+    b_in.tid = 201;
+    b_in.proc_start = 888;
+    b_in.fd = 9;
+    b_in.sock_id = 3;
+    b_in.laddr = {10, 0, 0, 2};
+    b_in.lport = 9090;
+    b_in.raddr = {10, 0, 0, 1};
+    b_in.rport = 41000;
+  }
+};
+
+const Span* Find(const std::vector<Span>& spans, uint32_t tgid, SpanKind kind) {
+  for (const auto& s : spans)
+    if (s.process.tgid == tgid && s.kind == kind) return &s;
+  return nullptr;
+}
+
+int64_t IntAttr(const Span& s, std::string_view key) {
+  for (const auto& a : s.attributes)
+    if (a.key == key)
+      if (auto* v = std::get_if<int64_t>(&a.value)) return *v;
+  return -1;
+}
+
+}  // namespace links
+
+TEST_F(ConnectionTrackerTest, ClientSpanIsTheChildOfTheServerSpanItsThreadServes) {
+  links::Chain c;
+  Accept(c.a_in, 1);
+  Recv(c.a_in, Get("/order"), 2);
+  Connect(c.a_out, 3);
+  Send(c.a_out, Get("/stock"), 4);
+  Recv(c.a_out, Response(200, "OK", "7"), 6);
+  Send(c.a_in, Response(200, "OK", "done"), 7);
+  ASSERT_EQ(spans_.size(), 2u);
+  const Span* server = links::Find(spans_, 100, SpanKind::kServer);
+  const Span* client = links::Find(spans_, 100, SpanKind::kClient);
+  ASSERT_TRUE(server && client);
+  EXPECT_EQ(client->trace_id, server->trace_id);
+  EXPECT_EQ(client->parent_span_id, server->span_id);
+  EXPECT_EQ(client->local_parent, server->span_id);
+  EXPECT_TRUE(AllZero(server->local_parent)) << "nothing on this node called A";
+  EXPECT_EQ(stats().links_thread, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, ServerSpanJoinsTheCallersTraceByConnection) {
+  links::Chain c;
+  Accept(c.a_in, 1);
+  Recv(c.a_in, Get("/order"), 2);
+  Connect(c.a_out, 3);
+  Accept(c.b_in, 4);
+  // B's read reaches the ring buffer before A's write (two CPUs): the link is decided
+  // lazily, when B's span needs it.
+  Recv(c.b_in, Get("/stock"), 5);
+  Send(c.a_out, Get("/stock"), 4);
+  Send(c.b_in, Response(200, "OK", "7"), 6);
+  Recv(c.a_out, Response(200, "OK", "7"), 7);
+  Send(c.a_in, Response(200, "OK", "done"), 8);
+  ASSERT_EQ(spans_.size(), 3u);
+  const Span* a_server = links::Find(spans_, 100, SpanKind::kServer);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(a_server && a_client && b_server);
+  EXPECT_EQ(b_server->trace_id, a_server->trace_id);
+  EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
+  EXPECT_EQ(b_server->local_parent, a_client->span_id);
+  EXPECT_TRUE(b_server->remote_parent);
+  EXPECT_EQ(stats().links_peer, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, IPv4ClientMeetsIPv6MappedServer) {
+  links::Chain c;
+  Accept(c.b_in, 1);
+  Connect(c.a_out, 1);
+  // B listens on "::": its end of the connection is IPv4-mapped IPv6.
+  SocketEvent ev = Base(c.b_in, Kind::kData, 3);
+  ev.family = 10;  // AF_INET6
+  ev.laddr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2};
+  ev.raddr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
+  ev.fd = 11;
+  ev.sock_id = 33;
+  ev.dir = Dir::kIngress;
+  std::string req = Get("/v6");
+  ev.payload = req;
+  ev.ret = static_cast<int64_t>(req.size());
+  Send(c.a_out, Get("/v6"), 2);
+  tracker_->OnEvent(ev);
+  SocketEvent resp = ev;
+  resp.dir = Dir::kEgress;
+  resp.ts_enter_ns = Enter(4);
+  resp.ts_exit_ns = Exit(4);
+  std::string body = Response(200, "OK", "x");
+  resp.payload = body;
+  resp.ret = static_cast<int64_t>(body.size());
+  tracker_->OnEvent(resp);
+  Recv(c.a_out, body, 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(a_client && b_server);
+  EXPECT_EQ(b_server->trace_id, a_client->trace_id);
+  EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
+}
+
+TEST_F(ConnectionTrackerTest, ADifferentRequestLineAtTheOtherEndStaysUnlinked) {
+  links::Chain c;
+  Connect(c.a_out, 1);
+  Accept(c.b_in, 1);
+  Send(c.a_out, Get("/first"), 2);
+  // B's capture of the request is not the request A sent first (a request lost on one
+  // side): guessing could graft B onto the wrong trace.
+  Recv(c.b_in, Get("/second"), 3);
+  Send(c.b_in, Response(200, "OK", "x"), 4);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(b_server);
+  EXPECT_TRUE(AllZero(b_server->local_parent));
+  EXPECT_TRUE(AllZero(b_server->parent_span_id));
+  EXPECT_EQ(stats().links_peer, 0u);
+  EXPECT_EQ(stats().links_peer_ambiguous, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, KeepAliveRequestsLinkInOrder) {
+  links::Chain c;
+  Connect(c.a_out, 1);
+  Accept(c.b_in, 1);
+  for (uint64_t i = 0; i < 3; i++) {
+    const uint64_t t = 10 * (i + 1);
+    Send(c.a_out, Get("/same"), t);
+    Recv(c.b_in, Get("/same"), t + 1);
+    Send(c.b_in, Response(200, "OK", "x"), t + 2);
+    Recv(c.a_out, Response(200, "OK", "x"), t + 3);
+  }
+  std::vector<const Span*> clients, servers;
+  for (const auto& s : spans_) (s.kind == SpanKind::kClient ? clients : servers).push_back(&s);
+  ASSERT_EQ(clients.size(), 3u);
+  ASSERT_EQ(servers.size(), 3u);
+  for (size_t i = 0; i < 3; i++) {
+    EXPECT_EQ(servers[i]->parent_span_id, clients[i]->span_id) << i;
+    EXPECT_EQ(servers[i]->trace_id, clients[i]->trace_id) << i;
+  }
+  EXPECT_NE(clients[0]->trace_id, clients[1]->trace_id);
+}
+
+TEST_F(ConnectionTrackerTest, TheAppsOwnTraceparentWinsAndAForwardedOneDoesNot) {
+  links::Chain c;
+  const std::string incoming = "0af7651916cd43dd8448eb211c80319c";
+  // 1: A forwards the header it received unchanged (a proxy): the local link wins.
+  Accept(c.a_in, 1);
+  Recv(c.a_in, Get("/p", "traceparent: 00-" + incoming + "-b7ad6b7169203331-01\r\n"), 2);
+  Connect(c.a_out, 3);
+  Accept(c.b_in, 3);
+  Send(c.a_out, Get("/p", "traceparent: 00-" + incoming + "-b7ad6b7169203331-01\r\n"), 4);
+  Recv(c.b_in, Get("/p", "traceparent: 00-" + incoming + "-b7ad6b7169203331-01\r\n"), 5);
+  Send(c.b_in, Response(200, "OK", "x"), 6);
+  Recv(c.a_out, Response(200, "OK", "x"), 7);
+  Send(c.a_in, Response(200, "OK", "x"), 8);
+  {
+    const Span* a_server = links::Find(spans_, 100, SpanKind::kServer);
+    const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+    const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+    ASSERT_TRUE(a_server && a_client && b_server);
+    EXPECT_EQ(HexEncode(a_server->trace_id), incoming);
+    EXPECT_EQ(a_client->parent_span_id, a_server->span_id);
+    EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
+    EXPECT_EQ(HexEncode(b_server->trace_id), incoming);
+  }
+  // 2: A's own instrumentation sends its context: trace and parent come from it.
+  spans_.clear();
+  const std::string own = "4bf92f3577b34da6a3ce929d0e0e4736";
+  Recv(c.a_in, Get("/q"), 12);
+  Send(c.a_out, Get("/q", "traceparent: 00-" + own + "-00f067aa0ba902b7-01\r\n"), 14);
+  Recv(c.b_in, Get("/q", "traceparent: 00-" + own + "-00f067aa0ba902b7-01\r\n"), 15);
+  Send(c.b_in, Response(200, "OK", "x"), 16);
+  Recv(c.a_out, Response(200, "OK", "x"), 17);
+  Send(c.a_in, Response(200, "OK", "x"), 18);
+  const Span* a_server = links::Find(spans_, 100, SpanKind::kServer);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(a_server && a_client && b_server);
+  EXPECT_EQ(HexEncode(a_client->trace_id), own);
+  EXPECT_EQ(HexEncode(a_client->parent_span_id), "00f067aa0ba902b7");
+  EXPECT_EQ(a_client->local_parent, a_server->span_id) << "still judged under A's request";
+  EXPECT_EQ(HexEncode(b_server->trace_id), own);
+  EXPECT_EQ(HexEncode(b_server->parent_span_id), "00f067aa0ba902b7");
+  EXPECT_EQ(b_server->local_parent, a_client->span_id);
+  EXPECT_EQ(stats().app_traceparents, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, AnEventLoopLinksOnlyTheOneRequestWithTheSameLine) {
+  links::Chain c;
+  Sock in2 = c.a_in;
+  in2.fd = 15;
+  in2.sock_id = 15;
+  in2.rport = 50001;
+  Accept(c.a_in, 1);
+  Accept(in2, 1);
+  Recv(c.a_in, Get("/x"), 2);
+  Recv(in2, Get("/y"), 3);  // same thread: an event loop serving both
+  Connect(c.a_out, 4);
+  Send(c.a_out, Get("/y"), 5);  // proxied /y
+  Recv(c.a_out, Response(200, "OK", "y"), 6);
+  Sock out2 = c.a_out;
+  out2.fd = 16;
+  out2.sock_id = 16;
+  out2.lport = 41001;
+  Connect(out2, 7);
+  Send(out2, Get("/z"), 8);  // matches neither
+  Recv(out2, Response(200, "OK", "z"), 9);
+  Send(in2, Response(200, "OK", "y"), 10);
+  Send(c.a_in, Response(200, "OK", "x"), 11);
+  ASSERT_EQ(spans_.size(), 4u);
+  const Span* y_server = nullptr;
+  const Span* y_client = nullptr;
+  const Span* z_client = nullptr;
+  for (const auto& s : spans_) {
+    if (s.kind == SpanKind::kServer && s.path == "/y") y_server = &s;
+    if (s.kind == SpanKind::kClient && s.path == "/y") y_client = &s;
+    if (s.kind == SpanKind::kClient && s.path == "/z") z_client = &s;
+  }
+  ASSERT_TRUE(y_server && y_client && z_client);
+  EXPECT_EQ(y_client->parent_span_id, y_server->span_id);
+  EXPECT_TRUE(AllZero(z_client->parent_span_id));
+  EXPECT_TRUE(AllZero(z_client->local_parent));
+  EXPECT_EQ(stats().links_thread_ambiguous, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, ReadsOfANonHttpSocketCountAsUnseenDownstream) {
+  links::Chain c;
+  Sock db = c.a_out;
+  db.fd = 20;
+  db.sock_id = 20;
+  db.rport = 5432;
+  Accept(c.a_in, 1);
+  Recv(c.a_in, Get("/report"), 2);
+  Connect(db, 3);
+  Send(db, "Q\x00\x00\x00\x0dselect 1\x00"sv, 4);  // not HTTP: the connection is ignored
+  SocketEvent ev = Base(db, Kind::kData, 5);
+  ev.dir = Dir::kIngress;
+  ev.ts_enter_ns = Enter(5);
+  ev.ts_exit_ns = Enter(5) + 40'000;  // blocked 40 µs for the answer
+  ev.payload = "T\x00\x00\x00\x21"sv;
+  ev.ret = 5;
+  tracker_->OnEvent(ev);
+  Send(c.a_in, Response(200, "OK", "r"), 100);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(links::IntAttr(spans_[0], "isotrace.downstream.unseen_ns"), 40'000);
+}
 }  // namespace
 }  // namespace isotrace::correlate

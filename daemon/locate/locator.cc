@@ -1,0 +1,591 @@
+#include "daemon/locate/locator.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace isotrace::locate {
+
+using correlate::Span;
+using correlate::SpanKind;
+
+std::string ServiceName(const correlate::Resource& r) {
+  for (const auto& a : r.attributes)
+    if (a.key == "service.name")
+      if (auto* s = std::get_if<std::string>(&a.value)) return *s;
+  return "unknown";
+}
+
+namespace {
+
+bool HasAttr(const correlate::Resource& r, std::string_view key) {
+  for (const auto& a : r.attributes)
+    if (a.key == key) return true;
+  return false;
+}
+
+// The vertical breakdown a span carries (connection_tracker.cc writes it).
+struct Breakdown {
+  bool acct = false;  // the per-thread accounting attributes are there
+  int64_t oncpu = 0, runq = 0, throttled = 0, blkio = 0, memstall = 0, steal = 0, other = 0;
+  int64_t unseen = 0;
+  int64_t retransmits = 0;
+  bool reset = false;
+  bool oom = false;
+};
+
+Breakdown BreakdownOf(const Span& s) {
+  Breakdown b;
+  for (const auto& a : s.attributes) {
+    const int64_t* v = std::get_if<int64_t>(&a.value);
+    if (!v) continue;
+    if (a.key == "isotrace.app.oncpu_ns") {
+      b.oncpu = *v;
+      b.acct = true;
+    } else if (a.key == "isotrace.kernel.runq_ns") {
+      b.runq = *v;
+    } else if (a.key == "isotrace.container.throttled_ns") {
+      b.throttled = *v;
+    } else if (a.key == "isotrace.kernel.blkio_ns") {
+      b.blkio = *v;
+    } else if (a.key == "isotrace.kernel.memstall_ns") {
+      b.memstall = *v;
+    } else if (a.key == "isotrace.vm.steal_ns") {
+      b.steal = *v;
+    } else if (a.key == "isotrace.offcpu_other_ns") {
+      b.other = *v;
+    } else if (a.key == "isotrace.downstream.unseen_ns") {
+      b.unseen = *v;
+    } else if (a.key == "isotrace.net.retransmits") {
+      b.retransmits = *v;
+    }
+  }
+  for (const auto& e : s.events) {
+    if (e.name == "tcp_reset") b.reset = true;
+    if (e.name == "oom_kill") b.oom = true;
+    if (e.name == "tcp_retransmit" && b.retransmits == 0) b.retransmits = 1;
+  }
+  return b;
+}
+
+int64_t Dur(const Span& s) {
+  return s.end_unix_ns > s.start_unix_ns ? static_cast<int64_t>(s.end_unix_ns - s.start_unix_ns) : 0;
+}
+
+// Total length of the union of [start, end) intervals, clipped to [lo, hi).
+int64_t UnionLength(std::vector<std::pair<uint64_t, uint64_t>> iv, uint64_t lo, uint64_t hi) {
+  std::sort(iv.begin(), iv.end());
+  int64_t total = 0;
+  uint64_t cur_s = 0, cur_e = 0;
+  bool open = false;
+  for (auto [s, e] : iv) {
+    s = std::max(s, lo);
+    e = std::min(e, hi);
+    if (e <= s) continue;
+    if (open && s <= cur_e) {
+      cur_e = std::max(cur_e, e);
+      continue;
+    }
+    if (open) total += static_cast<int64_t>(cur_e - cur_s);
+    cur_s = s;
+    cur_e = e;
+    open = true;
+  }
+  if (open) total += static_cast<int64_t>(cur_e - cur_s);
+  return total;
+}
+
+struct Label {
+  std::string layer;
+  std::string cause;
+};
+
+std::string Peer(const Span& s) {
+  if (s.server_address.empty()) return "";
+  return absl::StrCat(s.server_address, ":", s.server_port);
+}
+
+bool Failed(const Span& s) {
+  return s.status_code >= 500 || s.error_type == "tcp_reset" || s.error_type == "connection_closed";
+}
+
+}  // namespace
+
+Locator::Locator(const LocateOptions& options, Release release, OnVerdict on_verdict)
+    : opt_(options), release_(std::move(release)), on_verdict_(std::move(on_verdict)) {}
+
+Locator::IdKey Locator::KeyOf(const correlate::SpanId& id) {
+  IdKey k;
+  std::memcpy(&k, id.data(), sizeof(k));
+  return k;
+}
+
+void Locator::Add(std::shared_ptr<const correlate::Resource> resource, Span&& span, uint64_t now) {
+  const IdKey id = KeyOf(span.span_id);
+  const bool has_parent = std::any_of(span.local_parent.begin(), span.local_parent.end(),
+                                      [](uint8_t b) { return b != 0; });
+  const IdKey parent = has_parent ? KeyOf(span.local_parent) : 0;
+  if (has_parent && released_.count(parent)) {
+    // Its tree was judged already (an asynchronous child that outlived its parent).
+    stats_.late_children++;
+    RememberReleased(id);
+    release_(resource, std::move(span));
+    return;
+  }
+  if (held_.size() >= opt_.max_held_spans) {
+    while (!by_arrival_.empty() && !held_.count(by_arrival_.front().second)) by_arrival_.pop_front();
+    if (!by_arrival_.empty()) {
+      stats_.held_overflow++;
+      stats_.released_unjudged++;
+      ReleaseOne(by_arrival_.front().second);
+      by_arrival_.pop_front();
+    }
+  }
+  if (held_.count(id)) {
+    // Span ids are random 64-bit values; a repeat is not ours to judge.
+    release_(resource, std::move(span));
+    return;
+  }
+  held_.emplace(id, Held{std::move(resource), std::move(span), now, seq_++});
+  by_arrival_.push_back({now, id});
+  if (has_parent)
+    children_[parent].push_back(id);
+  else
+    roots_due_.push_back({now + uint64_t{opt_.hold_ms} * 1'000'000ull, id});
+  stats_.held = held_.size();
+  // Keep the arrival index from outgrowing what it indexes (entries of released spans).
+  if (by_arrival_.size() > 4 * size_t{opt_.max_held_spans} + 1024) {
+    std::deque<std::pair<uint64_t, IdKey>> kept;
+    for (const auto& e : by_arrival_)
+      if (held_.count(e.second)) kept.push_back(e);
+    by_arrival_.swap(kept);
+  }
+}
+
+void Locator::Tick(uint64_t now) {
+  while (!roots_due_.empty() && roots_due_.front().first <= now) {
+    IdKey root = roots_due_.front().second;
+    roots_due_.pop_front();
+    if (held_.count(root)) JudgeAndRelease(root, now);
+  }
+  const uint64_t max_wait = uint64_t{opt_.max_wait_ms} * 1'000'000ull;
+  while (!by_arrival_.empty()) {
+    auto [arrival, id] = by_arrival_.front();
+    if (!held_.count(id)) {
+      by_arrival_.pop_front();
+      continue;
+    }
+    if (arrival + max_wait > now) break;
+    by_arrival_.pop_front();
+    stats_.released_unjudged++;
+    ReleaseOne(id);
+  }
+  stats_.held = held_.size();
+}
+
+void Locator::Drain(uint64_t now) {
+  while (!roots_due_.empty()) {
+    IdKey root = roots_due_.front().second;
+    roots_due_.pop_front();
+    if (held_.count(root)) JudgeAndRelease(root, now);
+  }
+  std::vector<std::pair<uint64_t, IdKey>> rest;
+  for (const auto& [id, h] : held_) rest.push_back({h.seq, id});
+  std::sort(rest.begin(), rest.end());
+  for (const auto& [seq, id] : rest) {
+    stats_.released_unjudged++;
+    ReleaseOne(id);
+  }
+  by_arrival_.clear();
+  stats_.held = 0;
+}
+
+void Locator::RememberReleased(IdKey id) {
+  constexpr size_t kRemember = 65536;
+  if (released_.insert(id).second) released_order_.push_back(id);
+  while (released_order_.size() > kRemember) {
+    released_.erase(released_order_.front());
+    released_order_.pop_front();
+  }
+}
+
+void Locator::ReleaseOne(IdKey id) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return;
+  Held h = std::move(it->second);
+  held_.erase(it);
+  RememberReleased(id);
+  release_(h.resource, std::move(h.span));
+}
+
+std::string Locator::RouteKey(const Held& h) {
+  const std::string service = ServiceName(*h.resource);
+  // Routes are the path without the query; a service with very many distinct paths
+  // (ids in the path) shares one baseline beyond the first max_routes_per_service.
+  std::string route = h.span.path;
+  auto& seen = routes_[service];
+  if (!seen.count(route)) {
+    if (seen.size() >= opt_.max_routes_per_service)
+      route = "*";
+    else
+      seen.insert(route);
+  }
+  if (routes_.size() > opt_.max_baselines) routes_.clear();  // bounded; relearnt as needed
+  return absl::StrCat(service, "|", h.span.kind == SpanKind::kClient ? "client|" : "server|", h.span.method,
+                      " ", route, h.span.kind == SpanKind::kClient ? "|" + Peer(h.span) : "");
+}
+
+Locator::Baseline* Locator::FindBaseline(const std::string& key) {
+  auto it = baselines_.find(key);
+  if (it == baselines_.end()) return nullptr;
+  baseline_lru_.splice(baseline_lru_.begin(), baseline_lru_, it->second.lru);
+  return &it->second;
+}
+
+Locator::Baseline& Locator::BaselineFor(const std::string& key) {
+  if (Baseline* b = FindBaseline(key)) return *b;
+  if (baselines_.size() >= opt_.max_baselines && !baseline_lru_.empty()) {
+    baselines_.erase(baseline_lru_.back());
+    baseline_lru_.pop_back();
+    stats_.baselines_evicted++;
+  }
+  baseline_lru_.push_front(key);
+  Baseline& b = baselines_[key];
+  b.lru = baseline_lru_.begin();
+  return b;
+}
+
+const std::array<int64_t, kComponents>* Locator::Medians(Baseline* b) {
+  if (!b || b->ring.size() < opt_.baseline_min_samples) return nullptr;
+  // Recomputed every 16 samples: a median moves slowly, sorting on every span would not.
+  if (b->medians_at == ~0ull || b->added >= b->medians_at + 16) {
+    std::vector<int64_t> col(b->ring.size());
+    for (int c = 0; c < kComponents; c++) {
+      for (size_t i = 0; i < b->ring.size(); i++) col[i] = b->ring[i][c];
+      auto mid = col.begin() + static_cast<long>(col.size() / 2);
+      std::nth_element(col.begin(), mid, col.end());
+      b->medians[c] = *mid;
+    }
+    b->medians_at = b->added;
+  }
+  return &b->medians;
+}
+
+void Locator::Learn(const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow) {
+  if (slow) {
+    // Abnormal spans stay out of the baseline, or a fault would soon look normal; one in
+    // 16 still goes in, so a lasting change (a new release) is learnt over time.
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    if (rng_ % 16 != 0) return;
+  }
+  Baseline& b = BaselineFor(key);
+  if (b.ring.size() < opt_.baseline_samples) {
+    b.ring.push_back(sample);
+  } else {
+    b.ring[b.next] = sample;
+    b.next = (b.next + 1) % b.ring.size();
+  }
+  b.added++;
+}
+
+void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
+  // The local tree under the root, breadth first.
+  struct Node {
+    IdKey id;
+    Held* h;
+    std::vector<size_t> kids;
+    std::array<int64_t, kComponents> comp{};
+    Breakdown bd;
+    int64_t child_union = 0;
+    std::string key;
+    const std::array<int64_t, kComponents>* med = nullptr;
+  };
+  std::vector<Node> nodes;
+  nodes.push_back({root_id, &held_.at(root_id), {}, {}, {}, 0, {}, nullptr});
+  for (size_t i = 0; i < nodes.size(); i++) {
+    auto ch = children_.find(nodes[i].id);
+    if (ch == children_.end()) continue;
+    for (IdKey k : ch->second) {
+      auto hit = held_.find(k);
+      if (hit == held_.end()) continue;
+      nodes[i].kids.push_back(nodes.size());
+      nodes.push_back({k, &hit->second, {}, {}, {}, 0, {}, nullptr});
+    }
+  }
+  stats_.traces++;
+
+  // Each span's own time, split by component (children's time taken out).
+  for (auto& n : nodes) {
+    const Span& s = n.h->span;
+    n.bd = BreakdownOf(s);
+    std::vector<std::pair<uint64_t, uint64_t>> iv;
+    for (size_t k : n.kids) iv.push_back({nodes[k].h->span.start_unix_ns, nodes[k].h->span.end_unix_ns});
+    n.child_union = UnionLength(iv, s.start_unix_ns, s.end_unix_ns);
+    const int64_t dur = Dur(s);
+    auto& c = n.comp;
+    c[kDuration] = dur;
+    if (!n.bd.acct) {
+      // No per-thread accounting (a kernel without the hooks, or the request's ends on
+      // different threads): own time is all we know.
+      if (s.kind == SpanKind::kClient)
+        c[kGap] = std::max<int64_t>(0, dur - n.child_union);
+      else
+        c[kWait] = std::max<int64_t>(0, dur - n.child_union);
+      continue;
+    }
+    Breakdown own = n.bd;
+    int64_t kids_untracked = 0;
+    if (s.kind == SpanKind::kServer) {
+      // Its CLIENT children ran on the same thread: their accounting is inside ours.
+      for (size_t k : n.kids) {
+        const Breakdown kb = BreakdownOf(nodes[k].h->span);
+        if (!kb.acct) {
+          kids_untracked += Dur(nodes[k].h->span);
+          continue;
+        }
+        own.oncpu -= kb.oncpu;
+        own.steal -= kb.steal;
+        own.runq -= kb.runq;
+        own.throttled -= kb.throttled;
+        own.blkio -= kb.blkio;
+        own.memstall -= kb.memstall;
+        own.other -= kb.other;
+      }
+    }
+    auto pos = [](int64_t v) { return std::max<int64_t>(0, v); };
+    c[kSteal] = pos(own.steal);
+    c[kCpu] = pos(own.oncpu - own.steal);
+    c[kRunq] = pos(own.runq);
+    c[kThrottled] = pos(own.throttled);
+    c[kBlkio] = pos(own.blkio);
+    c[kMemstall] = pos(own.memstall);
+    if (s.kind == SpanKind::kServer) {
+      c[kUnseen] = pos(n.bd.unseen);
+      c[kWait] = pos(own.other - kids_untracked - n.bd.unseen);
+    } else {
+      // A CLIENT span's thread sleeps while the call is out: what a local child does not
+      // explain is the network, the peer's hand-off, or a service off this node.
+      c[kGap] = pos(own.other - n.child_union);
+    }
+  }
+  for (auto& n : nodes) {
+    n.key = RouteKey(*n.h);
+    n.med = Medians(FindBaseline(n.key));
+  }
+
+  // The critical path: from each span's end, backwards through the child that ended
+  // last before the current point (children running in parallel fall off the path).
+  std::vector<size_t> path;
+  std::vector<size_t> stack{0};
+  while (!stack.empty()) {
+    size_t i = stack.back();
+    stack.pop_back();
+    path.push_back(i);
+    const Span& s = nodes[i].h->span;
+    std::vector<size_t> kids = nodes[i].kids;
+    std::sort(kids.begin(), kids.end(),
+              [&](size_t a, size_t b) { return nodes[a].h->span.end_unix_ns > nodes[b].h->span.end_unix_ns; });
+    uint64_t t = s.end_unix_ns;
+    std::vector<size_t> on_path;
+    for (size_t k : kids) {
+      const Span& ks = nodes[k].h->span;
+      if (ks.start_unix_ns >= t) continue;
+      on_path.push_back(k);
+      t = std::min(t, ks.start_unix_ns);
+      if (t <= s.start_unix_ns) break;
+    }
+    // Depth first, earliest child first, so the path reads root → leaves.
+    for (size_t k : on_path) stack.push_back(k);
+  }
+
+  Node& root = nodes[0];
+  const Span& rs = root.h->span;
+  const int64_t root_dur = Dur(rs);
+  const bool failed = Failed(rs);
+  bool slow = false;
+  if (root.med) {
+    const int64_t usual = (*root.med)[kDuration];
+    slow = static_cast<double>(root_dur) > opt_.slow_factor * static_cast<double>(usual) &&
+           root_dur - usual >= static_cast<int64_t>(opt_.slow_min_excess_ns);
+  } else if (!failed) {
+    stats_.learning++;
+  }
+
+  // Per-span downstream time (explained by child spans).
+  for (auto& n : nodes)
+    if (!n.kids.empty()) n.h->span.attributes.push_back({"isotrace.downstream_ns", n.child_union});
+
+  if (slow || failed) {
+    if (slow) stats_.slow++;
+    if (failed) stats_.failed++;
+    struct Acc {
+      int64_t value = 0, baseline = 0, excess = 0;
+    };
+    std::map<std::tuple<std::string, std::string, std::string>, Acc> acc;
+    auto add = [&](const std::string& svc, const Label& l, int64_t value, int64_t base) {
+      auto& a = acc[{svc, l.layer, l.cause}];
+      a.value += value;
+      a.baseline += base;
+      a.excess += std::max<int64_t>(0, value - base);
+    };
+    // Hand-off gaps (a CLIENT span's wait its local child does not cover, without
+    // network evidence) are judged with that child: the queueing before the child's
+    // first read has the same cause as what the child shows inside.
+    struct Handoff {
+      size_t child;
+      int64_t excess;
+      std::string caller;
+    };
+    std::vector<Handoff> handoffs;
+    for (size_t i : path) {
+      Node& n = nodes[i];
+      const std::string svc = ServiceName(*n.h->resource);
+      const bool in_container = HasAttr(*n.h->resource, "container.id");
+      auto base = [&](int c) { return n.med ? (*n.med)[c] : 0; };
+      add(svc, {"app", "cpu"}, n.comp[kCpu], base(kCpu));
+      add(svc, {"vm", "steal"}, n.comp[kSteal], base(kSteal));
+      add(svc, {"kernel", "runqueue"}, n.comp[kRunq], base(kRunq));
+      add(svc, {"container", "throttling"}, n.comp[kThrottled], base(kThrottled));
+      add(svc, {"kernel", "block_io"}, n.comp[kBlkio], base(kBlkio));
+      add(svc, {in_container ? "container" : "kernel", "memory"}, n.comp[kMemstall], base(kMemstall));
+      add(svc, {"downstream", "downstream"}, n.comp[kUnseen], base(kUnseen));
+      add(svc, {"app", "wait"}, n.comp[kWait], base(kWait));
+      if (n.h->span.kind == SpanKind::kClient) {
+        if (n.bd.reset)
+          add(svc, {"network", "tcp_reset"}, n.comp[kGap], base(kGap));
+        else if (n.bd.retransmits > 0)
+          add(svc, {"network", "tcp_retransmit"}, n.comp[kGap], base(kGap));
+        else if (n.kids.empty())
+          add(svc, {"downstream", "downstream"}, n.comp[kGap], base(kGap));
+        else
+          handoffs.push_back({n.kids.front(), n.comp[kGap] - base(kGap), svc});
+      }
+    }
+    for (const auto& [child, excess, caller] : handoffs) {
+      if (excess <= 0) continue;
+      // The child's largest excess names where the hand-off time went.
+      Node& cn = nodes[child];
+      const std::string csvc = ServiceName(*cn.h->resource);
+      std::tuple<std::string, std::string, std::string> best;
+      int64_t best_ex = 0;
+      for (auto& [k, a] : acc)
+        if (std::get<0>(k) == csvc && a.excess > best_ex) {
+          best_ex = a.excess;
+          best = k;
+        }
+      if (best_ex > 0) {
+        acc[best].excess += excess;
+        acc[best].value += excess;
+      } else {
+        auto& a = acc[{caller, "network", "latency"}];
+        a.excess += excess;
+        a.value += excess;
+      }
+    }
+
+    Verdict v;
+    v.trace_id = rs.trace_id;
+    v.span_id = rs.span_id;
+    v.start_unix_ns = rs.start_unix_ns;
+    v.end_unix_ns = rs.end_unix_ns;
+    v.decided_unix_ns = now;
+    v.reason = failed ? "failed" : "slow";
+    v.root_service = ServiceName(*root.h->resource);
+    v.method = rs.method;
+    v.path = rs.path;
+    v.status_code = rs.status_code;
+    v.error_type = rs.error_type;
+    v.duration_ns = root_dur;
+    v.baseline_ns = root.med ? (*root.med)[kDuration] : 0;
+    v.spans = static_cast<uint32_t>(nodes.size());
+    for (auto& [k, a] : acc) {
+      if (a.value <= 0 && a.excess <= 0) continue;
+      v.evidence.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), a.value, a.baseline, a.excess});
+    }
+    std::sort(v.evidence.begin(), v.evidence.end(), [](const Evidence& a, const Evidence& b) {
+      return a.excess_ns != b.excess_ns ? a.excess_ns > b.excess_ns : a.value_ns > b.value_ns;
+    });
+    if (v.evidence.size() > 8) v.evidence.resize(8);
+
+    std::string svc, layer, cause;
+    int64_t value = 0;
+    if (failed) {
+      // The deepest failing span on the path names where the failure came from.
+      size_t deepest = 0;
+      for (size_t i : path)
+        if (Failed(nodes[i].h->span) || nodes[i].bd.reset || nodes[i].bd.oom) deepest = i;
+      Node& d = nodes[deepest];
+      svc = ServiceName(*d.h->resource);
+      if (d.bd.oom) {
+        layer = "container";
+        cause = "oom_kill";
+      } else if (d.bd.reset || d.h->span.error_type == "tcp_reset") {
+        layer = "network";
+        cause = "tcp_reset";
+      } else {
+        layer = "app";
+        cause = "error";
+      }
+      value = Dur(d.h->span);
+    } else if (!v.evidence.empty()) {
+      // Largest excess over the baseline; with nothing above baseline (routes still
+      // learning), the largest time.
+      const Evidence* e = &v.evidence.front();
+      if (e->excess_ns <= 0)
+        for (const auto& x : v.evidence)
+          if (x.value_ns > e->value_ns) e = &x;
+      svc = e->service;
+      layer = e->layer;
+      cause = e->cause;
+      value = e->value_ns;
+    }
+    if (!svc.empty()) {
+      v.service = svc;
+      v.layer = layer;
+      v.cause = cause;
+      v.share = root_dur > 0 ? std::clamp(static_cast<double>(value) / static_cast<double>(root_dur), 0.0, 1.0)
+                             : 0.0;
+      for (size_t i : path) {
+        const Span& s = nodes[i].h->span;
+        v.path_hops.push_back({ServiceName(*nodes[i].h->resource), s.kind, s.span_id, s.method, s.path,
+                               s.kind == SpanKind::kClient ? Peer(s) : "", Dur(s),
+                               nodes[i].med ? (*nodes[i].med)[kDuration] : 0});
+      }
+      auto& at = root.h->span.attributes;
+      at.push_back({"isotrace.verdict.service", v.service});
+      at.push_back({"isotrace.verdict.layer", v.layer});
+      at.push_back({"isotrace.verdict.cause", v.cause});
+      at.push_back({"isotrace.verdict.share", v.share});
+      at.push_back({"isotrace.verdict.reason", v.reason});
+      stats_.verdicts++;
+      on_verdict_(v, root.h->resource);
+    }
+  }
+
+  // Learn from this tree (after judging it against what was known before it).
+  for (auto& n : nodes) {
+    bool abnormal = failed || Failed(n.h->span);
+    if (n.med) {
+      const int64_t usual = (*n.med)[kDuration];
+      const int64_t d = n.comp[kDuration];
+      abnormal = abnormal || (static_cast<double>(d) > opt_.slow_factor * static_cast<double>(usual) &&
+                              d - usual >= static_cast<int64_t>(opt_.slow_min_excess_ns));
+    }
+    Learn(n.key, n.comp, abnormal);
+  }
+
+  // Release in arrival order.
+  std::vector<std::pair<uint64_t, IdKey>> order;
+  for (auto& n : nodes) order.push_back({n.h->seq, n.id});
+  std::sort(order.begin(), order.end());
+  for (auto& n : nodes) children_.erase(n.id);
+  for (const auto& [seq, id] : order) ReleaseOne(id);
+  stats_.held = held_.size();
+}
+
+}  // namespace isotrace::locate

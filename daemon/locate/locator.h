@@ -1,0 +1,137 @@
+#pragma once
+// Horizontal × vertical localization (docs/locate.md). Spans pass through here between
+// correlate/layers and every consumer: each is held until its trace's root-most span on
+// this node has ended (plus a short grace for spans still in the ring buffer), then the
+// trace's local tree is judged against per-workload baselines, the verdict is written on
+// the root-most span, and all of the tree's spans are released in arrival order.
+//
+// Bounded: held spans (max_held_spans; beyond, the oldest is released unjudged, counted),
+// baselines (max_baselines keys, least recently used evicted), how long a span waits for
+// its local parent (max_wait_ms). Single-threaded: the poll thread calls everything.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "daemon/correlate/span.h"
+#include "daemon/locate/verdict.h"
+
+namespace isotrace::locate {
+
+struct LocateOptions {
+  double slow_factor = 2.0;             // slow: duration > factor × the usual duration
+  uint64_t slow_min_excess_ns = 5'000'000;  // ... and longer than usual by at least this
+  uint32_t baseline_samples = 256;      // per workload route: the last N normal spans
+  uint32_t baseline_min_samples = 20;   // fewer: the route is still learning, no "slow"
+  uint32_t hold_ms = 150;               // grace after a root-most span ends
+  uint32_t max_wait_ms = 30000;         // a span whose local parent never came is released
+  uint32_t max_held_spans = 65536;
+  uint32_t max_baselines = 8192;
+  uint32_t max_routes_per_service = 64;  // more distinct paths share the route "*"
+};
+
+struct LocateStats {
+  uint64_t traces = 0;            // local trees judged
+  uint64_t slow = 0;              // ... found slow
+  uint64_t failed = 0;            // ... found failed
+  uint64_t verdicts = 0;
+  uint64_t learning = 0;          // not judged slow: the root's baseline was still learning
+  uint64_t released_unjudged = 0; // waited max_wait_ms for a parent, or held-span overflow
+  uint64_t held_overflow = 0;
+  uint64_t late_children = 0;     // arrived after their tree was judged
+  uint64_t baselines_evicted = 0;
+  uint64_t held = 0;              // spans held now
+};
+
+// The components of a span's own time (children excluded), in nanoseconds. Index with
+// Component; the same vector is a baseline sample.
+enum Component : int {
+  kCpu,        // on CPU, minus steal                 → app / cpu
+  kSteal,      // steal while on CPU                  → vm / steal
+  kRunq,       // runnable, waiting for a CPU         → kernel / runqueue
+  kThrottled,  // held back by the CPU quota          → container / throttling
+  kBlkio,      // block I/O                           → kernel / block_io
+  kMemstall,   // reclaim / memory stalls             → container or kernel / memory
+  kUnseen,     // blocked reading a non-HTTP socket   → downstream / downstream
+  kWait,       // other own off-CPU time              → app / wait
+  kGap,        // CLIENT: waiting for the answer, not explained by a local child
+  kDuration,   // the span's whole duration (baseline only)
+  kComponents
+};
+
+class Locator {
+ public:
+  using Release =
+      std::function<void(const std::shared_ptr<const correlate::Resource>&, correlate::Span&&)>;
+  using OnVerdict =
+      std::function<void(const Verdict&, const std::shared_ptr<const correlate::Resource>&)>;
+
+  Locator(const LocateOptions& options, Release release, OnVerdict on_verdict);
+
+  void Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span,
+           uint64_t now_unix_ns);
+  // Judges and releases the trees that are due, and spans that waited too long.
+  void Tick(uint64_t now_unix_ns);
+  // Judges what is complete and releases everything (shutdown).
+  void Drain(uint64_t now_unix_ns);
+
+  const LocateStats& stats() const { return stats_; }
+
+ private:
+  struct Held {
+    std::shared_ptr<const correlate::Resource> resource;
+    correlate::Span span;
+    uint64_t arrival_ns = 0;
+    uint64_t seq = 0;  // arrival order
+  };
+  using IdKey = uint64_t;  // span ids as integers
+  static IdKey KeyOf(const correlate::SpanId& id);
+
+  struct Baseline {
+    std::vector<std::array<int64_t, kComponents>> ring;
+    size_t next = 0;
+    uint64_t added = 0;
+    uint64_t medians_at = ~0ull;  // `added` when `medians` was computed
+    std::array<int64_t, kComponents> medians{};
+    std::list<std::string>::iterator lru;
+  };
+
+  void JudgeAndRelease(IdKey root, uint64_t now_unix_ns);
+  void ReleaseOne(IdKey id);
+  std::string RouteKey(const Held& h);
+  Baseline* FindBaseline(const std::string& key);
+  Baseline& BaselineFor(const std::string& key);
+  const std::array<int64_t, kComponents>* Medians(Baseline* b);
+  void Learn(const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow);
+  void RememberReleased(IdKey id);
+
+  LocateOptions opt_;
+  Release release_;
+  OnVerdict on_verdict_;
+  LocateStats stats_;
+  uint64_t seq_ = 0;
+  uint64_t rng_ = 0x9e3779b97f4a7c15ull;
+
+  std::unordered_map<IdKey, Held> held_;
+  std::unordered_map<IdKey, std::vector<IdKey>> children_;  // local parent → held children
+  std::deque<std::pair<uint64_t, IdKey>> roots_due_;        // (due time, root)
+  std::deque<std::pair<uint64_t, IdKey>> by_arrival_;       // (arrival, span) for max_wait
+  // Recently released span ids: a late child of one of them is released at once.
+  std::unordered_set<IdKey> released_;
+  std::deque<IdKey> released_order_;
+
+  std::unordered_map<std::string, Baseline> baselines_;
+  std::list<std::string> baseline_lru_;  // front: most recently used
+  std::unordered_map<std::string, std::unordered_set<std::string>> routes_;  // service → paths
+};
+
+// "service.name" of a resource ("unknown" when absent).
+std::string ServiceName(const correlate::Resource& r);
+
+}  // namespace isotrace::locate
