@@ -1,0 +1,366 @@
+// daemon/locate on synthetic spans: local trees are held until their root-most span
+// ended, judged against learnt baselines along the critical path, and released whole.
+
+#include "daemon/locate/locator.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/locate/verdict_text.h"
+
+namespace isotrace::locate {
+namespace {
+
+using correlate::Span;
+using correlate::SpanKind;
+
+constexpr uint64_t kMs = 1'000'000;
+
+std::shared_ptr<const correlate::Resource> Res(const std::string& service, bool container = false) {
+  auto r = std::make_shared<correlate::Resource>();
+  r->attributes.push_back({"service.name", service});
+  if (container) r->attributes.push_back({"container.id", std::string("abc")});
+  return r;
+}
+
+// The vertical breakdown as the tracker writes it (ns); `other` is off-CPU sleep.
+struct Acct {
+  int64_t oncpu = 0, runq = 0, throttled = 0, blkio = 0, memstall = 0, steal = 0, other = 0, unseen = 0;
+  int64_t retransmits = 0;
+};
+
+class LocateTest : public ::testing::Test {
+ protected:
+  LocateTest() { Make(LocateOptions{}); }
+
+  void Make(LocateOptions o) {
+    o.baseline_min_samples = 10;
+    locator_ = std::make_unique<Locator>(
+        o,
+        [this](const std::shared_ptr<const correlate::Resource>& r, Span&& s) {
+          released_.push_back({r, std::move(s)});
+        },
+        [this](const Verdict& v, const std::shared_ptr<const correlate::Resource>&) { verdicts_.push_back(v); });
+  }
+
+  Span MakeSpan(SpanKind kind, uint64_t id, uint64_t parent, uint64_t start, uint64_t end, const Acct& a,
+                const std::string& path = "/p") {
+    Span s;
+    s.kind = kind;
+    s.trace_id[0] = 1;
+    for (int i = 0; i < 8; i++) s.span_id[i] = static_cast<uint8_t>(id >> (8 * i));
+    for (int i = 0; i < 8; i++) s.local_parent[i] = static_cast<uint8_t>(parent >> (8 * i));
+    s.parent_span_id = s.local_parent;
+    s.start_unix_ns = start;
+    s.end_unix_ns = end;
+    s.method = "GET";
+    s.path = path;
+    s.status_code = 200;
+    if (kind == SpanKind::kClient) {
+      s.server_address = "10.0.0.2";
+      s.server_port = 9090;
+    }
+    auto& at = s.attributes;
+    at.push_back({"isotrace.app.oncpu_ns", a.oncpu});
+    at.push_back({"isotrace.kernel.runq_ns", a.runq});
+    at.push_back({"isotrace.container.throttled_ns", a.throttled});
+    at.push_back({"isotrace.kernel.blkio_ns", a.blkio});
+    at.push_back({"isotrace.kernel.memstall_ns", a.memstall});
+    at.push_back({"isotrace.vm.steal_ns", a.steal});
+    at.push_back({"isotrace.offcpu_other_ns", a.other});
+    if (kind == SpanKind::kServer) at.push_back({"isotrace.downstream.unseen_ns", a.unseen});
+    else at.push_back({"isotrace.net.retransmits", a.retransmits});
+    return s;
+  }
+
+  // A: SERVER (front) → CLIENT → B: SERVER (back, in a container), synchronous. The
+  // back end's own time is `b`; the front spends 1 ms of CPU around the call. Spans
+  // arrive as the tracker emits them: innermost first.
+  void Chain(uint64_t t0, const Acct& b, int64_t net_gap = 200'000, int64_t retransmits = 0, int status = 200) {
+    const int64_t b_dur = b.oncpu + b.runq + b.throttled + b.blkio + b.memstall + b.other;
+    const uint64_t id = ++trace_;
+    const uint64_t a_srv = id * 10 + 1, a_cli = id * 10 + 2, b_srv = id * 10 + 3;
+    const uint64_t a_start = t0, cli_start = t0 + 500'000;
+    const uint64_t b_start = cli_start + net_gap / 2, b_end = b_start + b_dur;
+    const uint64_t cli_end = b_end + net_gap / 2, a_end = cli_end + 500'000;
+    Span bs = MakeSpan(SpanKind::kServer, b_srv, a_cli, b_start, b_end, b);
+    bs.status_code = status;
+    if (status >= 500) bs.error_type = std::to_string(status);
+    Acct ca;
+    ca.oncpu = 20'000;
+    ca.other = static_cast<int64_t>(cli_end - cli_start) - 20'000;
+    ca.retransmits = retransmits;
+    Span cs = MakeSpan(SpanKind::kClient, a_cli, a_srv, cli_start, cli_end, ca);
+    Acct aa;
+    aa.oncpu = 1'000'000 + ca.oncpu;
+    aa.other = static_cast<int64_t>(a_end - a_start) - aa.oncpu;
+    Span as = MakeSpan(SpanKind::kServer, a_srv, 0, a_start, a_end, aa);
+    as.status_code = status;
+    if (status >= 500) as.error_type = std::to_string(status);
+    locator_->Add(back_res_, std::move(bs), a_end);
+    locator_->Add(front_res_, std::move(cs), a_end);
+    locator_->Add(front_res_, std::move(as), a_end);
+    now_ = a_end + 200 * kMs;
+    locator_->Tick(now_);
+  }
+
+  void Warm(int n, const Acct& usual) {
+    for (int i = 0; i < n; i++) Chain(now_ + kMs, usual);
+    ASSERT_TRUE(verdicts_.empty()) << Summary(verdicts_.front());
+  }
+
+  std::shared_ptr<const correlate::Resource> front_res_ = Res("front");
+  std::shared_ptr<const correlate::Resource> back_res_ = Res("back", /*container=*/true);
+  std::unique_ptr<Locator> locator_;
+  std::vector<std::pair<std::shared_ptr<const correlate::Resource>, Span>> released_;
+  std::vector<Verdict> verdicts_;
+  uint64_t trace_ = 0;
+  uint64_t now_ = 1'000'000'000'000ull;
+};
+
+Acct Usual() {
+  Acct a;
+  a.oncpu = 8 * kMs;  // a CPU-bound back end: on-CPU is normally its largest share
+  a.runq = 200'000;
+  a.other = 300'000;
+  return a;
+}
+
+std::string Attr(const Span& s, const std::string& key) {
+  for (const auto& a : s.attributes)
+    if (a.key == key) {
+      if (auto* v = std::get_if<std::string>(&a.value)) return *v;
+      if (auto* d = std::get_if<double>(&a.value)) return std::to_string(*d);
+    }
+  return "";
+}
+
+TEST_F(LocateTest, HoldsATreeUntilItsRootEndedAndReleasesItWholeInArrivalOrder) {
+  Acct b = Usual();
+  Chain(now_, b);
+  ASSERT_EQ(released_.size(), 3u);
+  EXPECT_EQ(released_[0].second.kind, SpanKind::kServer);
+  EXPECT_EQ(released_[1].second.kind, SpanKind::kClient);
+  EXPECT_EQ(released_[2].first, front_res_);
+  // Downstream time (explained by children) on the spans that have local children.
+  EXPECT_NE(std::find_if(released_[1].second.attributes.begin(), released_[1].second.attributes.end(),
+                         [](const auto& a) { return a.key == "isotrace.downstream_ns"; }),
+            released_[1].second.attributes.end());
+  EXPECT_EQ(locator_->stats().held, 0u);
+  EXPECT_EQ(locator_->stats().traces, 1u);
+  EXPECT_EQ(locator_->stats().learning, 1u);
+}
+
+TEST_F(LocateTest, ASpanIsNotReleasedBeforeTheGraceAfterItsRoot) {
+  Span root = MakeSpan(SpanKind::kServer, 7, 0, now_, now_ + kMs, Usual());
+  locator_->Add(front_res_, std::move(root), now_ + kMs);
+  locator_->Tick(now_ + kMs + 10 * kMs);
+  EXPECT_TRUE(released_.empty()) << "within hold_ms (150 ms): a child may still be in the ring";
+  locator_->Tick(now_ + kMs + 151 * kMs);
+  EXPECT_EQ(released_.size(), 1u);
+}
+
+TEST_F(LocateTest, NamesWhatIsAbnormalNotWhatIsLargest) {
+  Warm(30, Usual());
+  Acct b = Usual();
+  b.throttled = 40 * kMs;  // the container's quota, while on-CPU stays the usual 8 ms
+  released_.clear();
+  Chain(now_ + kMs, b);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  const Verdict& v = verdicts_[0];
+  EXPECT_EQ(v.service, "back");
+  EXPECT_EQ(v.layer, "container");
+  EXPECT_EQ(v.cause, "throttling");
+  EXPECT_EQ(v.reason, "slow");
+  EXPECT_NEAR(v.share, 40.0 / (v.duration_ns / 1e6), 0.01);
+  EXPECT_EQ(v.root_service, "front");
+  ASSERT_EQ(v.path_hops.size(), 3u);
+  EXPECT_EQ(v.path_hops[0].service, "front");
+  EXPECT_EQ(v.path_hops[2].service, "back");
+  EXPECT_EQ(v.evidence.front().excess_ns, 40 * kMs);
+  // Written on the root-most span before it is released.
+  ASSERT_EQ(released_.size(), 3u);
+  const Span& root = released_[2].second;
+  EXPECT_EQ(root.span_id, v.span_id);
+  EXPECT_EQ(Attr(root, "isotrace.verdict.service"), "back");
+  EXPECT_EQ(Attr(root, "isotrace.verdict.layer"), "container");
+  EXPECT_EQ(Attr(root, "isotrace.verdict.cause"), "throttling");
+  EXPECT_EQ(Attr(released_[0].second, "isotrace.verdict.cause"), "") << "only on the root-most span";
+}
+
+TEST_F(LocateTest, EachCauseMapsToItsLayer) {
+  struct Case {
+    const char* name;
+    void (*inject)(Acct*);
+    const char* layer;
+    const char* cause;
+  };
+  const std::vector<Case> cases = {
+      {"runq", [](Acct* a) { a->runq += 30 * kMs; }, "kernel", "runqueue"},
+      {"cpu", [](Acct* a) { a->oncpu += 30 * kMs; }, "app", "cpu"},
+      {"blkio", [](Acct* a) { a->blkio += 30 * kMs; }, "kernel", "block_io"},
+      {"memory in a container", [](Acct* a) { a->memstall += 30 * kMs; }, "container", "memory"},
+      {"steal", [](Acct* a) { a->oncpu += 30 * kMs; a->steal += 30 * kMs; }, "vm", "steal"},
+      {"unseen", [](Acct* a) { a->other += 30 * kMs; a->unseen += 30 * kMs; }, "downstream", "downstream"},
+      {"own wait", [](Acct* a) { a->other += 30 * kMs; }, "app", "wait"},
+  };
+  for (const auto& c : cases) {
+    Make(LocateOptions{});
+    verdicts_.clear();
+    Warm(15, Usual());
+    Acct b = Usual();
+    c.inject(&b);
+    Chain(now_ + kMs, b);
+    ASSERT_EQ(verdicts_.size(), 1u) << c.name;
+    EXPECT_EQ(verdicts_[0].service, "back") << c.name;
+    EXPECT_EQ(verdicts_[0].layer, c.layer) << c.name;
+    EXPECT_EQ(verdicts_[0].cause, c.cause) << c.name;
+  }
+}
+
+TEST_F(LocateTest, LostPacketsBlameTheCallersNetworkAndAPlainGapIsNotTheNetwork) {
+  Warm(15, Usual());
+  Chain(now_ + kMs, Usual(), /*net_gap=*/200 * kMs, /*retransmits=*/2);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].service, "front");
+  EXPECT_EQ(verdicts_[0].layer, "network");
+  EXPECT_EQ(verdicts_[0].cause, "tcp_retransmit");
+  // The same gap with a run-queue spike in the back end and no retransmit: the
+  // hand-off is judged with the back end (queueing before its first read).
+  verdicts_.clear();
+  Acct b = Usual();
+  b.runq += 5 * kMs;
+  Chain(now_ + kMs, b, /*net_gap=*/30 * kMs, /*retransmits=*/0);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].service, "back");
+  EXPECT_EQ(verdicts_[0].cause, "runqueue");
+}
+
+TEST_F(LocateTest, FailedTracesBlameTheDeepestFailingSpan) {
+  Warm(15, Usual());
+  Chain(now_ + kMs, Usual(), 200'000, 0, /*status=*/503);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].reason, "failed");
+  EXPECT_EQ(verdicts_[0].service, "back");
+  EXPECT_EQ(verdicts_[0].layer, "app");
+  EXPECT_EQ(verdicts_[0].cause, "error");
+  EXPECT_EQ(verdicts_[0].status_code, 503);
+}
+
+TEST_F(LocateTest, NormalAndLearningTracesGetNoVerdict) {
+  Chain(now_, Usual());  // nothing learnt yet: never "slow"
+  Acct b = Usual();
+  b.runq += 100 * kMs;
+  Chain(now_ + kMs, b);
+  EXPECT_TRUE(verdicts_.empty());
+  EXPECT_EQ(locator_->stats().learning, 2u);
+}
+
+TEST_F(LocateTest, AFaultDoesNotBecomeTheBaseline) {
+  Warm(15, Usual());
+  Acct b = Usual();
+  b.throttled = 40 * kMs;
+  for (int i = 0; i < 40; i++) Chain(now_ + kMs, b);
+  // Slow spans stay out of the baseline (one in 16 goes in): still judged slow.
+  EXPECT_GE(verdicts_.size(), 38u);
+  EXPECT_EQ(verdicts_.back().cause, "throttling");
+}
+
+TEST_F(LocateTest, ParallelChildrenOffTheCriticalPathAreNotBlamed) {
+  LocateOptions o;
+  Make(o);
+  // root SERVER [0, 100 ms] with two CLIENT children on... a fan-out: one of 90 ms (the
+  // critical one) and one of 20 ms in parallel; their servers carry the time.
+  auto tree = [&](uint64_t t0, int64_t slow_runq) {
+    const uint64_t id = ++trace_ * 100;
+    Acct fast = Usual();
+    fast.runq += slow_runq;  // the short branch gets slower, but stays shorter
+    Acct crit = Usual();
+    crit.other += 80 * kMs;
+    const int64_t crit_dur = crit.oncpu + crit.runq + crit.other;
+    const int64_t fast_dur = fast.oncpu + fast.runq + fast.other;
+    Span s1 = MakeSpan(SpanKind::kServer, id + 3, id + 1, t0 + 1 * kMs, t0 + 1 * kMs + crit_dur, crit);
+    Span s2 = MakeSpan(SpanKind::kServer, id + 4, id + 2, t0 + 1 * kMs, t0 + 1 * kMs + fast_dur, fast);
+    Acct ca;
+    ca.other = crit_dur + 2 * kMs;
+    Span c1 = MakeSpan(SpanKind::kClient, id + 1, id, t0 + 500'000, t0 + 1 * kMs + crit_dur + 500'000, ca, "/a");
+    Acct cb;
+    cb.other = fast_dur + 1 * kMs;
+    Span c2 = MakeSpan(SpanKind::kClient, id + 2, id, t0 + 500'000, t0 + 1 * kMs + fast_dur + 500'000, cb, "/b");
+    Acct ra;
+    ra.oncpu = kMs;
+    ra.other = crit_dur + 3 * kMs;
+    Span r = MakeSpan(SpanKind::kServer, id, 0, t0, t0 + crit_dur + 4 * kMs, ra);
+    auto back2 = Res("back2");
+    locator_->Add(back_res_, std::move(s1), t0);
+    locator_->Add(back2, std::move(s2), t0);
+    locator_->Add(front_res_, std::move(c1), t0);
+    locator_->Add(front_res_, std::move(c2), t0);
+    locator_->Add(front_res_, std::move(r), t0);
+    now_ = t0 + 500 * kMs;
+    locator_->Tick(now_);
+  };
+  for (int i = 0; i < 15; i++) tree(now_, 0);
+  ASSERT_TRUE(verdicts_.empty());
+  tree(now_, 30 * kMs);  // back2's branch: 30 ms slower, still off the critical path
+  EXPECT_TRUE(verdicts_.empty()) << "the trace is not slower: back2 is off the critical path";
+}
+
+TEST_F(LocateTest, OrphansAreReleasedAfterMaxWaitAndLateChildrenAtOnce) {
+  LocateOptions o;
+  o.max_wait_ms = 1000;
+  Make(o);
+  Span orphan = MakeSpan(SpanKind::kServer, 555, 999, now_, now_ + kMs, Usual());
+  locator_->Add(back_res_, std::move(orphan), now_);
+  locator_->Tick(now_ + 500 * kMs);
+  EXPECT_TRUE(released_.empty());
+  locator_->Tick(now_ + 1001 * kMs);
+  ASSERT_EQ(released_.size(), 1u);
+  EXPECT_EQ(locator_->stats().released_unjudged, 1u);
+  // A child arriving after its tree was judged (an asynchronous call) goes straight on.
+  Chain(now_ + 2000 * kMs, Usual());
+  const auto root_id = released_.back().second.span_id;
+  uint64_t root = 0;
+  for (int i = 0; i < 8; i++) root |= uint64_t{root_id[i]} << (8 * i);
+  size_t before = released_.size();
+  locator_->Add(front_res_, MakeSpan(SpanKind::kClient, 4242, root, now_, now_ + kMs, Usual()), now_);
+  EXPECT_EQ(released_.size(), before + 1);
+  EXPECT_EQ(locator_->stats().late_children, 1u);
+}
+
+TEST_F(LocateTest, HeldSpansAreBoundedAndDrainReleasesEverything) {
+  LocateOptions o;
+  o.max_held_spans = 4;
+  Make(o);
+  for (uint64_t i = 1; i <= 6; i++)
+    locator_->Add(back_res_, MakeSpan(SpanKind::kServer, i, 1000 + i, now_, now_ + kMs, Usual()), now_);
+  EXPECT_EQ(locator_->stats().held_overflow, 2u);
+  EXPECT_EQ(released_.size(), 2u);
+  locator_->Drain(now_);
+  EXPECT_EQ(released_.size(), 6u) << "every accepted span leaves";
+  EXPECT_EQ(locator_->stats().held, 0u);
+}
+
+TEST(VerdictText, SummaryEvidenceAndPath) {
+  Verdict v;
+  v.reason = "slow";
+  v.service = "svc-b";
+  v.layer = "kernel";
+  v.cause = "runqueue";
+  v.share = 0.74;
+  v.duration_ns = 120'300'000;
+  v.baseline_ns = 20'100'000;
+  v.evidence.push_back({"svc-b", "kernel", "runqueue", 95'000'000, 14'900'000, 80'100'000});
+  v.path_hops.push_back({"nginx", SpanKind::kServer, {}, "GET", "/", "", 120'300'000, 0});
+  v.path_hops.push_back({"nginx", SpanKind::kClient, {}, "GET", "/", "127.0.0.1:8080", 118'000'000, 0});
+  EXPECT_EQ(Summary(v), "slow: svc-b kernel/runqueue explains 74% of 120.3 ms (usual 20.1 ms)");
+  EXPECT_EQ(EvidenceText(v), "svc-b/kernel/runqueue +80.1 ms (95.0 ms vs 14.9 ms)");
+  EXPECT_EQ(PathText(v), "nginx SERVER 120.3 ms → nginx CLIENT 118.0 ms");
+}
+
+}  // namespace
+}  // namespace isotrace::locate
