@@ -1,5 +1,6 @@
 #include "daemon/api/convert.h"
 
+#include <algorithm>
 #include <variant>
 
 namespace isotrace::api {
@@ -124,6 +125,81 @@ v1::GetTraceResponse TraceResponseFrom(const std::vector<SpanWithResource>& span
   out.set_spans_held(spans.size());
   for (const auto& s : spans)
     if (s.span.trace_id == trace_id) *out.add_spans() = SpanToProto(s);
+  return out;
+}
+
+VerdictQuery VerdictQueryFrom(const v1::LocateRequest& req, uint64_t now_unix_ns) {
+  VerdictQuery q;
+  const uint64_t since_ns =
+      uint64_t{req.since_seconds() == 0 ? kDefaultLocateSinceS : req.since_seconds()} *
+      1000000000ull;
+  q.since_unix_ns = now_unix_ns > since_ns ? now_unix_ns - since_ns : 0;
+  if (req.trace_id().size() == 16) {
+    correlate::TraceId id{};
+    std::copy(req.trace_id().begin(), req.trace_id().end(), id.begin());
+    q.trace_id = id;
+  }
+  q.max = req.max() == 0 ? kDefaultLocateMax : req.max();
+  return q;
+}
+
+VerdictSnapshot ReadVerdicts(const locate::VerdictStore& store, const VerdictQuery& q) {
+  VerdictSnapshot out;
+  out.verdicts = store.Recent(q.since_unix_ns, q.trace_id, q.max);
+  out.total = store.total();
+  return out;
+}
+
+v1::Verdict VerdictToProto(const locate::Verdict& v) {
+  v1::Verdict out;
+  out.set_trace_id(Bytes(v.trace_id.data(), v.trace_id.size()));
+  out.set_span_id(Bytes(v.span_id.data(), v.span_id.size()));
+  out.set_start_time_unix_nano(v.start_unix_ns);
+  out.set_end_time_unix_nano(v.end_unix_ns);
+  out.set_decided_time_unix_nano(v.decided_unix_ns);
+  out.set_reason(v.reason);
+  out.set_root_service(v.root_service);
+  out.set_method(v.method);
+  out.set_path(v.path);
+  out.set_status_code(v.status_code);
+  out.set_error_type(v.error_type);
+  out.set_duration_ns(v.duration_ns);
+  out.set_baseline_ns(v.baseline_ns);
+  out.set_service(v.service);
+  out.set_layer(v.layer);
+  out.set_cause(v.cause);
+  out.set_share(v.share);
+  for (const auto& e : v.evidence) {
+    auto* pe = out.add_evidence();
+    pe->set_service(e.service);
+    pe->set_layer(e.layer);
+    pe->set_cause(e.cause);
+    pe->set_value_ns(e.value_ns);
+    pe->set_baseline_ns(e.baseline_ns);
+    pe->set_excess_ns(e.excess_ns);
+  }
+  for (const auto& h : v.path_hops) {
+    auto* ph = out.add_critical_path();
+    ph->set_service(h.service);
+    ph->set_kind(static_cast<int32_t>(h.kind));
+    ph->set_span_id(Bytes(h.span_id.data(), h.span_id.size()));
+    ph->set_method(h.method);
+    ph->set_path(h.path);
+    ph->set_peer(h.peer);
+    ph->set_duration_ns(h.duration_ns);
+    ph->set_baseline_ns(h.baseline_ns);
+  }
+  out.set_spans(v.spans);
+  return out;
+}
+
+v1::LocateResponse LocateResponseFrom(const VerdictSnapshot& snapshot, const std::string& mode,
+                                      uint64_t now_unix_ns) {
+  v1::LocateResponse out;
+  for (const auto& v : snapshot.verdicts) *out.add_verdicts() = VerdictToProto(v);
+  out.set_mode(mode);
+  out.set_verdicts_total(snapshot.total);
+  out.set_time_unix_nano(now_unix_ns);
   return out;
 }
 

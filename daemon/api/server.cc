@@ -38,6 +38,17 @@ class ApiServer::Service final : public v1::Isotrace::Service {
     *resp = h_.get_trace(*req);
     return grpc::Status::OK;
   }
+  grpc::Status Locate(grpc::ServerContext*, const v1::LocateRequest* req,
+                      v1::LocateResponse* resp) override {
+    // Empty means any trace; a truncated or hex-encoded id must not silently match none.
+    if (!req->trace_id().empty() && req->trace_id().size() != 16)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("trace_id must be empty (any trace) or 16 bytes, got ",
+                                       req->trace_id().size(), " bytes"));
+    if (!h_.locate) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no verdict store");
+    *resp = h_.locate(*req);
+    return grpc::Status::OK;
+  }
 
  private:
   ApiHandlers h_;

@@ -26,6 +26,8 @@ namespace isotrace::api {
 struct ApiHandlers {
   std::function<v1::TopResponse(const v1::TopRequest&)> top;
   std::function<v1::GetTraceResponse(const v1::GetTraceRequest&)> get_trace;
+  // Called only with a valid request (trace_id empty or 16 bytes).
+  std::function<v1::LocateResponse(const v1::LocateRequest&)> locate;
 };
 
 struct ApiServerOptions {

@@ -74,7 +74,7 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlat
 
 absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
     const config::Config& cfg, const otlp::ExporterOptions* otlp_metrics,
-    const std::string& host_name, SpanSource spans) {
+    const std::string& host_name, SpanSource spans, VerdictSource verdicts) {
   MetricsExporters which;
   auto env = otlp::ProcessEnv();
   if (auto it = env.find("OTEL_METRICS_EXPORTER"); it != env.end() && !it->second.empty()) {
@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
   std::unique_ptr<LocalServices> s(new LocalServices());
   s->host_name_ = host_name;
   s->spans_ = std::move(spans);
+  s->verdicts_ = std::move(verdicts);
   metrics::AggregatorOptions ao;
   ao.max_workloads = cfg.metrics_max_workloads;
   ao.self_resource = SelfResource(cfg, host_name);
@@ -117,6 +118,12 @@ absl::StatusOr<std::unique_ptr<LocalServices>> LocalServices::Start(
       correlate::TraceId id{};
       std::copy(req.trace_id().begin(), req.trace_id().end(), id.begin());
       return TraceResponseFrom(self->spans_ ? self->spans_() : std::vector<SpanWithResource>{}, id);
+    };
+    h.locate = [self](const v1::LocateRequest& req) {
+      const uint64_t now = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+      VerdictQuery q = VerdictQueryFrom(req, now);
+      return LocateResponseFrom(self->verdicts_ ? self->verdicts_(q) : VerdictSnapshot{}, "daemon",
+                                now);
     };
     auto api = ApiServer::Start({cfg.api_socket, cfg.api_socket_group}, std::move(h));
     if (api.ok()) {

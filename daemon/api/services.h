@@ -24,6 +24,9 @@ namespace isotrace::api {
 
 // The spans the node still holds (the embedded span store), for GetTrace.
 using SpanSource = std::function<std::vector<SpanWithResource>()>;
+// The verdicts the node decided (the pipeline's locate::VerdictStore; ReadVerdicts), for
+// Locate.
+using VerdictSource = std::function<VerdictSnapshot(const VerdictQuery&)>;
 
 // Which metrics exporters OTEL_METRICS_EXPORTER asks for ("otlp", "prometheus", "none",
 // comma-separated); unset: both (OTLP only when an endpoint is configured).
@@ -42,7 +45,7 @@ class LocalServices {
   // OTEL_EXPORTER_OTLP_METRICS_*); null or without an endpoint: no OTLP metrics.
   static absl::StatusOr<std::unique_ptr<LocalServices>> Start(
       const config::Config& cfg, const otlp::ExporterOptions* otlp_metrics,
-      const std::string& host_name, SpanSource spans);
+      const std::string& host_name, SpanSource spans, VerdictSource verdicts);
   ~LocalServices();
 
   void Record(const std::shared_ptr<const correlate::Resource>& resource,
@@ -66,6 +69,7 @@ class LocalServices {
   std::unique_ptr<otlp::MetricsExporter> otlp_metrics_;
   std::string host_name_;
   SpanSource spans_;
+  VerdictSource verdicts_;
   bool shut_down_ = false;
 };
 

@@ -3,11 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <map>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 
+#include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 
 namespace isotrace::cli {
@@ -540,6 +541,169 @@ std::vector<std::string> RenderTrace(const v1::GetTraceResponse& trace, std::str
   legend += " .=unaccounted";
   out.push_back(Fit(legend, width, true));
   return out;
+}
+
+absl::StatusOr<absl::Duration> ParseDurationFlag(std::string_view text) {
+  const std::string form = "expected a duration like 30s, 5m, 1h or 1h30m";
+  absl::Duration d;
+  // absl's grammar is Go's time.ParseDuration; it also takes "inf" and signs, which a
+  // look-back window cannot be.
+  if (text.empty() || !absl::ParseDuration(absl::string_view(text.data(), text.size()), &d) ||
+      d == absl::InfiniteDuration() || d == -absl::InfiniteDuration())
+    return absl::InvalidArgumentError("'" + std::string(text) + "': " + form);
+  if (d <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("'" + std::string(text) + "': must be longer than 0 (" +
+                                      form + ")");
+  const absl::Duration whole = absl::Ceil(d, absl::Seconds(1));
+  if (whole > absl::Seconds(UINT32_MAX))
+    return absl::InvalidArgumentError("'" + std::string(text) + "': too long (at most " +
+                                      std::to_string(UINT32_MAX) + "s)");
+  return whole;
+}
+
+std::string FormatDurationFlag(absl::Duration d) { return absl::FormatDuration(d); }
+
+std::string FormatMillis(int64_t ns) {
+  const double ms = static_cast<double>(std::max<int64_t>(ns, 0)) / 1e6;
+  if (ms < 1) return Printf("%.2fms", ms);
+  if (ms < 999.95) return Printf("%.1fms", ms);
+  return Printf("%.0fms", ms);
+}
+
+namespace {
+
+std::string HexBytes(const std::string& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+std::string_view KindName(int32_t kind) {
+  switch (kind) {
+    case 2:
+      return "SERVER";
+    case 3:
+      return "CLIENT";
+    default:
+      return "SPAN";
+  }
+}
+
+// Untrusted strings (service names, paths) stay on one printable line; empty shows as "-".
+std::string Text(std::string_view s) { return s.empty() ? "-" : Printable(s); }
+
+}  // namespace
+
+std::vector<std::string> RenderLocate(const v1::LocateResponse& resp, absl::Duration since,
+                                      absl::TimeZone tz) {
+  std::vector<std::string> out;
+  if (resp.verdicts_size() == 0) {
+    out.push_back("no slow or failed traces in the last " + FormatDurationFlag(since));
+    return out;
+  }
+  const absl::Time now = absl::FromUnixNanos(static_cast<int64_t>(resp.time_unix_nano()));
+  for (const auto& v : resp.verdicts()) {
+    if (!out.empty()) out.push_back("");
+    // Time of day; with the date once the trace ended on another day than "now".
+    const absl::Time end = absl::FromUnixNanos(static_cast<int64_t>(v.end_time_unix_nano()));
+    std::string when = absl::FormatTime("%H:%M:%S", end, tz);
+    if (absl::FormatTime("%Y-%m-%d", end, tz) != absl::FormatTime("%Y-%m-%d", now, tz))
+      when = absl::FormatTime("%Y-%m-%d ", end, tz) + when;
+    std::string what =
+        v.method().empty() && v.path().empty()
+            ? "-"
+            : Printable(v.method()) + (v.path().empty() ? "" : " " + Printable(v.path()));
+    std::string status =
+        v.status_code() > 0 ? std::to_string(v.status_code()) : Text(v.error_type());
+    std::string usual =
+        v.baseline_ns() > 0 ? "(usual " + FormatMillis(v.baseline_ns()) + ")" : "(no baseline yet)";
+    out.push_back(when + " " + HexBytes(v.trace_id()) + " " + Text(v.root_service()) + " " + what +
+                  " " + status + " " + FormatMillis(v.duration_ns()) + " " + usual + " " +
+                  Text(v.reason()));
+    out.push_back("  verdict: " + Text(v.service()) + " / " + Text(v.layer()) + " / " +
+                  Text(v.cause()) + "  " + FormatPercent(v.share()) + "%");
+    for (int i = 0; i < std::min(v.evidence_size(), 3); ++i) {
+      const auto& e = v.evidence(i);
+      std::string line = "  evidence: " + Text(e.service()) + " " + Text(e.layer()) + " " +
+                         Text(e.cause()) + " +" + FormatMillis(e.excess_ns()) + " (" +
+                         FormatMillis(e.value_ns());
+      line += e.baseline_ns() > 0 ? " vs usual " + FormatMillis(e.baseline_ns()) + ")"
+                                  : ", no baseline yet)";
+      out.push_back(std::move(line));
+    }
+    if (v.critical_path_size() > 0) {
+      std::string chain = "  path: ";
+      for (int i = 0; i < v.critical_path_size(); ++i) {
+        const auto& h = v.critical_path(i);
+        if (i > 0) chain += " \u2192 ";
+        chain += Text(h.service()) + " " + std::string(KindName(h.kind())) + " " +
+                 FormatMillis(h.duration_ns());
+      }
+      out.push_back(std::move(chain));
+    }
+  }
+  return out;
+}
+
+std::string LocateJson(const v1::LocateResponse& resp) {
+  // Insertion order: the document reads in the order docs/cli.md shows it.
+  using json = nlohmann::ordered_json;
+  json j;
+  j["mode"] = resp.mode();
+  j["time_unix_nano"] = resp.time_unix_nano();
+  j["verdicts_total"] = resp.verdicts_total();
+  json verdicts = json::array();
+  for (const auto& v : resp.verdicts()) {
+    json r;
+    r["trace_id"] = HexBytes(v.trace_id());
+    r["span_id"] = HexBytes(v.span_id());
+    r["start_time_unix_nano"] = v.start_time_unix_nano();
+    r["end_time_unix_nano"] = v.end_time_unix_nano();
+    r["decided_time_unix_nano"] = v.decided_time_unix_nano();
+    r["reason"] = v.reason();
+    r["root_service"] = v.root_service();
+    r["method"] = v.method();
+    r["path"] = v.path();
+    r["status_code"] = v.status_code();
+    r["error_type"] = v.error_type();
+    r["duration_ns"] = v.duration_ns();
+    r["baseline_ns"] = v.baseline_ns();
+    r["service"] = v.service();
+    r["layer"] = v.layer();
+    r["cause"] = v.cause();
+    r["share"] = v.share();
+    json evidence = json::array();
+    for (const auto& e : v.evidence())
+      evidence.push_back({{"service", e.service()},
+                          {"layer", e.layer()},
+                          {"cause", e.cause()},
+                          {"value_ns", e.value_ns()},
+                          {"baseline_ns", e.baseline_ns()},
+                          {"excess_ns", e.excess_ns()}});
+    r["evidence"] = std::move(evidence);
+    json hops = json::array();
+    for (const auto& h : v.critical_path())
+      hops.push_back({{"service", h.service()},
+                      {"kind", std::string(KindName(h.kind()))},
+                      {"span_id", HexBytes(h.span_id())},
+                      {"method", h.method()},
+                      {"path", h.path()},
+                      {"peer", h.peer()},
+                      {"duration_ns", h.duration_ns()},
+                      {"baseline_ns", h.baseline_ns()}});
+    r["critical_path"] = std::move(hops);
+    r["spans"] = v.spans();
+    verdicts.push_back(std::move(r));
+  }
+  j["verdicts"] = std::move(verdicts);
+  // Service names and paths come from observed traffic: replace invalid UTF-8 rather
+  // than throwing mid-output.
+  return j.dump(2, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace isotrace::cli

@@ -1,12 +1,15 @@
 #pragma once
-// What `isotrace top` and `isotrace trace` print, as pure functions of the local API's
+// What `isotrace top`, `trace` and `locate` print, as pure functions of the local API's
 // messages: the ncurses view, `--once` and the unit tests all go through these, so the
 // terminal and a script see the same numbers.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "isotrace/api/v1/api.pb.h"
 
 namespace isotrace::cli {
@@ -84,5 +87,27 @@ std::string TopJson(const v1::TopResponse& top, const ViewState& state);
 // showing its vertical breakdown. `width` bounds each line.
 std::vector<std::string> RenderTrace(const v1::GetTraceResponse& trace, std::string_view trace_id_hex,
                                      int width);
+
+// `isotrace locate --since/--watch`: a Go-style duration, decimal numbers each with a
+// unit (ns us ms s m h): "30s", "5m", "1h30m", "1.5h". The API counts whole seconds, so
+// a fraction rounds up; at least 1s, at most 2^32-1 s. InvalidArgument says the form.
+absl::StatusOr<absl::Duration> ParseDurationFlag(std::string_view text);
+// The same form back, "5m", "1h30m", "10s".
+std::string FormatDurationFlag(absl::Duration d);
+// Nanoseconds as milliseconds: "0.42ms" "12.3ms" "120.0ms" "1234ms".
+std::string FormatMillis(int64_t ns);
+
+// `isotrace locate`: one block per verdict (newest first, as the response has them),
+// blank lines between blocks; times in `tz`. No verdicts: the one line
+// "no slow or failed traces in the last <since>".
+//   14:03:07 4bf9…4736 frontend GET /checkout 200 120.0ms (usual 20.0ms) slow
+//     verdict: pricing / kernel / block_io  62%
+//     evidence: pricing kernel block_io +75.0ms (80.0ms vs usual 5.0ms)
+//     path: frontend SERVER 120.0ms → frontend CLIENT 110.0ms → pricing SERVER 100.0ms
+std::vector<std::string> RenderLocate(const v1::LocateResponse& resp, absl::Duration since,
+                                      absl::TimeZone tz);
+// The response as one JSON document: {"mode", "time_unix_nano", "verdicts_total",
+// "verdicts": [...]}, ids in hex, span kinds as "SERVER"/"CLIENT" (docs/cli.md).
+std::string LocateJson(const v1::LocateResponse& resp);
 
 }  // namespace isotrace::cli

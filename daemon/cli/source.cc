@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/api/convert.h"
 #include "daemon/api/services.h"
 #include "daemon/metrics/aggregator.h"
@@ -62,6 +63,31 @@ class RemoteSource final : public Source {
     return resp;
   }
 
+  absl::StatusOr<v1::LocateResponse> Locate(const std::optional<correlate::TraceId>& trace_id,
+                                            uint32_t since_s, uint32_t max) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    v1::LocateRequest req;
+    if (trace_id)
+      req.set_trace_id(
+          std::string(reinterpret_cast<const char*>(trace_id->data()), trace_id->size()));
+    req.set_since_seconds(since_s);
+    req.set_max(max);
+    v1::LocateResponse resp;
+    auto st = stub_->Locate(&ctx, req, &resp);
+    if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED)
+      return absl::UnimplementedError(
+          absl::StrCat("isotraced at ", path_, " does not serve Locate (", st.error_message(),
+                       "); an older daemon? upgrade it or restart it with this version"));
+    if (!st.ok()) {
+      // Keep the code (gRPC and absl share the numbering): INVALID_ARGUMENT is the
+      // caller's mistake, not an unreachable daemon.
+      return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                          absl::StrCat("isotraced at ", path_, ": ", st.error_message()));
+    }
+    return resp;
+  }
+
  private:
   std::string path_;
   std::unique_ptr<v1::Isotrace::Stub> stub_;
@@ -106,6 +132,20 @@ class EmbeddedSource final : public Source {
     for (auto& s : pipeline_.store().Recent(cfg_.embedded_spans))
       spans.push_back({std::move(s.resource), std::move(s.span)});
     return api::TraceResponseFrom(spans, id);
+  }
+
+  absl::StatusOr<v1::LocateResponse> Locate(const std::optional<correlate::TraceId>& trace_id,
+                                            uint32_t since_s, uint32_t max) override {
+    // The same request → query → response path the daemon's handler takes.
+    v1::LocateRequest req;
+    if (trace_id)
+      req.set_trace_id(
+          std::string(reinterpret_cast<const char*>(trace_id->data()), trace_id->size()));
+    req.set_since_seconds(since_s);
+    req.set_max(max);
+    const uint64_t now = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    return api::LocateResponseFrom(
+        api::ReadVerdicts(pipeline_.verdicts(), api::VerdictQueryFrom(req, now)), "embedded", now);
   }
 
   std::string LastLog() override {
@@ -160,11 +200,13 @@ absl::StatusOr<std::unique_ptr<Source>> ConnectDaemon(const std::string& socket_
   return absl::NotFoundError(absl::StrCat("no isotraced serves ", socket_path));
 }
 
-absl::StatusOr<std::unique_ptr<Source>> StartEmbedded(const config::Config& cfg) {
+absl::StatusOr<std::unique_ptr<Source>> StartEmbedded(const config::Config& cfg,
+                                                      std::string_view command) {
   if (geteuid() != 0)
     return absl::PermissionDeniedError(
         "no isotraced is running and the embedded pipeline loads eBPF probes, which needs root: "
-        "run `sudo isotrace top`, or start isotraced");
+        "run `sudo isotrace " +
+        std::string(command) + "`, or start isotraced");
   // The table owns the terminal: the pipeline's log lines go to a ring the status line
   // shows (warnings and errors only).
   auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);

@@ -24,7 +24,10 @@ struct Evidence {
   std::string cause;
   int64_t value_ns = 0;     // time this cause took on the critical path
   int64_t baseline_ns = 0;  // what it usually takes there (sum of the spans' medians)
-  int64_t excess_ns = 0;    // value - baseline, ≥ 0
+  // Σ over the path's spans of max(0, span's time - its own usual): one span's spike is
+  // not hidden by another span of the same service running below its usual, so it can
+  // exceed value_ns - baseline_ns.
+  int64_t excess_ns = 0;
 };
 
 // One span of the critical path, root first.

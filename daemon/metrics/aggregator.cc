@@ -352,6 +352,7 @@ void Aggregator::Record(const std::shared_ptr<const correlate::Resource>& resour
 
   std::array<int64_t, kCauses> cause{};
   std::array<bool, kCauses> has{};
+  bool has_verdict = false;
   bool has_retx = false;
   int64_t retx = 0;
   for (const auto& a : span.attributes) {
@@ -381,7 +382,15 @@ void Aggregator::Record(const std::shared_ptr<const correlate::Resource>& resour
       w->verdict_service = ValueText(a.value);
     } else if (a.key == "isotrace.verdict.share") {
       w->verdict_share = DoubleAttr(a);
+      has_verdict = true;
     }
+  }
+  if (has_verdict) {
+    // Bounded like every series set: beyond it, new (service, layer, cause) triples are
+    // folded into one "other" series rather than dropped.
+    std::tuple<std::string, std::string, std::string> k{w->verdict_service, w->verdict_layer, w->verdict_cause};
+    if (!verdicts_.count(k) && verdicts_.size() >= options_.max_series) k = {"other", "other", "other"};
+    verdicts_[k]++;
   }
   for (size_t c = 0; c < kCauses; ++c) {
     if (!has[c]) continue;
@@ -562,6 +571,29 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
     Metric q = Gauge(kExportQueueSize, "{span}", "Spans waiting in the export queue.");
     AddPoint(q, static_cast<double>(self_.queue_size));
     rm.metrics.push_back(std::move(q));
+  }
+
+  if (!self_.links.empty()) {
+    Metric m = Counter(kCorrelateLinks, "{span}",
+                       "Span links decided by the correlator, by outcome (docs/locate.md).");
+    for (const auto& [outcome, n] : self_.links) AddPoint(m, static_cast<double>(n), {{"outcome", outcome}});
+    rm.metrics.push_back(std::move(m));
+  }
+  if (!self_.locate.empty()) {
+    Metric m = Counter(kLocateTraces, "{trace}",
+                       "Local traces daemon/locate judged or released unjudged, by outcome.");
+    for (const auto& [outcome, n] : self_.locate) AddPoint(m, static_cast<double>(n), {{"outcome", outcome}});
+    rm.metrics.push_back(std::move(m));
+  }
+  {
+    Metric m = Counter(kVerdicts, "{trace}",
+                       "Verdicts for slow or failed traces, by the (service, layer, cause) they blame.");
+    for (const auto& [k, n] : verdicts_)
+      AddPoint(m, static_cast<double>(n),
+               {{"isotrace.verdict.service", std::get<0>(k)},
+                {"isotrace.verdict.layer", std::get<1>(k)},
+                {"isotrace.verdict.cause", std::get<2>(k)}});
+    if (!m.points.empty()) rm.metrics.push_back(std::move(m));
   }
 
   Metric wl = Gauge(kWorkloads, "{workload}", "Workloads with live metric series.");

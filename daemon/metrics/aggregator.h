@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -54,6 +55,9 @@ inline constexpr std::string_view kExportSpansDropped = "isotrace.export.spans.d
 inline constexpr std::string_view kExportQueueSize = "isotrace.export.queue.size";
 inline constexpr std::string_view kCorrelateSpans = "isotrace.correlate.spans";
 inline constexpr std::string_view kCorrelateLost = "isotrace.correlate.lost";
+inline constexpr std::string_view kCorrelateLinks = "isotrace.correlate.links";
+inline constexpr std::string_view kLocateTraces = "isotrace.locate.traces";
+inline constexpr std::string_view kVerdicts = "isotrace.verdicts";
 inline constexpr std::string_view kWorkloads = "isotrace.metrics.workloads";
 inline constexpr std::string_view kWorkloadsEvicted = "isotrace.metrics.workloads.evicted";
 inline constexpr std::string_view kProcessCpuTime = "process.cpu.time";
@@ -97,6 +101,8 @@ struct SelfStats {
   std::vector<Probe> probes;
   uint64_t spans = 0;                         // spans the correlator produced
   std::map<std::string, uint64_t> correlate_lost;  // reason → requests/connections given up
+  std::map<std::string, uint64_t> links;   // outcome → spans (thread, peer, *_ambiguous, ...)
+  std::map<std::string, uint64_t> locate;  // outcome → local traces (normal, slow, failed, ...)
   bool exporting = false;                     // a span exporter runs (else no export.*)
   uint64_t spans_accepted = 0;
   uint64_t spans_sent = 0;
@@ -194,6 +200,7 @@ class Aggregator {
   uint64_t evicted_ = 0;
   uint64_t spans_total_ = 0;
   SelfStats self_;
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> verdicts_;  // bounded
 };
 
 // "vm:kvm/container:runc/sandbox:bwrap/wasm:node-wasi" → "kvm/runc/bwrap/node-wasi":
