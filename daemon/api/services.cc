@@ -47,8 +47,21 @@ std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cf
 }
 
 metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlate::TrackerStats& tracker,
-                                 const otlp::ExportStats* es) {
+                                 const otlp::ExportStats* es, const locate::LocateStats* ls) {
   metrics::SelfStats s;
+  s.links = {{"thread", tracker.links_thread},
+             {"thread_ambiguous", tracker.links_thread_ambiguous},
+             {"peer", tracker.links_peer},
+             {"peer_ambiguous", tracker.links_peer_ambiguous},
+             {"peer_unmatched", tracker.links_peer_unmatched},
+             {"app_traceparent", tracker.app_traceparents}};
+  if (ls != nullptr)
+    s.locate = {{"normal", ls->traces - ls->abnormal},
+                {"slow", ls->slow},
+                {"failed", ls->failed},
+                {"learning", ls->learning},
+                {"released_unjudged", ls->released_unjudged},
+                {"late_children", ls->late_children}};
   metrics::SelfStats::Probe l7;
   l7.name = "l7";
   l7.events = probe.received;

@@ -14,6 +14,7 @@
 #include "daemon/api/server.h"
 #include "daemon/config/config.h"
 #include "daemon/correlate/connection_tracker.h"
+#include "daemon/locate/locator.h"
 #include "daemon/metrics/aggregator.h"
 #include "daemon/probes/l7_probe.h"
 #include "exporters/otlp/exporter.h"
@@ -80,6 +81,7 @@ std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cf
 
 // The self-telemetry the poll thread hands the aggregator (export_stats null: embedded).
 metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlate::TrackerStats& tracker,
-                                 const otlp::ExportStats* export_stats);
+                                 const otlp::ExportStats* export_stats,
+                                 const locate::LocateStats* locate_stats = nullptr);
 
 }  // namespace isotrace::api

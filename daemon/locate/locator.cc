@@ -421,6 +421,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     if (!n.kids.empty()) n.h->span.attributes.push_back({"isotrace.downstream_ns", n.child_union});
 
   if (slow || failed) {
+    stats_.abnormal++;
     if (slow) stats_.slow++;
     if (failed) stats_.failed++;
     struct Acc {

@@ -40,6 +40,7 @@ struct LocateStats {
   uint64_t traces = 0;            // local trees judged
   uint64_t slow = 0;              // ... found slow
   uint64_t failed = 0;            // ... found failed
+  uint64_t abnormal = 0;          // ... found slow, failed or both
   uint64_t verdicts = 0;
   uint64_t learning = 0;          // not judged slow: the root's baseline was still learning
   uint64_t released_unjudged = 0; // waited max_wait_ms for a parent, or held-span overflow

@@ -236,8 +236,9 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
   pipeline.AddTicker([svc, traces, &pipeline] {
     std::optional<otlp::ExportStats> now;
     if (traces) now = traces->Stats();
+    auto ls = pipeline.locate_stats();
     svc->UpdateSelf(api::SelfStatsFrom(pipeline.probe_counters(), pipeline.tracker_stats(),
-                                       now ? &*now : nullptr));
+                                       now ? &*now : nullptr, &ls));
   });
 
   absl::Status run = pipeline.Run(stop);
@@ -268,7 +269,8 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
     if (!st.ok()) spdlog::warn("logs exporter: shutdown deadline passed");
   }
   // Final counters, then the last OTLP metrics export.
-  svc->UpdateSelf(api::SelfStatsFrom(pc, ts, es ? &*es : nullptr));
+  const auto final_locate = pipeline.locate_stats();
+  svc->UpdateSelf(api::SelfStatsFrom(pc, ts, es ? &*es : nullptr, &final_locate));
   svc->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
   if (!cfg.stats_file.empty())
     WriteStatsFile(cfg.stats_file, es ? &*es : nullptr, exporter_ok, pc, ts);
