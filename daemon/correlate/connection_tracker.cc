@@ -104,6 +104,7 @@ struct ConnectionTracker::Conn {
   static constexpr size_t kMaxRecentClients = 8;
   std::deque<ClientCtx> recent_clients;  // answered CLIENT requests, newest last
   uint32_t last_tid = 0;
+  uint64_t opaque_sent_ts = 0;  // not HTTP: exit of the last write not yet answered
 };
 
 ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink)
@@ -200,11 +201,19 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       c->last_active_mono = ev.ts_exit_ns;
       c->last_tid = ev.tid;
       if (!c->disabled) OnData(*c, ev);
-      // A thread blocked reading a socket that carries no HTTP/1.x is waiting on a
-      // downstream no span explains (a database, TLS): keep the time per thread.
-      if (c->disabled && ev.dir == SocketEvent::Direction::kIngress && ev.ts_exit_ns > ev.ts_enter_ns) {
-        if (unseen_wait_.size() > 65536) unseen_wait_.clear();  // diffs clamp at 0
-        unseen_wait_[ThreadKey(ev.tgid, ev.tid)] += ev.ts_exit_ns - ev.ts_enter_ns;
+      // A socket that carries no HTTP/1.x (a database, TLS): the time from a write on it
+      // to the read that returns the answer is a downstream wait no span explains. Timed
+      // from write to read rather than inside the read, so clients that wait in
+      // poll/epoll before reading (most of them) are covered too.
+      if (c->disabled && ev.ret > 0) {
+        if (ev.dir == SocketEvent::Direction::kEgress) {
+          c->opaque_sent_ts = ev.ts_exit_ns;
+        } else if (ev.dir == SocketEvent::Direction::kIngress && c->opaque_sent_ts &&
+                   ev.ts_exit_ns > c->opaque_sent_ts) {
+          if (unseen_wait_.size() > 65536) unseen_wait_.clear();  // diffs clamp at 0
+          unseen_wait_[ThreadKey(ev.tgid, ev.tid)] += ev.ts_exit_ns - c->opaque_sent_ts;
+          c->opaque_sent_ts = 0;
+        }
       }
       return;
     }

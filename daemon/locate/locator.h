@@ -59,7 +59,7 @@ enum Component : int {
   kThrottled,  // held back by the CPU quota          → container / throttling
   kBlkio,      // block I/O                           → kernel / block_io
   kMemstall,   // reclaim / memory stalls             → container or kernel / memory
-  kUnseen,     // blocked reading a non-HTTP socket   → downstream / downstream
+  kUnseen,     // waiting on a non-HTTP socket's answer → downstream / downstream
   kWait,       // other own off-CPU time              → app / wait
   kGap,        // CLIENT: waiting for the answer, not explained by a local child
   kDuration,   // the span's whole duration (baseline only)

@@ -1010,7 +1010,7 @@ TEST_F(ConnectionTrackerTest, AnEventLoopLinksOnlyTheOneRequestWithTheSameLine) 
   EXPECT_EQ(stats().links_thread_ambiguous, 1u);
 }
 
-TEST_F(ConnectionTrackerTest, ReadsOfANonHttpSocketCountAsUnseenDownstream) {
+TEST_F(ConnectionTrackerTest, WaitsForANonHttpAnswerCountAsUnseenDownstream) {
   links::Chain c;
   Sock db = c.a_out;
   db.fd = 20;
@@ -1020,16 +1020,14 @@ TEST_F(ConnectionTrackerTest, ReadsOfANonHttpSocketCountAsUnseenDownstream) {
   Recv(c.a_in, Get("/report"), 2);
   Connect(db, 3);
   Send(db, "Q\x00\x00\x00\x0dselect 1\x00"sv, 4);  // not HTTP: the connection is ignored
-  SocketEvent ev = Base(db, Kind::kData, 5);
-  ev.dir = Dir::kIngress;
-  ev.ts_enter_ns = Enter(5);
-  ev.ts_exit_ns = Enter(5) + 40'000;  // blocked 40 µs for the answer
-  ev.payload = "T\x00\x00\x00\x21"sv;
-  ev.ret = 5;
-  tracker_->OnEvent(ev);
+  // The client waits in poll() (not seen), then its read returns at once with the
+  // answer: the wait is from the query's write to the answer's read.
+  Recv(db, "T\x00\x00\x00\x21"sv, 44);
+  Recv(db, "more of the same answer"sv, 45);  // not a new wait
   Send(c.a_in, Response(200, "OK", "r"), 100);
   ASSERT_EQ(spans_.size(), 1u);
-  EXPECT_EQ(links::IntAttr(spans_[0], "isotrace.downstream.unseen_ns"), 40'000);
+  EXPECT_EQ(links::IntAttr(spans_[0], "isotrace.downstream.unseen_ns"),
+            static_cast<int64_t>(Exit(44) - Exit(4)));
 }
 }  // namespace
 }  // namespace isotrace::correlate
