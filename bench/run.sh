@@ -3,6 +3,8 @@
 #   bash bench/run.sh <builddir>
 # Micro benchmarks: every <builddir>/bin/*_bench (Google Benchmark), pinned to one CPU.
 # Macro benchmarks: bench/daemon_overhead.sh (needs root; says so and moves on without).
+# Localization accuracy: bench/locate/run.py, LOCATE_REPS injections of each fault (default
+# 2; needs root, runc, nftables, stress-ng; says so and moves on without).
 # BENCH_ARGS is passed to the micro benchmarks (e.g. --benchmark_filter=Encode).
 # Exit status: 1 when a benchmark failed, 0 otherwise (one that cannot run here is
 # reported, not failed).
@@ -41,5 +43,13 @@ case $? in
   0) ;;
   2) echo "(daemon_footprint.py could not run here; see the message above)" ;;
   *) echo "FAILED: daemon_footprint.py"; failed=1 ;;
+esac
+echo
+echo "=== locate/run.py (localization accuracy: faults injected into a service chain; LOCATE_REPS=${LOCATE_REPS:-2}) ==="
+python3 "$HERE/locate/run.py" "$BUILD" --reps "${LOCATE_REPS:-2}"
+case $? in
+  0) ;;
+  2) echo "(locate/run.py could not run here; see the message above)" ;;
+  *) echo "FAILED: locate/run.py"; failed=1 ;;
 esac
 exit $failed

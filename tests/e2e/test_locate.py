@@ -1,0 +1,148 @@
+"""Localization end to end (issue: locate), on the chain of bench/locate at a short setting.
+
+load driver → nginx → svc-b (Python, CPU 1) → svc-c (Python in a runc container with its
+own network namespace) → db (TCP line protocol, not HTTP); no process propagates trace
+context. isotraced exports spans and verdict logs to the independent npm OTLP receiver.
+
+Asserts:
+ (a) linking: for a sample of requests of the clean warm-up, the six spans of one request
+     (loadgen CLIENT → nginx SERVER → nginx CLIENT → svc-b SERVER → svc-b CLIENT →
+     svc-c SERVER, found by the request's unique query string) share one trace id and
+     each one's parent is the span before it; a request sent with a W3C traceparent keeps
+     its trace id (the loadgen CLIENT span is then the child of the sent parent, and
+     nginx's SERVER span the child of either: docs/locate.md, "app context wins");
+ (b) verdicts: for each injection (CPU throttling of svc-c's container, 40 ms more CPU in
+     svc-b's handler; 2 each) the majority verdict of the traces started during the fault
+     is the truth, the first correct verdict log arrives within 5 s of the onset (printed;
+     the target is 2 s), and every verdict log's traceId/spanId name a received span that
+     carries the same isotrace.verdict.* attributes;
+ (c) no false alarms: at most 1 verdict per 10 s over the last 20 s of the clean warm-up
+     (its first 5 s learn the baselines), printed with each verdict's cause.
+"""
+import os
+import signal
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+sys.path.insert(0, os.path.join(h.SRC, "bench", "locate"))
+import analyze as A  # noqa: E402
+import chain as C  # noqa: E402
+import injectors as I  # noqa: E402
+import run as R  # noqa: E402
+
+FAULTS = (I.Throttling, I.SlowApp)
+REPS = 2
+LINK_SAMPLE = 150
+FIRST_VERDICT_MAX_S = 5.0
+FP_PER_10S_MAX = 1.0
+
+
+def main():
+    if os.geteuid() != 0:
+        h.skip("needs root (BPF, runc, network namespaces)")
+    missing = C.need_tools()
+    if missing:
+        h.skip("%s not installed (scripts/install-deps.sh)" % ", ".join(missing))
+    if not os.path.isdir(C.CONTAINER_MNT):
+        h.skip("%s missing: the container's mountpoint for the work directory" % C.CONTAINER_MNT)
+    # SIGTERM unwinds, so the finally clauses remove the container, netns and hogs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with h.Procs() as procs:
+        b = R.Bench(procs, warmup=25.0, clean_tail=20.0, fault_max=8.0, fault_min=2.0, stop_after=5, recover=4.0)
+        rc = None
+        try:
+            b.setup()
+            b.warmup()
+            for rep in range(1, REPS + 1):
+                for f in FAULTS:
+                    b.inject(f, rep)
+            rc = b.finish()
+        finally:
+            errs = b.close()
+        if errs:
+            h.fail("clean-up: %s" % errs)
+        if rc != 0:
+            h.fail("isotraced exited %s:\n%s" % (rc, procs.log(b.daemon)[-3000:]))
+        res = b.results()
+        R.report(res)
+        errors = []
+
+        # (a) linking, over requests of the clean warm-up after its first 3 s
+        c0, c1 = b.windows["clean"]
+        clean_recs = [r for r in b.load if c0 + 3 <= r["t0"] < c1 - 1]
+        n, problems, counts = A.check_linking(b.index, clean_recs, sample=LINK_SAMPLE)
+        tp = sum(1 for r in clean_recs if r.get("tid"))
+        print("\nlinking: %d requests checked (%d of the clean ones carried a traceparent): %s"
+              % (n, tp, dict(counts)))
+        for p in problems[:15]:
+            print("  " + p)
+        if n < LINK_SAMPLE // 2:
+            errors.append("linking: only %d requests to check" % n)
+        if problems:
+            errors.append("linking: %d problems in %d requests" % (len(problems), n))
+        if not tp:
+            errors.append("linking: no request with a traceparent")
+
+        # (b) verdicts per injection
+        for inj in res["injections"]:
+            tag = "%s rep %d" % (inj["fault"], inj["rep"])
+            truth = A.fmt_triple(tuple(inj["truth"]))
+            maj = A.fmt_triple(tuple(inj["majority"]) if inj["majority"] else None)
+            fc = inj["first_correct_s"]
+            print("%s: majority %s (truth %s), %d/%d verdicts correct, first correct verdict %s after onset"
+                  % (tag, maj, truth, inj["n_correct"], inj["n_verdicts"], "never" if fc is None else "%.2f s" % fc))
+            if maj != truth:
+                errors.append("%s: majority verdict %s, want %s" % (tag, maj, truth))
+            if fc is None or fc > FIRST_VERDICT_MAX_S:
+                errors.append("%s: first correct verdict %s, want ≤ %.0f s after onset"
+                              % (tag, "never" if fc is None else "%.2f s" % fc, FIRST_VERDICT_MAX_S))
+        spans, logs = b.tail.snapshot()
+        by_id = {(s.get("traceId"), s.get("spanId")): s for s in spans}
+        ours = [rec for rec in logs if A.ours(b.index, rec)]
+        mism = 0
+        for rec in ours:
+            s = by_id.get((rec.get("traceId"), rec.get("spanId")))
+            la = rec.get("attributes", {})
+            if s is None:
+                mism += 1
+                if mism <= 5:
+                    print("  verdict log %s/%s names no received span" % (rec.get("traceId"), rec.get("spanId")))
+                continue
+            sa = s.get("attributes", {})
+            for k in A.VERDICT_KEYS + ("isotrace.verdict.share",):
+                lv, sv = la.get(k), sa.get(k)
+                if k.endswith("share") and lv is not None and sv is not None:
+                    same = abs(float(lv) - float(sv)) < 1e-9
+                else:
+                    same = lv == sv
+                if not same:
+                    mism += 1
+                    if mism <= 5:
+                        print("  verdict log %s/%s: %s = %r, its span has %r" % (
+                            rec.get("traceId"), rec.get("spanId"), k, lv, sv))
+                    break
+        print("verdict logs of the chain: %d, not matching their span: %d" % (len(ours), mism))
+        if not ours:
+            errors.append("no verdict logs for the chain's traces")
+        if mism:
+            errors.append("%d verdict logs do not match a span with the same isotrace.verdict.* attributes" % mism)
+
+        # (c) false positives in the clean tail
+        ct = res["clean_tail"]
+        print("false positives: %d verdicts in the last %.0f s of clean load (%.1f per 10 s, limit %.0f)"
+              % (ct["verdicts"], ct["seconds"], ct["per_10s"], FP_PER_10S_MAX))
+        if ct["per_10s"] > FP_PER_10S_MAX:
+            errors.append("clean load: %.1f verdicts per 10 s (%s)" % (ct["per_10s"], ", ".join(ct["seen"])))
+
+        if errors:
+            print("\n".join("MISMATCH: " + e for e in errors))
+            print("daemon log tail:\n" + procs.log(b.daemon)[-2000:])
+            h.fail("%d mismatches" % len(errors))
+        print("PASS")
+
+
+if __name__ == "__main__":
+    main()
