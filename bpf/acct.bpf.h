@@ -111,6 +111,15 @@ static __always_inline void acct_close_on(struct acct_state *s, __u64 now, struc
   s->steal_in = st;
 }
 
+/* include/linux/sched.h: set for the whole of direct and memcg reclaim
+ * (memalloc_noreclaim_save). A thread without it is not in reclaim, whatever our nesting
+ * count says: a begin whose end we missed must not turn every later wait into a stall. */
+#define ISOTRACE_PF_MEMALLOC 0x00000800
+
+static __always_inline void acct_check_stall(struct acct_state *s, struct task_struct *p) {
+  if (s->stall_depth && !(BPF_CORE_READ(p, flags) & ISOTRACE_PF_MEMALLOC)) s->stall_depth = 0;
+}
+
 static __always_inline bool task_throttled(struct task_struct *p) {
   if (bpf_core_field_exists(p->throttled) && BPF_CORE_READ(p, throttled)) return true;
   struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
@@ -132,6 +141,8 @@ static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now)
     out->valid = 1;
     return;
   }
+  /* A syscall's exit is never inside reclaim. */
+  s->stall_depth = 0;
   if (s->running) acct_close_on(s, now, cur);
   out->oncpu_ns = s->oncpu;
   out->runq_ns = s->runq;
@@ -151,6 +162,7 @@ int BPF_PROG(acct_switch, bool preempt, struct task_struct *prev, struct task_st
   __u32 ptid = prev->pid;
   struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &ptid);
   if (s && s->running) {
+    acct_check_stall(s, prev);
     acct_close_on(s, now, prev);
     s->running = 0;
     s->off_ts = now;
