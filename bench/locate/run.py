@@ -132,7 +132,9 @@ class Bench:
         res["clean_breakdown"] = ref
         t0, t1 = self.windows["clean_tail"]
         fp = [(a, rec, st) for a, rec, st in ours if st is not None and t0 <= st < t1]
-        res["clean_tail"] = {"seconds": t1 - t0, "verdicts": len(fp),
+        tail_requests = sum(1 for r in load if t0 <= r["t0"] < t1)
+        res["clean_tail"] = {"seconds": t1 - t0, "verdicts": len(fp), "requests": tail_requests,
+                             "ratio": len(fp) / max(tail_requests, 1),
                              "per_10s": len(fp) / max(t1 - t0, 1e-9) * 10,
                              "seen": ["%s (%.1f ms, usual %.1f ms)" % (
                                  A.fmt_triple(A.verdict_of(r)),

@@ -16,7 +16,10 @@ Asserts:
      is the truth, the first correct verdict log arrives within 5 s of the onset (printed;
      the target is 2 s), and every verdict log's traceId/spanId name a received span that
      carries the same isotrace.verdict.* attributes;
- (c) no false alarms: at most 1 verdict per 10 s over the last 20 s of the clean warm-up
+ (c) no false alarms: clean load gets a verdict only for a trace that really was slow, and
+     for at most 2 % of the requests of the warm-up's last 20 s (natural outliers exist on
+     a 2-core machine: an fsync spike is a slow trace, and naming it is right; a broken
+     baseline would flag far more)
      (its first 5 s learn the baselines), printed with each verdict's cause.
 """
 import os
@@ -37,7 +40,7 @@ FAULTS = (I.Throttling, I.SlowApp)
 REPS = 2
 LINK_SAMPLE = 150
 FIRST_VERDICT_MAX_S = 5.0
-FP_PER_10S_MAX = 1.0
+CLEAN_VERDICT_RATIO_MAX = 0.02
 
 
 def main():
@@ -132,10 +135,19 @@ def main():
 
         # (c) false positives in the clean tail
         ct = res["clean_tail"]
-        print("false positives: %d verdicts in the last %.0f s of clean load (%.1f per 10 s, limit %.0f)"
-              % (ct["verdicts"], ct["seconds"], ct["per_10s"], FP_PER_10S_MAX))
-        if ct["per_10s"] > FP_PER_10S_MAX:
-            errors.append("clean load: %.1f verdicts per 10 s (%s)" % (ct["per_10s"], ", ".join(ct["seen"])))
+        print("clean load: %d verdicts for %d requests in the last %.0f s (%.2f %%, limit %.0f %%; %.1f per 10 s)%s"
+              % (ct["verdicts"], ct["requests"], ct["seconds"], 100 * ct["ratio"], 100 * CLEAN_VERDICT_RATIO_MAX,
+                 ct["per_10s"], (": " + ", ".join(ct["seen"])) if ct["seen"] else ""))
+        if ct["requests"] < 100:
+            errors.append("clean load: only %d requests in the tail" % ct["requests"])
+        if ct["ratio"] > CLEAN_VERDICT_RATIO_MAX:
+            errors.append("clean load: verdicts for %.1f %% of the requests (%s)" % (100 * ct["ratio"], ", ".join(ct["seen"])))
+        for rec in logs:
+            a = rec.get("attributes", {})
+            d, base = int(a.get("isotrace.verdict.duration_ns", 0) or 0), int(a.get("isotrace.verdict.baseline_ns", 0) or 0)
+            if a.get("isotrace.verdict.reason") == "slow" and not (base > 0 and d > 2 * base):
+                errors.append("verdict for a trace that was not slow: %s" % a)
+                break
 
         if errors:
             print("\n".join("MISMATCH: " + e for e in errors))
