@@ -1,5 +1,7 @@
 #include "daemon/cli/render.h"
 
+#include "daemon/api/convert.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -572,16 +574,6 @@ std::string FormatMillis(int64_t ns) {
 
 namespace {
 
-std::string HexBytes(const std::string& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
 
 std::string_view KindName(int32_t kind) {
   switch (kind) {
@@ -622,7 +614,7 @@ std::vector<std::string> RenderLocate(const v1::LocateResponse& resp, absl::Dura
         v.status_code() > 0 ? std::to_string(v.status_code()) : Text(v.error_type());
     std::string usual =
         v.baseline_ns() > 0 ? "(usual " + FormatMillis(v.baseline_ns()) + ")" : "(no baseline yet)";
-    out.push_back(when + " " + HexBytes(v.trace_id()) + " " + Text(v.root_service()) + " " + what +
+    out.push_back(when + " " + api::HexId(v.trace_id()) + " " + Text(v.root_service()) + " " + what +
                   " " + status + " " + FormatMillis(v.duration_ns()) + " " + usual + " " +
                   Text(v.reason()));
     out.push_back("  verdict: " + Text(v.service()) + " / " + Text(v.layer()) + " / " +
@@ -660,8 +652,8 @@ std::string LocateJson(const v1::LocateResponse& resp) {
   json verdicts = json::array();
   for (const auto& v : resp.verdicts()) {
     json r;
-    r["trace_id"] = HexBytes(v.trace_id());
-    r["span_id"] = HexBytes(v.span_id());
+    r["trace_id"] = api::HexId(v.trace_id());
+    r["span_id"] = api::HexId(v.span_id());
     r["start_time_unix_nano"] = v.start_time_unix_nano();
     r["end_time_unix_nano"] = v.end_time_unix_nano();
     r["decided_time_unix_nano"] = v.decided_time_unix_nano();
@@ -690,7 +682,7 @@ std::string LocateJson(const v1::LocateResponse& resp) {
     for (const auto& h : v.critical_path())
       hops.push_back({{"service", h.service()},
                       {"kind", std::string(KindName(h.kind()))},
-                      {"span_id", HexBytes(h.span_id())},
+                      {"span_id", api::HexId(h.span_id())},
                       {"method", h.method()},
                       {"path", h.path()},
                       {"peer", h.peer()},

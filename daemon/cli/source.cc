@@ -29,6 +29,16 @@ namespace {
 
 constexpr auto kCallTimeout = std::chrono::seconds(3);
 
+v1::LocateRequest MakeLocateRequest(const std::optional<correlate::TraceId>& trace_id, uint32_t since_s,
+                                    uint32_t max) {
+  v1::LocateRequest req;
+  if (trace_id)
+    req.set_trace_id(std::string(reinterpret_cast<const char*>(trace_id->data()), trace_id->size()));
+  req.set_since_seconds(since_s);
+  req.set_max(max);
+  return req;
+}
+
 absl::Status FromGrpc(const grpc::Status& st, const std::string& what) {
   return absl::UnavailableError(absl::StrCat(what, ": ", st.error_message(), " (",
                                              static_cast<int>(st.error_code()), ")"));
@@ -67,12 +77,7 @@ class RemoteSource final : public Source {
                                             uint32_t since_s, uint32_t max) override {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-    v1::LocateRequest req;
-    if (trace_id)
-      req.set_trace_id(
-          std::string(reinterpret_cast<const char*>(trace_id->data()), trace_id->size()));
-    req.set_since_seconds(since_s);
-    req.set_max(max);
+    v1::LocateRequest req = MakeLocateRequest(trace_id, since_s, max);
     v1::LocateResponse resp;
     auto st = stub_->Locate(&ctx, req, &resp);
     if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED)
@@ -137,12 +142,7 @@ class EmbeddedSource final : public Source {
   absl::StatusOr<v1::LocateResponse> Locate(const std::optional<correlate::TraceId>& trace_id,
                                             uint32_t since_s, uint32_t max) override {
     // The same request → query → response path the daemon's handler takes.
-    v1::LocateRequest req;
-    if (trace_id)
-      req.set_trace_id(
-          std::string(reinterpret_cast<const char*>(trace_id->data()), trace_id->size()));
-    req.set_since_seconds(since_s);
-    req.set_max(max);
+    v1::LocateRequest req = MakeLocateRequest(trace_id, since_s, max);
     const uint64_t now = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
     return api::LocateResponseFrom(
         api::ReadVerdicts(pipeline_.verdicts(), api::VerdictQueryFrom(req, now)), "embedded", now);
