@@ -227,7 +227,10 @@ class Chain:
         p = cfg["process"]
         p["terminal"] = False
         p["cwd"] = "/"
-        p["args"] = ["taskset", "-c", "0", sys.executable, SERVICES, "svc-c", "--port", str(SVC_C_PORT),
+        # The container sees the host's / but its own /tmp (where a checkout may live, as
+        # CI's does): run a copy from the work directory it mounts.
+        shutil.copy(SERVICES, os.path.join(self.work, "services.py"))
+        p["args"] = ["taskset", "-c", "0", sys.executable, CONTAINER_MNT + "/services.py", "svc-c", "--port", str(SVC_C_PORT),
                      "--db", "%s:%d" % (self.host_ip, self.db_port),
                      "--control", CONTAINER_MNT + "/control.json", "--data", CONTAINER_MNT + "/svc-c-data.bin",
                      "--data-mb", str(self.DATA_MB)] + (["--db-poll"] if self.db_poll else [])
@@ -269,21 +272,7 @@ class Chain:
         tmp = os.path.join(self.procs.tmp, "nginx")
         os.makedirs(tmp, exist_ok=True)
         conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""
-worker_processes 1;
-daemon off;
-master_process on;
-pid %(tmp)s/nginx.pid;
-error_log %(tmp)s/error.log warn;
-events { worker_connections 2048; }
-http {
-  access_log off;
-  client_body_temp_path %(tmp)s/body;
-  proxy_temp_path %(tmp)s/proxy;
-  fastcgi_temp_path %(tmp)s/fastcgi;
-  uwsgi_temp_path %(tmp)s/uwsgi;
-  scgi_temp_path %(tmp)s/scgi;
+        h.write_nginx_conf(conf, tmp, """
   upstream svc_b {
     server 127.0.0.1:%(b)d;
     keepalive 64;
@@ -297,9 +286,7 @@ http {
       proxy_set_header Connection "";
       proxy_read_timeout 120s;
     }
-  }
-}
-""" % {"tmp": tmp, "port": self.nginx_port, "b": self.b_port})
+  }""" % {"port": self.nginx_port, "b": self.b_port}, worker_connections=2048)
         p = self.procs.start(["taskset", "-c", "0", "nginx", "-c", conf, "-p", tmp], "nginx")
         if not h.wait_port(self.nginx_port):
             raise RuntimeError("nginx did not listen: " + self.procs.log(p))

@@ -19,28 +19,12 @@ def start_nginx_single(procs, port, name="nginx"):
     tmp = os.path.join(procs.tmp, name)
     os.makedirs(tmp, exist_ok=True)
     conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""
-worker_processes 1;
-daemon off;
-master_process off;
-pid %(tmp)s/nginx.pid;
-error_log %(tmp)s/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %(tmp)s/body;
-  proxy_temp_path %(tmp)s/proxy;
-  fastcgi_temp_path %(tmp)s/fastcgi;
-  uwsgi_temp_path %(tmp)s/uwsgi;
-  scgi_temp_path %(tmp)s/scgi;
+    h.write_nginx_conf(conf, tmp, """
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:%(port)d;
     location / { return 200 "ok\\n"; }
-  }
-}
-""" % {"tmp": tmp, "port": port})
+  }""" % {"port": port}, master=False)
     p = procs.start(["nginx", "-c", conf, "-p", tmp], name)
     if not h.wait_port(port):
         h.fail("nginx did not listen: " + procs.log(p))

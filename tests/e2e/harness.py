@@ -151,16 +151,17 @@ def start_daemon(procs, *args, env=None, ready_timeout=30):
     fail("isotraced did not attach within %ss:\n%s" % (ready_timeout, procs.log(p)))
 
 
-def start_nginx(procs, port, root):
-    conf = os.path.join(procs.tmp, "nginx.conf")
-    with open(conf, "w") as f:
+def write_nginx_conf(path, tmp, http_body, master=True, worker_connections=1024, error_log="error.log"):
+    """One nginx process tree confined to `tmp` (pid file, logs, temp paths), serving
+    `http_body` (the inside of the http block)."""
+    with open(path, "w") as f:
         f.write("""
 worker_processes 1;
 daemon off;
-master_process on;
+master_process %(master)s;
 pid %(tmp)s/nginx.pid;
-error_log %(tmp)s/nginx-error.log warn;
-events { worker_connections 256; }
+error_log %(tmp)s/%(log)s warn;
+events { worker_connections %(wc)d; }
 http {
   access_log off;
   client_body_temp_path %(tmp)s/body;
@@ -168,6 +169,15 @@ http {
   fastcgi_temp_path %(tmp)s/fastcgi;
   uwsgi_temp_path %(tmp)s/uwsgi;
   scgi_temp_path %(tmp)s/scgi;
+%(body)s
+}
+""" % {"master": "on" if master else "off", "tmp": tmp, "log": error_log, "wc": worker_connections,
+       "body": http_body})
+
+
+def start_nginx(procs, port, root):
+    conf = os.path.join(procs.tmp, "nginx.conf")
+    write_nginx_conf(conf, procs.tmp, """
   sendfile on;
   keepalive_requests 10000;
   server {
@@ -175,9 +185,7 @@ http {
     root %(root)s;
     location /missing { return 404; }
     location /boom { return 500; }
-  }
-}
-""" % {"tmp": procs.tmp, "port": port, "root": root})
+  }""" % {"port": port, "root": root}, worker_connections=256, error_log="nginx-error.log")
     p = procs.start(["nginx", "-c", conf, "-p", procs.tmp], "nginx")
     if not wait_port(port):
         fail("nginx did not listen: " + procs.log(p))

@@ -153,7 +153,14 @@ def main():
             check(classes == want_classes, "%s status classes %s, want %s" % (svc, classes, want_classes))
 
             # The metrics' resource is the spans' resource without the per-process keys.
-            spans = [s for s in recv.records("span") if s["resource"].get("service.name") == svc and s["spanKind"] == 2]
+            # Spans go out on their own batch timer: wait for them as for the metrics.
+            span_deadline = time.time() + 10
+            while True:
+                spans = [s for s in recv.records("span")
+                         if s["resource"].get("service.name") == svc and s["spanKind"] == 2]
+                if len(spans) >= total[svc] or time.time() > span_deadline:
+                    break
+                time.sleep(0.3)
             check(len(spans) == total[svc], "%s: %d SERVER spans received, %d requests sent" % (svc, len(spans), total[svc]))
             if spans:
                 span_res = {k: v for k, v in spans[-1]["resource"].items() if k not in PER_PROCESS}
