@@ -108,6 +108,10 @@ std::string Peer(const Span& s) {
   return absl::StrCat(s.server_address, ":", s.server_port);
 }
 
+// A memory stall this far above usual makes the span's extra block I/O count as memory
+// pressure (page cache re-read after eviction); below it, I/O stands on its own.
+constexpr int64_t kMinMemExcessNs = 1'000'000;
+
 bool Failed(const Span& s) {
   return s.status_code >= 500 || s.error_type == "tcp_reset" || s.error_type == "connection_closed";
 }
@@ -452,8 +456,20 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       add(svc, {"vm", "steal"}, n.comp[kSteal], base(kSteal));
       add(svc, {"kernel", "runqueue"}, n.comp[kRunq], base(kRunq));
       add(svc, {"container", "throttling"}, n.comp[kThrottled], base(kThrottled));
-      add(svc, {"kernel", "block_io"}, n.comp[kBlkio], base(kBlkio));
-      add(svc, {in_container ? "container" : "kernel", "memory"}, n.comp[kMemstall], base(kMemstall));
+      const Label memory{in_container ? "container" : "kernel", "memory"};
+      const int64_t mem_excess = n.comp[kMemstall] - base(kMemstall);
+      const int64_t io_excess = n.comp[kBlkio] - base(kBlkio);
+      if (mem_excess >= kMinMemExcessNs && io_excess > 0 && mem_excess * 5 >= io_excess) {
+        // Memory pressure shows twice: as reclaim stalls and as the re-reads of page
+        // cache it just evicted (only refaults of pages the kernel saw as working set are
+        // flagged as memory stalls; the rest is plain block I/O). Extra I/O in a span that
+        // also stalled on memory is that pressure's; I/O without a memory stall is the
+        // device's.
+        add(svc, memory, n.comp[kMemstall] + n.comp[kBlkio], base(kMemstall) + base(kBlkio));
+      } else {
+        add(svc, {"kernel", "block_io"}, n.comp[kBlkio], base(kBlkio));
+        add(svc, memory, n.comp[kMemstall], base(kMemstall));
+      }
       add(svc, {"downstream", "downstream"}, n.comp[kUnseen], base(kUnseen));
       add(svc, {"app", "wait"}, n.comp[kWait], base(kWait));
       if (n.h->span.kind == SpanKind::kClient) {

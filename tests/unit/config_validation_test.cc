@@ -217,5 +217,47 @@ TEST(ConfigPrecedence, SchemeLessEndpointIsTlsUnlessInsecure) {
   EXPECT_TRUE(opts->endpoint.insecure);
 }
 
+TEST(ConfigLocate, KeysLoadAndBadValuesNameTheFix) {
+  Config c;
+  auto st = Load(R"(
+locate:
+  enabled: true
+  slow_factor: 1.5
+  slow_min_ms: 10
+  baseline_samples: 128
+  baseline_min_samples: 32
+  hold_ms: 300
+  max_wait_ms: 10000
+  max_held_spans: 1000
+  max_baselines: 100
+  verdicts: 50
+)",
+                 &c);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_DOUBLE_EQ(c.locate_slow_factor, 1.5);
+  EXPECT_EQ(c.locate_slow_min_ms, 10u);
+  EXPECT_EQ(c.locate_baseline_min_samples, 32u);
+  EXPECT_EQ(c.locate_hold_ms, 300u);
+  EXPECT_EQ(c.locate_verdicts, 50u);
+  EXPECT_TRUE(Validate(c).ok());
+
+  Config bad;
+  st = Load("locate: {slow_factor: 0.9}\n", &bad);
+  EXPECT_THAT(Message(st), HasSubstr("locate.slow_factor"));
+  EXPECT_THAT(Message(st), HasSubstr("≥ 1.0"));
+  st = Load("locate: {slow_factor: fast}\n", &bad);
+  EXPECT_FALSE(st.ok());
+
+  Config v;
+  v.locate_hold_ms = 2500;
+  EXPECT_THAT(Message(Validate(v)), HasSubstr("locate.hold_ms"));
+  v = Config();
+  v.locate_baseline_min_samples = 300;  // more than baseline_samples (256)
+  EXPECT_THAT(Message(Validate(v)), HasSubstr("locate.baseline_min_samples"));
+  v = Config();
+  v.locate_max_wait_ms = 100;  // below hold_ms
+  EXPECT_THAT(Message(Validate(v)), HasSubstr("locate.max_wait_ms"));
+}
+
 }  // namespace
 }  // namespace isotrace::config

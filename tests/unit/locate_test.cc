@@ -204,6 +204,19 @@ TEST_F(LocateTest, EachCauseMapsToItsLayer) {
       {"cpu", [](Acct* a) { a->oncpu += 30 * kMs; }, "app", "cpu"},
       {"blkio", [](Acct* a) { a->blkio += 30 * kMs; }, "kernel", "block_io"},
       {"memory in a container", [](Acct* a) { a->memstall += 30 * kMs; }, "container", "memory"},
+      // Evicted page cache read back: more I/O than stall, both from the memory limit.
+      {"memory with read-back I/O",
+       [](Acct* a) {
+         a->memstall += 6 * kMs;
+         a->blkio += 20 * kMs;
+       },
+       "container", "memory"},
+      {"I/O with a trace of memory stall",
+       [](Acct* a) {
+         a->memstall += 500'000;
+         a->blkio += 20 * kMs;
+       },
+       "kernel", "block_io"},
       {"steal", [](Acct* a) { a->oncpu += 30 * kMs; a->steal += 30 * kMs; }, "vm", "steal"},
       {"unseen", [](Acct* a) { a->other += 30 * kMs; a->unseen += 30 * kMs; }, "downstream", "downstream"},
       {"own wait", [](Acct* a) { a->other += 30 * kMs; }, "app", "wait"},
