@@ -45,7 +45,9 @@ exporter:
   timeout_ms: 800
   interval_ms: 100
   shutdown_timeout_ms: 4000
-  retry: {max_attempts: 12, initial_backoff_ms: 100, max_backoff_ms: 800, max_server_delay_ms: 5000}
+  # Enough attempts (≈ 30 s at 800 ms) to outlast a slow first start of the receiver (node
+  # loading its modules cold on a fresh machine): phase A is about delivery once it is up.
+  retry: {max_attempts: 40, initial_backoff_ms: 100, max_backoff_ms: 800, max_server_delay_ms: 5000}
 log: {stats_file: "%s"}
 """ % (recv.endpoint, QUEUE, stats_path))
         daemon = h.start_daemon(procs, "--config", cfg, "--pid", str(nginx.pid), "--summary-interval", "0",
