@@ -223,5 +223,19 @@ class SlowApp(Fault):
         self.chain.reset_control("svc-b", "extra_cpu_ms", "extra_every")
 
 
-ALL = [CpuContention, Throttling, BlockIO, Memory, Network, SlowDownstream, SlowApp]
+class Failure(Fault):
+    """A failed trace, not a slow one: svc-c answers 503 (svc-b and nginx pass a 502 up).
+    The verdict names the deepest failing span on the path."""
+    name = "failure"
+    truth = ("svc-c", "app", "error")
+    note = "svc-c answers 503 Service Unavailable"
+
+    def apply(self):
+        self.chain.set_control("svc-c", fail_status=503)
+
+    def remove(self):
+        self.chain.reset_control("svc-c", "fail_status")
+
+
+ALL = [CpuContention, Throttling, BlockIO, Memory, Network, SlowDownstream, SlowApp, Failure]
 BY_NAME = {f.name: f for f in ALL}

@@ -36,7 +36,7 @@ import time
 
 DEFAULTS = {
     "svc-b": {"cpu_ms": 2.0, "extra_cpu_ms": 0.0, "extra_every": 1, "fsync_rounds": 1, "fsync_kib": 4},
-    "svc-c": {"cpu_ms": 3.0, "read_mb": 4, "alloc_mb": 0},
+    "svc-c": {"cpu_ms": 3.0, "read_mb": 4, "alloc_mb": 0, "fail_status": 0},
     "db": {"delay_ms": 1.0},
 }
 
@@ -96,7 +96,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001 — answer 502 and keep serving
             status, body = 502, ("error: %s\n" % e).encode()
         # Head and body in one write (two would meet Nagle + delayed ACK: +40 ms a hop).
-        reason = {200: "OK", 502: "Bad Gateway"}.get(status, "Error")
+        reason = {200: "OK", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
         self.wfile.write(("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
                           % (status, reason, len(body))).encode() + body)
 
@@ -243,6 +243,9 @@ def run_svc_c(a):
                 left -= n
         if alloc is not None:
             alloc.close()
+        if c["fail_status"]:
+            # A failing release: the answer is an HTTP error, the db is not asked.
+            return int(c["fail_status"]), b"c: unavailable\n"
         key = path.split("?", 1)[1] if "?" in path else path
         reply = pool.call(lambda conn: conn.query("Q " + key))
         return 200, b"c:" + reply
