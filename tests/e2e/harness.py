@@ -87,10 +87,16 @@ class Procs:
         return p.returncode
 
     def close(self):
+        # SIGTERM first: a SIGKILLed nginx master leaves its workers running (orphans that
+        # outlive the test and hold its port).
         for p in reversed(self.procs):
             if p.poll() is None:
-                p.kill()
-                p.wait()
+                p.terminate()
+                try:
+                    p.wait(3)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         if os.environ.get("ISOTRACE_KEEP_TMP") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
 
