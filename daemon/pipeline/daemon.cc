@@ -171,6 +171,29 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
     spdlog::info("embedded mode: no OTLP endpoint; keeping the last {} spans in memory",
                  cfg.embedded_spans);
   }
+  // Metrics (OTLP and /metrics) and the CLI's local API, fed by every span; self-telemetry
+  // is read on the poll thread once a second (daemon/api/services.h).
+  auto metrics_opts = ExporterOptionsFor(cfg, otlp::Signal::kMetrics);
+  if (!metrics_opts.ok()) {
+    spdlog::error("metrics exporter configuration: {}", metrics_opts.status().message());
+    return 2;
+  }
+  auto services = api::LocalServices::Start(
+      cfg, &*metrics_opts, pipeline.resolver().host_name(), [&pipeline, &cfg] {
+        std::vector<api::SpanWithResource> out;
+        for (auto& s : pipeline.store().Recent(cfg.embedded_spans))
+          out.push_back({std::move(s.resource), std::move(s.span)});
+        return out;
+      },
+      [&pipeline](const api::VerdictQuery& q) {
+        return api::ReadVerdicts(pipeline.verdicts(), q);
+      });
+  if (!services.ok()) {
+    spdlog::error("{}", services.status().message());
+    return 2;
+  }
+  api::LocalServices* svc = services->get();
+  // After the local API and /metrics are up (readiness follows the probes closely).
   // Verdicts: a log line each (rate-limited), and an OTLP log record when exporting.
   std::unique_ptr<otlp::LogsExporter> logs;
   if (exporter) {
@@ -208,28 +231,6 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
     });
   }
 
-  // Metrics (OTLP and /metrics) and the CLI's local API, fed by every span; self-telemetry
-  // is read on the poll thread once a second (daemon/api/services.h).
-  auto metrics_opts = ExporterOptionsFor(cfg, otlp::Signal::kMetrics);
-  if (!metrics_opts.ok()) {
-    spdlog::error("metrics exporter configuration: {}", metrics_opts.status().message());
-    return 2;
-  }
-  auto services = api::LocalServices::Start(
-      cfg, &*metrics_opts, pipeline.resolver().host_name(), [&pipeline, &cfg] {
-        std::vector<api::SpanWithResource> out;
-        for (auto& s : pipeline.store().Recent(cfg.embedded_spans))
-          out.push_back({std::move(s.resource), std::move(s.span)});
-        return out;
-      },
-      [&pipeline](const api::VerdictQuery& q) {
-        return api::ReadVerdicts(pipeline.verdicts(), q);
-      });
-  if (!services.ok()) {
-    spdlog::error("{}", services.status().message());
-    return 2;
-  }
-  api::LocalServices* svc = services->get();
   pipeline.AddConsumer([svc](const std::shared_ptr<const correlate::Resource>& r,
                              const correlate::Span& s) { svc->Record(r, s); });
   otlp::TraceExporter* traces = exporter.get();

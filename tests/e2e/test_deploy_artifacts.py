@@ -437,7 +437,17 @@ def scrape_live():
         mport = h.free_port()
         daemon = h.start_daemon(procs, "--otlp-endpoint", recv.endpoint, "--prometheus-listen",
                                 "127.0.0.1:%d" % mport, "--api-socket", "", "--summary-interval", "0")
-        health = urllib.request.urlopen("http://127.0.0.1:%d/healthz" % mport, timeout=5).read()
+        # /metrics and /healthz start just after the probes attach (the line start_daemon
+        # waits for): poll like a readiness probe does.
+        health = None
+        for _ in range(50):
+            try:
+                health = urllib.request.urlopen("http://127.0.0.1:%d/healthz" % mport, timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        if health is None:
+            h.fail("isotraced's /healthz did not answer within 10 s:\n" + procs.log(daemon)[-2000:])
         reqs = f.Requests(port, "m")
         for _ in range(100):
             reqs.one()
