@@ -23,6 +23,18 @@
 
 namespace {
 
+// SIGINT/SIGTERM set the returned flag (loops that print until interrupted).
+const std::atomic<bool>& StopOnSignal() {
+  static std::atomic<bool> stop{false};
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { stop.store(true); };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  return stop;
+}
+
+
 using isotrace::cli::Source;
 
 int TerminalWidth(int fallback) {
@@ -124,12 +136,7 @@ int RunTop(const Common& common, const std::string& mode, bool once, bool json, 
   if (batch || !isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
     // No terminal to draw on (a pipe, CI, `make run` under a logger): print a table per
     // refresh instead, like `top -b`, until interrupted.
-    static std::atomic<bool> stop{false};
-    struct sigaction sa {};
-    sa.sa_handler = [](int) { stop.store(true); };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
+    const std::atomic<bool>& stop = StopOnSignal();
     const int width = common.width > 0 ? common.width : TerminalWidth(100);
     while (!stop.load()) {
       for (uint32_t waited = 0; waited < refresh_ms && !stop.load(); waited += 50)
@@ -249,12 +256,7 @@ int RunLocate(const Common& common, const LocateArgs& args) {
                  args.mode == "embedded" ? "--mode embedded" : "no isotraced running",
                  isotrace::cli::FormatDurationFlag(window).c_str());
     // Ctrl-C ends the watch early; what was decided so far is still printed.
-    static std::atomic<bool> stop{false};
-    struct sigaction sa {};
-    sa.sa_handler = [](int) { stop.store(true); };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
+    const std::atomic<bool>& stop = StopOnSignal();
     const absl::Time until = absl::Now() + window;
     while (!stop.load() && absl::Now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
