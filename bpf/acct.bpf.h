@@ -22,15 +22,14 @@
  * CPU (part of its on-CPU time). The per-CPU kernel_cpustat would be simpler but needs a
  * kallsyms address that kernels without CONFIG_KALLSYMS_ALL (this build machine's) lack.
  *
- * Kernel differences, each guarded by CO-RE existence checks:
- * - task_struct.throttled (task-based CFS throttling, 6.18+): set on a task dequeued
- *   for throttling. Before it, a throttled hierarchy shows as cfs_rq.throttle_count > 0.
- * - rq.prev_steal_time{,_rq} exist with CONFIG_PARAVIRT_TIME_ACCOUNTING, cfs_rq.rq with
- *   CONFIG_FAIR_GROUP_SCHED; without them (or with steal_enabled = 0) steal is not
- *   measured and user space leaves the attribute out.
+ * Kernel differences (task-based throttling in 6.18, the steal clocks, PSI's
+ * in_memstall, sched_switch's prev_state before 5.18) are all in core_fixes.bpf.h; this
+ * file reads only fields every supported kernel has.
  */
 #ifndef ISOTRACE_BPF_ACCT_BPF_H_
 #define ISOTRACE_BPF_ACCT_BPF_H_
+
+#include "core_fixes.bpf.h"
 
 #define TASK_RUNNING 0
 
@@ -69,16 +68,10 @@ struct {
 } thread_acct SEC(".maps");
 
 
-/* The steal clock of the CPU `p` is running on (p is current or being switched). */
+/* The steal clock of the CPU `p` is running on, when user space enabled steal. */
 static __always_inline __u64 cpu_steal(struct task_struct *p) {
   if (!steal_enabled) return 0;
-  if (!bpf_core_field_exists(struct rq, prev_steal_time_rq) || !bpf_core_field_exists(struct cfs_rq, rq))
-    return 0;
-  struct rq *rq = BPF_CORE_READ(p, se.cfs_rq, rq);
-  if (!rq) return 0;
-  __u64 v = BPF_CORE_READ(rq, prev_steal_time_rq);
-  if (!v) v = BPF_CORE_READ(rq, prev_steal_time);
-  return v;
+  return core_cpu_steal(p);
 }
 
 static __always_inline void acct_add(struct acct_state *s, __u32 kind, __u64 d) {
@@ -113,12 +106,6 @@ static __always_inline void acct_check_stall(struct acct_state *s, struct task_s
   if (s->stall_depth && !(BPF_CORE_READ(p, flags) & ISOTRACE_PF_MEMALLOC)) s->stall_depth = 0;
 }
 
-static __always_inline bool task_throttled(struct task_struct *p) {
-  if (bpf_core_field_exists(p->throttled) && BPF_CORE_READ(p, throttled)) return true;
-  struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
-  return cfs && BPF_CORE_READ(cfs, throttle_count) > 0;
-}
-
 /* The current thread's counters at `now` (creating its entry on first use). */
 static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now) {
   struct task_struct *cur = bpf_get_current_task_btf();
@@ -147,9 +134,13 @@ static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now)
   out->valid = 1;
 }
 
+/* Raw context rather than BPF_PROG: the fourth argument (prev_state) exists only since
+ * 5.18 and is read only where it does (core_switch_prev_state). */
 SEC("tp_btf/sched_switch")
-int BPF_PROG(acct_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-             unsigned int prev_state) {
+int acct_switch(__u64 *ctx) {
+  bool preempt = (bool)ctx[0];
+  struct task_struct *prev = (struct task_struct *)ctx[1];
+  struct task_struct *next = (struct task_struct *)ctx[2];
   __u64 now = bpf_ktime_get_ns();
   struct acct_state *s = bpf_task_storage_get(&thread_acct, prev, 0, 0);
   if (s && s->running) {
@@ -157,14 +148,14 @@ int BPF_PROG(acct_switch, bool preempt, struct task_struct *prev, struct task_st
     acct_close_on(s, now, prev);
     s->running = 0;
     s->off_ts = now;
-    if (preempt || prev_state == TASK_RUNNING) {
-      if (task_throttled(prev)) {
+    if (preempt || core_switch_prev_state(ctx, prev) == TASK_RUNNING) {
+      if (core_task_throttled(prev)) {
         s->off_kind = ACCT_THROTTLED;
         s->throttle_count++;
       } else {
         s->off_kind = ACCT_RUNQ;
       }
-    } else if (s->stall_depth || BPF_CORE_READ_BITFIELD(prev, in_memstall)) {
+    } else if (s->stall_depth || core_task_in_memstall(prev)) {
       s->off_kind = ACCT_MEMSTALL;
     } else if (BPF_CORE_READ_BITFIELD(prev, in_iowait)) {
       s->off_kind = ACCT_BLKIO;
@@ -190,7 +181,7 @@ int BPF_PROG(acct_wakeup, struct task_struct *p) {
   __u64 now = bpf_ktime_get_ns();
   acct_add(s, s->off_kind, now - s->off_ts);
   s->off_ts = now;
-  s->off_kind = task_throttled(p) ? ACCT_THROTTLED : ACCT_RUNQ;
+  s->off_kind = core_task_throttled(p) ? ACCT_THROTTLED : ACCT_RUNQ;
   return 0;
 }
 
