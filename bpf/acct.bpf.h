@@ -55,25 +55,18 @@ struct acct_state {
   __u8 pad[6];
 };
 
-/* Key: thread id. Value: its accounting. Created by the l7 exit handlers (threads that
- * do socket I/O), updated by the scheduler and vmscan hooks, evicted LRU (threads that
- * exited are never deleted explicitly). */
+/* Task-local storage: a thread's accounting. Created by the l7 handlers (threads that do
+ * socket I/O), updated by the scheduler and vmscan hooks, freed by the kernel with the
+ * task. Task storage rather than a hash keyed by tid: sched_switch runs on every context
+ * switch of the node, and for the many threads that never did socket I/O the lookup is
+ * one pointer test instead of a hash walk. */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 32768);
-  __type(key, __u32);
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct acct_state);
 } thread_acct SEC(".maps");
 
-/* Key: struct sock address. Value: retransmits on that socket. Written by the tcp
- * tracepoint, read into every l7 event of the socket; LRU (sockets are not tracked to
- * their destruction). */
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u64);
-  __type(value, __u32);
-} sock_retrans SEC(".maps");
 
 /* The steal clock of the CPU `p` is running on, when user space enabled steal. */
 static __always_inline __u64 cpu_steal(struct task_struct *p) {
@@ -115,16 +108,15 @@ static __always_inline void acct_check_stall(struct acct_state *s, struct task_s
 
 /* The current thread's counters at `now` (creating its entry on first use). */
 static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now) {
-  __u32 tid = (__u32)bpf_get_current_pid_tgid();
-  struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &tid);
+  struct task_struct *cur = bpf_get_current_task_btf();
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, cur, 0, 0);
   if (!s) {
-    struct acct_state init = {};
-    init.running = 1;
-    init.on_ts = now;
-    init.steal_in = cpu_steal(cur);
-    bpf_map_update_elem(&thread_acct, &tid, &init, BPF_NOEXIST);
+    s = bpf_task_storage_get(&thread_acct, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     __builtin_memset(out, 0, sizeof(*out));
+    if (!s) return; /* valid = 0: no breakdown for this span */
+    s->running = 1;
+    s->on_ts = now;
+    s->steal_in = cpu_steal(cur);
     out->valid = 1;
     return;
   }
@@ -150,8 +142,7 @@ int acct_switch(__u64 *ctx) {
   struct task_struct *prev = (struct task_struct *)ctx[1];
   struct task_struct *next = (struct task_struct *)ctx[2];
   __u64 now = bpf_ktime_get_ns();
-  __u32 ptid = prev->pid;
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &ptid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, prev, 0, 0);
   if (s && s->running) {
     acct_check_stall(s, prev);
     acct_close_on(s, now, prev);
@@ -172,8 +163,7 @@ int acct_switch(__u64 *ctx) {
       s->off_kind = ACCT_SLEEP;
     }
   }
-  __u32 ntid = next->pid;
-  s = bpf_map_lookup_elem(&thread_acct, &ntid);
+  s = bpf_task_storage_get(&thread_acct, next, 0, 0);
   if (s && !s->running) {
     acct_add(s, s->off_kind, now - s->off_ts);
     s->running = 1;
@@ -185,8 +175,7 @@ int acct_switch(__u64 *ctx) {
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(acct_wakeup, struct task_struct *p) {
-  __u32 tid = p->pid;
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &tid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, p, 0, 0);
   if (!s || s->running) return 0;
   if (s->off_kind == ACCT_RUNQ || s->off_kind == ACCT_THROTTLED) return 0;
   __u64 now = bpf_ktime_get_ns();
@@ -197,8 +186,7 @@ int BPF_PROG(acct_wakeup, struct task_struct *p) {
 }
 
 static __always_inline int acct_stall(int delta) {
-  __u32 tid = (__u32)bpf_get_current_pid_tgid();
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &tid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, bpf_get_current_task_btf(), 0, 0);
   if (!s || !s->running) return 0;
   acct_close_on(s, bpf_ktime_get_ns(), (struct task_struct *)bpf_get_current_task());
   if (delta > 0 && s->stall_depth < 255) s->stall_depth++;
