@@ -41,8 +41,10 @@ say "kernel $(uname -r), $(nproc) CPUs, accel $accel"
 say "ready after $(cut -d' ' -f1 /proc/uptime) s of guest uptime"
 
 # What the daemon decides from this kernel's BTF (the host checks the line).
-timeout 120 "$build/bin/isotraced" --duration 2 --summary-interval 0 2>&1 | head -40 \
-  | sed 's/^/isotrace-guest: isotraced: /'
+timeout 120 "$build/bin/isotraced" --duration 2 --summary-interval 0 > /tmp/isotraced.log 2>&1
+# Its log lines, and of a rejected program's verifier log only the end (where the reason is).
+{ grep -v '^[0-9]*: \|^; \|^\s*$' /tmp/isotraced.log | head -40
+  grep -B40 'END PROG LOAD LOG' /tmp/isotraced.log | head -80; } | sed 's/^/isotrace-guest: isotraced: /'
 
 start=$(date +%s.%N)
 # Everything labelled requires_bpf that the host chose, except this very test.

@@ -49,9 +49,10 @@ SRC = os.path.dirname(os.path.dirname(HERE))
 KERNELS = {
     "debian-6.1": {
         "meta": "linux-image-amd64",
+        # No sock_{send,recv}_length (6.3): socket data from the syscall tracepoints.
         # Before 6.18 throttling is seen per throttled hierarchy (no task_struct.throttled);
         # Debian's 6.1 has no CONFIG_PARAVIRT_TIME_ACCOUNTING: steal from the tick clock.
-        "features": "breakdown=true memstall=true tcp_incidents=true oom=true steal=true "
+        "features": "data=syscall_tracepoints breakdown=true memstall=true tcp_incidents=true oom=true steal=true "
                     "throttling=hierarchy sched_switch_prev_state=true",
     },
 }
@@ -227,8 +228,8 @@ def main():
     return 1
 
 
-# Seconds for the guest to reach its initramfs: a KVM guest gets there in about two
-# seconds, a TCG one in 4-10 s on this 2-core machine (more when it is busy).
+# Seconds for the guest to reach its initramfs: a KVM guest gets there in seconds,
+# a TCG one in 4-10 s on this 2-core machine (more when it is busy).
 START_TIMEOUT = {"kvm": 30, "tcg": 300}
 
 
