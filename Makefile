@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test test-kernels bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -18,6 +18,11 @@ run: build
 
 test: build
 	bash scripts/run-tests.sh $(BUILD)
+
+# The BPF and probe e2e tests on other kernels in QEMU guests (docs/kernels.md); also
+# part of `make test`.
+test-kernels: build
+	ctest --test-dir $(BUILD) -L kernels --output-on-failure
 
 bench: build
 	bash bench/run.sh $(BUILD)

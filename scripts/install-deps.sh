@@ -21,6 +21,9 @@ pkgs=(
   python3-yaml systemd
   # otlp_tls_test makes its CA, server and client certificates with the openssl CLI
   openssl
+  # kernel tests (scripts/kernels, docs/kernels.md): QEMU boots Debian's 6.1 kernel
+  # (fetched with apt-get download, never installed); kmod indexes and loads its modules
+  qemu-system-x86 kmod e2fsprogs
   # WASI modules for the wasm layer
   wasi-libc lld libclang-rt-14-dev-wasm32
 )

@@ -237,10 +237,10 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   const char* throttling = StructHasMember(vmlinux, "task_struct", "throttled") ? "task"
                            : StructHasMember(vmlinux, "cfs_rq", "throttle_count") ? "hierarchy"
                                                                                   : "none";
-  spdlog::info("kernel features (BTF): breakdown={} memstall={} tcp_incidents={} oom={} steal={} "
-               "throttling={} sched_switch_prev_state={}",
-               f.thread_acct, f.memstall, f.tcp_incidents, f.oom, f.steal, throttling,
-               switch_args >= 4);
+  spdlog::info("kernel features (BTF): data={} breakdown={} memstall={} tcp_incidents={} oom={} "
+               "steal={} throttling={} sched_switch_prev_state={}",
+               f.sock_tracepoints ? "sock_tracepoints" : "syscall_tracepoints", f.thread_acct,
+               f.memstall, f.tcp_incidents, f.oom, f.steal, throttling, switch_args >= 4);
   btf__free(vmlinux);
 
   if (int err = l7_bpf__load(probe->skel_)) return Errno(err, "loading the l7 BPF programs");
