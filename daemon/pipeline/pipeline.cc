@@ -62,6 +62,7 @@ absl::Status Pipeline::Start() {
   opts.capture_bytes = cfg_.capture_bytes;
   opts.ringbuf_bytes = cfg_.ringbuf_bytes;
   opts.target_tgid = cfg_.target_pid;
+  opts.vm_guest = resolver_.vm().guest;
   auto probe = probes::L7Probe::Create(opts, [this](const probes::SocketEvent& ev) {
     if (ev.kind == probes::SocketEvent::Kind::kData || ev.kind == probes::SocketEvent::Kind::kAccept) {
       auto it = comm_by_tgid_.find(ev.tgid);
@@ -121,6 +122,11 @@ void Pipeline::StartProcProbe() {
 
 probes::L7Counters Pipeline::probe_counters() const {
   return probe_ ? probe_->counters() : probes::L7Counters{};
+}
+
+std::optional<probes::ProcCounters> Pipeline::proc_counters() const {
+  if (!proc_probe_) return std::nullopt;
+  return proc_probe_->counters();
 }
 
 void Pipeline::OnSpan(correlate::Span&& span) {

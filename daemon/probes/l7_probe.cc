@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/util/errno.h"
 #include "l7.h"
 #include "l7.skel.h"
 #include "spdlog/spdlog.h"
@@ -55,15 +56,7 @@ std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
 }
 
 namespace {
-absl::Status Errno(int err, std::string_view what) {
-  int e = err < 0 ? -err : err;
-  std::string msg = absl::StrCat(std::string(what), ": ", std::string(std::strerror(e)));
-  if (e == EPERM || e == EACCES)
-    return absl::PermissionDeniedError(absl::StrCat(
-        msg, " — run as root, or grant CAP_BPF, CAP_PERFMON (and CAP_SYS_RESOURCE on kernels "
-             "before 5.11) to isotraced"));
-  return absl::InternalError(msg);
-}
+using util::Errno;
 }  // namespace
 
 namespace {
@@ -86,14 +79,6 @@ bool StructHasMember(const btf* vmlinux, const char* type, const char* member) {
   const btf_member* m = btf_members(t);
   for (int i = 0; i < btf_vlen(t); i++, m++)
     if (std::string_view(btf__name_by_offset(vmlinux, m->name_off)) == member) return true;
-  return false;
-}
-
-bool IsVirtualMachine() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("flags", 0) == 0) return line.find(" hypervisor") != std::string::npos;
   return false;
 }
 }  // namespace
@@ -152,7 +137,7 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   // Steal needs the runqueue's paravirt steal clock and a hypervisor that feeds it; on
   // bare metal there is no steal to measure.
   f.steal = f.thread_acct && StructHasMember(vmlinux, "rq", "prev_steal_time_rq") &&
-            StructHasMember(vmlinux, "cfs_rq", "rq") && IsVirtualMachine();
+            StructHasMember(vmlinux, "cfs_rq", "rq") && options.vm_guest;
   rodata->steal_enabled = f.steal ? 1 : 0;
   if (f.thread_acct && !f.steal)
     spdlog::info("steal time not measurable here (bare metal, or no paravirt steal clock): "

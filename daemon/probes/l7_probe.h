@@ -23,6 +23,9 @@ struct L7ProbeOptions {
   uint32_t inflight_entries = 16384;    // concurrent socket syscalls tracked
   uint32_t target_tgid = 0;             // 0: every process
   uint32_t self_tgid = 0;               // 0: this process
+  // The node is a VM guest (layers::DetectVm decides, once, for the vm layer too): steal
+  // is measured only there, on bare metal there is none.
+  bool vm_guest = false;
 };
 
 // What the running kernel let the probe measure (decided at load, logged once).
