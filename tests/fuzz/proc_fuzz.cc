@@ -28,14 +28,16 @@ using namespace isotrace::layers;
 constexpr const char* kId = "4f3c2b1a09e8d7c6b5a4938271605f4e3d2c1b0a99887766554433221100ffee";
 
 const std::string& Root() {
-  static const std::string root = [] {
-    std::string r = fs::temp_directory_path().string() + "/isotrace-proc-fuzz-" + std::to_string(getpid());
-    fs::remove_all(r);
-    fs::create_directories(r);
+  // Never destroyed: the atexit clean-up below runs after static destructors would.
+  static const std::string* root = [] {
+    auto* r = new std::string(fs::temp_directory_path().string() + "/isotrace-proc-fuzz-" +
+                              std::to_string(getpid()));
+    fs::remove_all(*r);
+    fs::create_directories(*r);
     std::atexit([] { std::error_code ec; fs::remove_all(Root(), ec); });
     return r;
   }();
-  return root;
+  return *root;
 }
 
 void Write(const std::string& path, const std::string& text) {
@@ -81,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // runc's state and the bundle's OCI config (annotations name pods and containers).
   Write(host + "/run/runc/" + kId + "/state.json", Piece(in, 1024));
-  Write(host + "/bundle/config.json", in.ConsumeRemainingAsString());
+  Write(host + "/bundle/config.json", in.ConsumeBytesAsString(in.remaining_bytes()));
 
   ResolverOptions o;
   o.proc_root = proc;
