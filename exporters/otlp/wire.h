@@ -41,13 +41,14 @@ class Writer {
   void Finish() { out_->resize(n_); }
   size_t size() const { return n_; }
 
-  // Makes room for `bytes` more; every Put* below needs its room reserved first (the
-  // encoders reserve once per record, from the lengths of its strings).
+  // Makes room for `bytes` more. Every write below checks its own room too (one
+  // predictable compare); reserving a record's worth up front saves the regrowth steps.
   void Reserve(size_t bytes) {
     if (n_ + bytes > out_->size()) out_->resize(std::max(out_->size() * 2, n_ + bytes + 256));
   }
 
   void Varint(uint64_t v) {
+    Reserve(10);
     char* p = out_->data() + n_;
     while (v >= 0x80) {
       *p++ = static_cast<char>(v | 0x80);
@@ -58,6 +59,7 @@ class Writer {
   }
   void Tag(uint32_t field, WireType type) { Varint((uint64_t{field} << 3) | type); }
   void Raw(std::string_view v) {
+    Reserve(v.size());
     if (!v.empty()) std::memcpy(out_->data() + n_, v.data(), v.size());
     n_ += v.size();
   }
@@ -72,11 +74,13 @@ class Writer {
   }
   void Fixed64(uint32_t field, uint64_t v) {
     Tag(field, kFixed64);
+    Reserve(8);
     std::memcpy(out_->data() + n_, &v, 8);
     n_ += 8;
   }
   void Fixed32(uint32_t field, uint32_t v) {
     Tag(field, kFixed32);
+    Reserve(4);
     std::memcpy(out_->data() + n_, &v, 4);
     n_ += 4;
   }
@@ -89,6 +93,7 @@ class Writer {
   // A nested message: Begin returns where its body starts, End fixes its length.
   size_t Begin(uint32_t field) {
     Tag(field, kLen);
+    Reserve(1);
     out_->data()[n_++] = 0;
     return n_;
   }
