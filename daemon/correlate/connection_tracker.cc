@@ -105,6 +105,13 @@ struct ConnectionTracker::Conn {
   std::deque<ClientCtx> recent_clients;  // answered CLIENT requests, newest last
   uint32_t last_tid = 0;
   uint64_t opaque_sent_ts = 0;  // not HTTP: exit of the last write not yet answered
+  int32_t fd = -1;
+  // Per direction ([0] ingress, [1] egress): the byte position the next record should
+  // start at (bpf/l7.h), once one record was seen.
+  std::array<uint64_t, 2> next_pos{};
+  std::array<bool, 2> have_pos{};
+  // Responses began in lost bytes: the next response seen answers the newest request.
+  bool resp_resync = false;
   // The addresses as text, formatted once per address rather than once per span.
   struct AddressText {
     uint8_t family = 0;
@@ -134,26 +141,36 @@ ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* c
 
 ConnectionTracker::~ConnectionTracker() = default;
 
+namespace {
+uint64_t FdKey(uint32_t tgid, int32_t fd) { return (uint64_t{tgid} << 32) | static_cast<uint32_t>(fd); }
+}  // namespace
+
+ConnectionTracker::Conn* ConnectionTracker::FindByConnId(uint64_t conn_id) {
+  auto bc = by_conn_.find(conn_id);
+  if (bc == by_conn_.end()) return nullptr;
+  auto it = conns_.find(bc->second);
+  return it == conns_.end() ? nullptr : it->second.get();
+}
+
 ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool create) {
-  Key key{ev.tgid, ev.fd};
+  Key key{ev.tgid, ev.conn_id};
   auto it = conns_.find(key);
   if (it != conns_.end()) {
     Conn* c = it->second.get();
-    if (c->sock_id == ev.sock_id && c->proc_start_ns == ev.proc_start_ns) {
+    if (c->proc_start_ns == ev.proc_start_ns) {
       lru_.splice(lru_.begin(), lru_, c->lru_it);
       return c;
     }
-    // The fd now names another socket (or the pid another process): we missed a close.
+    // The pid now names another process.
     Drop(key, /*finish=*/true);
   }
   if (!create) return nullptr;
-  // The same socket through another fd of the same process (dup2: inetd-style servers;
-  // busybox httpd reads fd 0 and writes fd 1, socat EXEC hands both to the child).
-  if (ev.kind == SocketEvent::Kind::kData) {
-    auto bs = by_sock_.find(ev.sock_id);
-    if (bs != by_sock_.end() && bs->second.tgid == ev.tgid) {
-      auto c2 = conns_.find(bs->second);
-      if (c2 != conns_.end() && c2->second->proc_start_ns == ev.proc_start_ns) return c2->second.get();
+  if (ev.fd >= 0) {
+    // The fd named another socket of this process before: that one was closed unseen.
+    auto bf = by_fd_.find(FdKey(ev.tgid, ev.fd));
+    if (bf != by_fd_.end() && !(bf->second == key)) {
+      auto old = conns_.find(bf->second);
+      if (old != conns_.end() && old->second->fd == ev.fd) Drop(bf->second, /*finish=*/true);
     }
   }
   if (conns_.size() >= limits_.max_connections && !lru_.empty()) {
@@ -162,6 +179,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   }
   auto c = std::make_unique<Conn>();
   c->key = key;
+  c->fd = ev.fd;
   c->sock_id = ev.sock_id;
   c->proc_start_ns = ev.proc_start_ns;
   c->cgroup_id = ev.cgroup_id;
@@ -173,7 +191,8 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   lru_.push_front(key);
   c->lru_it = lru_.begin();
   Conn* raw = c.get();
-  by_sock_[ev.sock_id] = key;
+  by_conn_[ev.conn_id] = key;
+  if (ev.fd >= 0) by_fd_[FdKey(ev.tgid, ev.fd)] = key;
   by_tuple_[TupleOf(*raw, /*mirrored=*/false)] = key;
   conns_.emplace(key, std::move(c));
   stats_.connections_opened++;
@@ -184,8 +203,12 @@ void ConnectionTracker::Drop(const Key& key, bool finish) {
   auto it = conns_.find(key);
   if (it == conns_.end()) return;
   if (finish) FinishConn(*it->second, it->second->last_active_mono);
-  auto bs = by_sock_.find(it->second->sock_id);
-  if (bs != by_sock_.end() && bs->second == key) by_sock_.erase(bs);
+  auto bc = by_conn_.find(key.conn_id);
+  if (bc != by_conn_.end() && bc->second == key) by_conn_.erase(bc);
+  if (it->second->fd >= 0) {
+    auto bf = by_fd_.find(FdKey(key.tgid, it->second->fd));
+    if (bf != by_fd_.end() && bf->second == key) by_fd_.erase(bf);
+  }
   auto bt = by_tuple_.find(TupleOf(*it->second, /*mirrored=*/false));
   if (bt != by_tuple_.end() && bt->second == key) by_tuple_.erase(bt);
   lru_.erase(it->second->lru_it);
@@ -205,11 +228,15 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       return;
     }
     case SocketEvent::Kind::kClose: {
-      Conn* c = Find(ev, /*create=*/false);
+      Conn* c = FindByConnId(ev.conn_id);
       if (c) {
         FinishConn(*c, ev.ts_enter_ns);
         Drop(c->key, /*finish=*/false);
       }
+      return;
+    }
+    case SocketEvent::Kind::kFin: {
+      if (Conn* c = FindByConnId(ev.conn_id); c && !c->disabled && c->requests) OnFin(*c, ev);
       return;
     }
     case SocketEvent::Kind::kRetransmit:
@@ -263,6 +290,13 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   const uint64_t ts = (c.role == Role::kClient && !ingress) ? ev.ts_enter_ns : ev.ts_exit_ns;
   const uint64_t total = ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0;
   if (is_request_dir) c.last_tid = ev.tid;
+  // Byte positions: a jump means records were lost in between; their bytes are skipped
+  // by count. A position behind the expected one (synthetic input, a socket two
+  // processes write) is taken as the new start.
+  const size_t di = ingress ? 0 : 1;
+  if (c.have_pos[di] && ev.pos > c.next_pos[di]) OnGap(c, is_request_dir, ev.pos - c.next_pos[di], ts);
+  c.have_pos[di] = true;
+  c.next_pos[di] = ev.pos + total;
 
   // A message whose end cannot be framed (head cut by the capture, close-delimited)
   // ends where the other direction starts: flush the opposite parser first. Flush leaves
@@ -272,25 +306,14 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   auto& snaps = is_request_dir ? c.req_snaps : c.resp_snaps;
   if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
   snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
-  std::vector<HttpMessage> done;
-  const auto dispatch = [&] {
-    done.swap(scratch_);
-    for (auto& m : done) {
-      if (m.is_request)
-        OnRequest(c, std::move(m));
-      else
-        OnResponse(c, std::move(m));
-    }
-    done.clear();
-  };
   // Flushed messages of the other direction come first, and are handled before this
   // segment is parsed: a flushed (head-truncated) request must reach ExpectResponseTo
   // before its response head is framed, or a HEAD/CONNECT answer is framed with a body.
   scratch_.clear();
   other.Flush(&scratch_);
-  dispatch();
+  Dispatch(c);
   absl::Status st = parser.Feed(ev.payload, total, ts, &scratch_);
-  dispatch();
+  Dispatch(c);
   // 101 Switching Protocols / CONNECT 2xx: the rest of the connection is not HTTP/1.x.
   if (c.responses->tunneled() && !c.requests->tunneled()) c.requests->EnterTunnel();
   if (!st.ok()) {
@@ -299,6 +322,45 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
     stats_.connections_not_http++;
     FinishConn(c, ev.ts_exit_ns);
   }
+}
+
+void ConnectionTracker::Dispatch(Conn& c) {
+  std::vector<HttpMessage> done;
+  done.swap(scratch_);
+  for (auto& m : done) {
+    if (m.is_request)
+      OnRequest(c, std::move(m));
+    else
+      OnResponse(c, std::move(m));
+  }
+  done.clear();
+  if (scratch_.empty()) scratch_.swap(done);  // keep the capacity
+}
+
+void ConnectionTracker::OnGap(Conn& c, bool is_request_dir, uint64_t bytes, uint64_t ts) {
+  stats_.stream_gaps++;
+  stats_.stream_gap_bytes += bytes;
+  Http1Parser& parser = is_request_dir ? *c.requests : *c.responses;
+  scratch_.clear();
+  const bool in_frame = parser.Gap(bytes, ts, &scratch_);
+  Dispatch(c);
+  if (in_frame) return;
+  stats_.gap_resyncs++;
+  // Responses began in the lost bytes. The next response head seen answers the newest
+  // request (a server answers only what it has read, and HTTP/1.1 clients do not
+  // pipeline); the older pending requests were answered in the lost bytes (OnResponse).
+  if (!is_request_dir) c.resp_resync = true;
+}
+
+void ConnectionTracker::OnFin(Conn& c, const SocketEvent& ev) {
+  // A FIN ends one direction: a message framed "until close" in it is complete.
+  const bool ingress = ev.dir == SocketEvent::Direction::kIngress;
+  const bool is_request_dir = (c.role == Role::kServer) == ingress;
+  Http1Parser& parser = is_request_dir ? *c.requests : *c.responses;
+  c.last_active_mono = ev.ts_exit_ns;
+  scratch_.clear();
+  parser.Flush(&scratch_);
+  Dispatch(c);
 }
 
 namespace {
@@ -319,11 +381,9 @@ void ConnectionTracker::OnIncident(const SocketEvent& ev) {
     ooms_.push_back({ev.ts_exit_ns, ev.cgroup_id, ev.tgid, std::string(ev.comm)});
     return;
   }
-  auto it = by_sock_.find(ev.sock_id);
-  if (it == by_sock_.end()) return;
-  auto cit = conns_.find(it->second);
-  if (cit == conns_.end()) return;
-  Conn& c = *cit->second;
+  Conn* cp = FindByConnId(ev.conn_id);
+  if (!cp) return;
+  Conn& c = *cp;
   if (c.incidents.size() >= kMaxIncidents) c.incidents.pop_front();
   c.incidents.push_back({ev.ts_exit_ns, ev.kind});
   if (ev.kind != SocketEvent::Kind::kRetransmit) c.reset = true;
@@ -351,6 +411,14 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
   if (c.pending.empty()) {
     stats_.responses_unmatched++;
     return;
+  }
+  if (c.resp_resync) {
+    c.resp_resync = false;
+    while (c.pending.size() > 1) {
+      stats_.requests_lost_in_gap++;
+      if (c.role != Role::kClient) RetireActive(c, c.pending.front());
+      c.pending.pop_front();
+    }
   }
   // Decide the context while the request is still in `pending` (ResolveServer resolves
   // the connection's earlier requests first, in order).
