@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 # make fuzz: seconds per fuzzer (make test runs each for ISOTRACE_FUZZ_SECONDS, 20 s).
 FUZZ_SECONDS ?= 300
 
-.PHONY: deps deps-test build build-all run test bench fuzz clean
+.PHONY: deps deps-test build build-all run test test-kernels bench fuzz clean
 
 # What building and running need; the tests' servers, runtimes and libraries come with
 # deps-test (scripts/install-deps.sh run|test).
@@ -32,6 +32,11 @@ run: build
 # fuzzers): scripts/run-tests.sh.
 test: build-all
 	bash scripts/run-tests.sh $(BUILD)
+
+# The BPF and probe e2e tests on other kernels in QEMU guests (docs/kernels.md); also
+# part of `make test`.
+test-kernels: build-all
+	ctest --test-dir $(BUILD) -L kernels --output-on-failure
 
 bench: build-all
 	bash bench/run.sh $(BUILD)

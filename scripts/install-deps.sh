@@ -38,6 +38,11 @@ if [ "$profile" = test ]; then
     openssl
     # WASI modules for the wasm layer
     wasi-libc lld libclang-rt-14-dev-wasm32
+    # kernel tests (scripts/kernels, docs/kernels.md): QEMU boots Debian's 6.1 kernel
+    # (fetched with apt-get download, never installed); kmod indexes and loads its modules
+    qemu-system-x86 kmod e2fsprogs
+    # bench/steady_rate.sh: fixed-rate HTTP/1.1 load (h2load)
+    nghttp2-client
   )
   # Node.js (for the npm OTLP receiver): the image may ship its own; take Debian's only
   # when there is none, since Debian's nodejs conflicts with a separately installed npm.

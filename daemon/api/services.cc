@@ -87,7 +87,9 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
   s.correlate_lost = {{"connections_evicted", tracker.connections_evicted},
                       {"requests_overflow", tracker.requests_overflow},
                       {"requests_unanswered", tracker.requests_unanswered},
-                      {"responses_unmatched", tracker.responses_unmatched}};
+                      {"responses_unmatched", tracker.responses_unmatched},
+                      {"stream_gaps", tracker.stream_gaps},
+                      {"requests_lost_in_gap", tracker.requests_lost_in_gap}};
   if (es != nullptr) {
     s.exporting = true;
     s.spans_accepted = es->accepted;

@@ -47,8 +47,8 @@ struct L7Counters {
   uint64_t ringbuf_drops = 0;  // kernel: ring buffer full (summed over CPUs)
   uint64_t inflight_full = 0;  // kernel: in-flight table full
   uint64_t read_failures = 0;  // kernel: payload not readable
-  uint64_t segments = 0;       // kernel: send/recv calls on traced TCP sockets
-  uint64_t captured = 0;       // kernel: of which carried payload (message starts)
+  uint64_t segments = 0;       // data records read (one per send/recv call)
+  uint64_t captured = 0;       // of which carried payload (message starts)
   uint64_t wakeups = 0;        // kernel: records that forced a reader wake-up
 };
 
@@ -76,6 +76,8 @@ class L7Probe {
   ring_buffer* rb_ = nullptr;
   uint64_t received_ = 0;
   uint64_t malformed_ = 0;
+  uint64_t segments_ = 0;
+  uint64_t captured_ = 0;
   L7Features features_;
 };
 
