@@ -199,7 +199,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   return raw;
 }
 
-void ConnectionTracker::Drop(const Key& key, bool finish) {
+void ConnectionTracker::Drop(Key key, bool finish) {
   auto it = conns_.find(key);
   if (it == conns_.end()) return;
   if (finish) FinishConn(*it->second, it->second->last_active_mono);

@@ -1,6 +1,6 @@
 // libFuzzer harness for the HTTP/1.x framer (bytes as the l7 probe captured them off
 // the wire). Built in the sanitizer tree (scripts/asan-tree.sh); run as CTest fuzz.http1
-// or longer with `make fuzz`. Only the Feed/Flush/Close/ExpectResponseTo calls touch
+// or longer with `make fuzz`. Only the Feed/Gap/Flush/Close/ExpectResponseTo calls touch
 // the parser's API, so a change of signature is a change of those lines.
 //
 // The first 4 input bytes choose a segmentation (a seed for segment lengths) and a
@@ -8,8 +8,9 @@
 // safety:
 //  1. Fully captured and never flushed, the framer's output does not depend on where the
 //     segment boundaries fall (it is a byte-level state machine).
-//  2. With captures cut short and Flush/ExpectResponseTo interleaved, every message
-//     stays within its bounds and the bytes it claims add up to no more than were fed.
+//  2. With captures cut short, lost bytes (Gap) and Flush/ExpectResponseTo interleaved,
+//     every message stays within its bounds and the bytes it claims add up to no more
+//     than were fed.
 
 #include <cstddef>
 #include <cstdint>
@@ -121,6 +122,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const uint32_t r = rng.Next();
       if (r % 7 == 0) parser.Flush(&out);
       if (r % 5 == 0) parser.ExpectResponseTo(kMethods[(r >> 8) % 4]);
+      if (r % 11 == 0) {
+        // Records the probe lost: their byte count is known, their content is not.
+        const uint64_t lost = 1 + (r >> 16) % 300;
+        parser.Gap(lost, ts++, &out);
+        fed += lost;
+      }
       const size_t n = std::min<size_t>(stream.size() - pos, 1 + (r >> 12) % 64);
       const size_t cap = std::min(n, capture);
       // Sometimes the syscall moved more than the bytes present in the input.
