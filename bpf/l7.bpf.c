@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * l7: bytes moved on TCP sockets, the first bytes of each message, per-connection byte
  * positions, connection ends and TCP incidents. The event design is in l7.h.

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * ABI of the l7 probe family: bytes moved on TCP sockets, with the first bytes of each
  * message, per-connection byte positions, connection lifecycle and kernel incidents.

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/util/errno.h"
 #include "l7.h"
 #include "l7.skel.h"
 #include "spdlog/spdlog.h"
@@ -57,15 +58,7 @@ std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
 }
 
 namespace {
-absl::Status Errno(int err, std::string_view what) {
-  int e = err < 0 ? -err : err;
-  std::string msg = absl::StrCat(std::string(what), ": ", std::string(std::strerror(e)));
-  if (e == EPERM || e == EACCES)
-    return absl::PermissionDeniedError(absl::StrCat(
-        msg, " — run as root, or grant CAP_BPF, CAP_PERFMON (and CAP_SYS_RESOURCE on kernels "
-             "before 5.11) to isotraced"));
-  return absl::InternalError(msg);
-}
+using util::Errno;
 }  // namespace
 
 namespace {
@@ -117,13 +110,6 @@ bool TracepointArgIsStructPtr(const btf* vmlinux, const char* tp, int index, con
   return t && btf_is_struct(t) && std::string_view(btf__name_by_offset(vmlinux, t->name_off)) == type;
 }
 
-bool IsVirtualMachine() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("flags", 0) == 0) return line.find(" hypervisor") != std::string::npos;
-  return false;
-}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& options, Sink sink) {
@@ -226,7 +212,7 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   f.steal = f.thread_acct &&
             (StructHasMember(vmlinux, "rq", "prev_steal_time_rq") ||
              StructHasMember(vmlinux, "rq", "prev_steal_time")) &&
-            StructHasMember(vmlinux, "cfs_rq", "rq") && IsVirtualMachine();
+            StructHasMember(vmlinux, "cfs_rq", "rq") && options.vm_guest;
   rodata->steal_enabled = f.steal ? 1 : 0;
   if (f.thread_acct && !f.steal)
     spdlog::info("steal time not measurable here (bare metal, or no paravirt steal clock): "

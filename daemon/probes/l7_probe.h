@@ -26,6 +26,9 @@ struct L7ProbeOptions {
   bool force_syscall_hooks = false;     // tests/benchmarks: the pre-6.3 data hooks
   uint32_t target_tgid = 0;             // 0: every process
   uint32_t self_tgid = 0;               // 0: this process
+  // The node is a VM guest (layers::DetectVm decides, once, for the vm layer too): steal
+  // is measured only there, on bare metal there is none.
+  bool vm_guest = false;
 };
 
 // What the running kernel let the probe measure (decided at load, logged once).
