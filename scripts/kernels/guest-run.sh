@@ -2,10 +2,11 @@
 # PID 1 of the kernel-test guest (scripts/kernels/qemu_guest.py), after switch_root into
 # the host's / (9p, read-only) under a tmpfs overlay. Mounts what isotrace needs, runs
 # the tests with ctest and prints one result line on the console, then powers off.
-# usage: guest-run.sh <build dir> <ctest -R regex> <accel> <PATH>
+# usage: guest-run.sh <build dir> <ctest -R regex> <accel> <PATH> <features this kernel lacks>
 build=$1 tests=$2 accel=$3
 export PATH=${4:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin} HOME=/root LANG=C.UTF-8
 export ISOTRACE_REQUIRE_BPF=1   # a probe that cannot load on this kernel is a failure
+export ISOTRACE_KERNEL_LACKS=$5 # what is expected to be absent here (tests check it)
 say() { echo "isotrace-guest: $*"; }
 finish() {
   echo "ISOTRACE-GUEST-$1"

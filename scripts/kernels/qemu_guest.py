@@ -52,6 +52,9 @@ KERNELS = {
         # No sock_{send,recv}_length (6.3): socket data from the syscall tracepoints.
         # Before 6.18 throttling is seen per throttled hierarchy (no task_struct.throttled);
         # Debian's 6.1 has no CONFIG_PARAVIRT_TIME_ACCOUNTING: steal from the tick clock.
+        # Passed to the tests as ISOTRACE_KERNEL_LACKS: their checks of these become
+        # "absent, as expected" (and presence a failure).
+        "lacks": "sock_tracepoints",
         "features": "data=syscall_tracepoints breakdown=true memstall=true tcp_incidents=true oom=true steal=true "
                     "throttling=hierarchy sched_switch_prev_state=true",
     },
@@ -241,7 +244,7 @@ def boot(a, qemu, build, release, vmlinuz, root, accel):
     log("kernel %s (%s), accel %s, tests %s" % (release, a.kernel, accel, tests))
     with tempfile.TemporaryDirectory(prefix="isotrace-kernels-") as work:
         t0 = time.time()
-        initrd = build_initramfs(work, root, release, [build, tests, accel, os.environ.get("PATH", "")])
+        initrd = build_initramfs(work, root, release, [build, tests, accel, os.environ.get("PATH", ""), KERNELS[a.kernel]["lacks"]])
         disk = os.path.join(work, "scratch.ext4")
         with open(disk, "wb") as f:
             f.truncate(2 << 30)
