@@ -4,13 +4,12 @@
 #include <variant>
 
 #include "exporters/otlp/span_attributes.h"
+#include "daemon/correlate/resource.h"
 
 namespace isotrace::api {
 
 namespace {
 std::string Bytes(const uint8_t* p, size_t n) { return std::string(reinterpret_cast<const char*>(p), n); }
-
-std::string ServiceName(const correlate::Resource* r) { return std::string(correlate::ServiceNameOf(r)); }
 
 // One typed measure as an API attribute (names from otlp/span_attributes.h, as OTLP has them).
 struct AddAttr {
@@ -106,7 +105,7 @@ v1::Span SpanToProto(const SpanWithResource& sw) {
   bool has_parent = false;
   for (uint8_t b : s.parent_span_id) has_parent |= b != 0;
   if (has_parent) out.set_parent_span_id(Bytes(s.parent_span_id.data(), s.parent_span_id.size()));
-  out.set_service(ServiceName(sw.resource.get()));
+  out.set_service(sw.resource ? correlate::ServiceName(*sw.resource) : "unknown");
   out.set_pid(s.process.tgid);
   out.set_kind(static_cast<int32_t>(s.kind));
   out.set_name(s.method.empty() ? "HTTP" : s.method);

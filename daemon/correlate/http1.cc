@@ -6,6 +6,8 @@
 #include <limits>
 #include <utility>
 
+#include "daemon/util/ascii.h"
+
 namespace isotrace::correlate {
 
 namespace {
@@ -28,6 +30,8 @@ constexpr bool IsTargetByte(unsigned char c) { return c > 0x20 && c != 0x7f; }
 // field-value / reason-phrase / chunk-ext: anything but control characters (HTAB is
 // fine). NUL, bare CR and LF inside a value are what makes smuggling work: reject.
 constexpr bool IsValueByte(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+using util::EqualsIgnoreCase;
 
 // The scanner's inner loops, 8 bytes at a time: a word with no byte below `below` and
 // no DEL is skipped whole (SWAR "has less" / "has zero" tests, exact as booleans); a
@@ -52,17 +56,6 @@ size_t SkipWhile(const unsigned char* p, size_t n) {
   return i;
 }
 
-// Local rather than absl's: Debian's abseil is built with its own absl::string_view,
-// which does not convert from std::string_view.
-constexpr char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
-  }
-  return true;
-}
 
 constexpr int HexValue(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -175,7 +168,7 @@ void CommitHeader(std::string_view name, std::string_view value, const Http1Limi
   if (msg->headers.empty() && !limits.store_only.empty()) msg->headers.reserve(limits.store_only.size());
   HttpHeader& h = msg->headers.emplace_back();
   h.name.resize(name.size());
-  std::transform(name.begin(), name.end(), h.name.begin(), AsciiLower);
+  std::transform(name.begin(), name.end(), h.name.begin(), util::Lower);
   h.value = std::string(value.substr(0, limits.max_header_value_bytes));
 }
 

@@ -7,13 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "exporters/otlp/semconv.h"
+#include "daemon/correlate/resource.h"
 
 namespace isotrace::locate {
 
 using correlate::Span;
 using correlate::SpanKind;
 
-std::string ServiceName(const correlate::Resource& r) { return std::string(correlate::ServiceNameOf(&r)); }
+using correlate::ServiceName;
 
 namespace {
 

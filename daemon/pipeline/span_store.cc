@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "daemon/correlate/resource.h"
+
 namespace isotrace::pipeline {
 
 namespace {
@@ -15,11 +17,9 @@ double PercentileMs(std::vector<uint64_t>& v, double q) {
 }
 }  // namespace
 
-std::string ServiceOf(const correlate::Resource& r) { return std::string(correlate::ServiceNameOf(&r)); }
-
 void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span) {
   std::lock_guard<std::mutex> lock(mu_);
-  Window& w = window_[ServiceOf(*resource)];
+  Window& w = window_[correlate::ServiceName(*resource)];
   w.requests++;
   if (!span.error_type.empty()) w.errors++;
   if (w.durations_ns.size() < kMaxSamples) w.durations_ns.push_back(span.end_unix_ns - span.start_unix_ns);

@@ -334,14 +334,6 @@ TEST(Aggregator, SelfTelemetryFollowsTheContractNames) {
   EXPECT_EQ(FindMetric(*self, kExportQueueSize)->type, MetricType::kGauge);
 }
 
-TEST(Aggregator, AbbreviatesStacks) {
-  EXPECT_EQ(AbbreviateStack("vm:firecracker/container:runc/sandbox:bwrap/wasm:node-wasi"),
-            "firecracker/runc/bwrap/node-wasi");
-  EXPECT_EQ(AbbreviateStack("vm:kvm"), "kvm");
-  EXPECT_EQ(AbbreviateStack(""), "");
-  EXPECT_EQ(AbbreviateStack("plain/x:"), "plain/x:");
-}
-
 TEST(Aggregator, IncidentVocabulary) {
   EXPECT_EQ(IncidentName(Incident::kTcpRetransmit), "tcp_retransmit");
   EXPECT_EQ(IncidentName(Incident::kTcpReset), "tcp_reset");
