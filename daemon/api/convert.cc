@@ -3,15 +3,13 @@
 #include <algorithm>
 #include <variant>
 
-#include "daemon/correlate/resource.h"
 #include "exporters/otlp/span_attributes.h"
+#include "daemon/correlate/resource.h"
 
 namespace isotrace::api {
 
 namespace {
 std::string Bytes(const uint8_t* p, size_t n) { return std::string(reinterpret_cast<const char*>(p), n); }
-
-std::string ServiceName(const correlate::Resource* r) { return std::string(correlate::ServiceNameOf(r)); }
 
 // One typed measure as an API attribute (names from otlp/span_attributes.h, as OTLP has them).
 struct AddAttr {

@@ -11,9 +11,9 @@
 #include <set>
 
 #include "absl/time/time.h"
+#include "exporters/otlp/semconv.h"
 #include "daemon/layers/identity.h"
 #include "daemon/util/ascii.h"
-#include "exporters/otlp/semconv.h"
 #include "nlohmann/json.hpp"
 
 namespace isotrace::cli {

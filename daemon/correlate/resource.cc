@@ -2,6 +2,8 @@
 
 #include <variant>
 
+#include "exporters/otlp/semconv.h"
+
 namespace isotrace::correlate {
 
 const std::string* StringAttr(const std::vector<Attribute>& attrs, std::string_view key) {
@@ -11,6 +13,9 @@ const std::string* StringAttr(const std::vector<Attribute>& attrs, std::string_v
   return nullptr;
 }
 
-std::string ServiceName(const Resource& r) { return std::string(ServiceNameOf(&r)); }
+std::string ServiceName(const Resource& r) {
+  const std::string* s = StringAttr(r.attributes, otlp::semconv::kServiceName);
+  return s ? *s : "unknown";
+}
 
 }  // namespace isotrace::correlate

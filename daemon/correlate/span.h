@@ -11,7 +11,6 @@
 #include <variant>
 #include <vector>
 
-#include "exporters/otlp/semconv.h"
 
 namespace isotrace::correlate {
 
@@ -135,14 +134,5 @@ struct Span {
 struct Resource {
   std::vector<Attribute> attributes;
 };
-
-// service.name of a resource; "unknown" when absent (or no resource).
-inline std::string_view ServiceNameOf(const Resource* r) {
-  if (r != nullptr)
-    for (const auto& a : r->attributes)
-      if (a.key == otlp::semconv::kServiceName)
-        if (const auto* s = std::get_if<std::string>(&a.value)) return *s;
-  return "unknown";
-}
 
 }  // namespace isotrace::correlate

@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/correlate/resource.h"
 #include "exporters/otlp/semconv.h"
+#include "daemon/correlate/resource.h"
 
 namespace isotrace::locate {
 

@@ -17,8 +17,6 @@ double PercentileMs(std::vector<uint64_t>& v, double q) {
 }
 }  // namespace
 
-std::string ServiceOf(const correlate::Resource& r) { return std::string(correlate::ServiceNameOf(&r)); }
-
 void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span) {
   std::lock_guard<std::mutex> lock(mu_);
   Window& w = window_[correlate::ServiceName(*resource)];

@@ -32,19 +32,22 @@ constexpr size_t VarintSize(uint64_t v) {
 class Writer {
  public:
   // Appends to *out (its current contents stay in front).
-  explicit Writer(std::string* out) : out_(out), n_(out->size()) {}
+  explicit Writer(std::string* out) : out_(out), n_(out->size()), room_(out->size()) {}
   ~Writer() { Finish(); }
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
   // Trims the buffer to what was written; the writer can go on afterwards.
-  void Finish() { out_->resize(n_); }
+  void Finish() {
+    out_->resize(n_);
+    room_ = n_;
+  }
   size_t size() const { return n_; }
 
   // Makes room for `bytes` more. Every write below checks its own room too (one
   // predictable compare); reserving a record's worth up front saves the regrowth steps.
   void Reserve(size_t bytes) {
-    if (n_ + bytes > out_->size()) out_->resize(std::max(out_->size() * 2, n_ + bytes + 256));
+    if (__builtin_expect(n_ + bytes > room_, 0)) Grow(bytes);
   }
 
   void Varint(uint64_t v) {
@@ -113,8 +116,14 @@ class Writer {
   }
 
  private:
+  [[gnu::noinline]] void Grow(size_t bytes) {
+    out_->resize(std::max(out_->size() * 2, n_ + bytes + 256));
+    room_ = out_->size();
+  }
+
   std::string* out_;
-  size_t n_;  // bytes written; out_->size() is the room
+  size_t n_;     // bytes written
+  size_t room_;  // out_->size(): what may be written without growing
 };
 
 }  // namespace isotrace::otlp::wire
