@@ -104,6 +104,8 @@ absl::Status ReadHeaders(const YAML::Node& n, Config* c) {
         else if (ch == ',') value += "%2C";
         else value += ch;
       }
+      if (!kv.first.IsScalar())
+        return absl::InvalidArgumentError("config key 'exporter.otlp.headers': a header name is not a plain name");
       parts.push_back(absl::StrCat(kv.first.Scalar(), "=", value));
     }
     v = absl::StrJoin(parts, ",");
@@ -180,7 +182,9 @@ absl::Status ReadLayerRules(const YAML::Node& n, Config* c) {
     if (!r.IsMap()) return absl::InvalidArgumentError(absl::StrCat("config: ", at, " must be a mapping"));
     LayerRule rule;
     for (const auto& kv : r) {
-      std::string f = kv.first.as<std::string>();
+      if (!kv.first.IsScalar())
+        return absl::InvalidArgumentError(absl::StrCat("config: a key of ", at, " is not a plain name"));
+      std::string f = kv.first.Scalar();
       bool known = false;
       for (const char* k : kFields) known |= f == k;
       if (!known)
@@ -371,6 +375,16 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix, Config* cfg
   return absl::OkStatus();
 }
 
+// Every reader above checks a node's shape before converting it; this catch is the
+// backstop, so a shape nobody thought of is still a message and never a crash.
+absl::Status WalkRoot(const YAML::Node& root, Config* cfg) {
+  try {
+    return Walk(root, "", cfg);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: unexpected structure: ", e.what()));
+  }
+}
+
 }  // namespace
 
 absl::Status CheckLayerRule(const LayerRule& r) {
@@ -418,7 +432,7 @@ absl::Status LoadYamlString(const std::string& text, Config* cfg) {
     return absl::InvalidArgumentError(absl::StrCat("config: YAML syntax error: ", e.what()));
   }
   if (root.IsNull()) return absl::OkStatus();
-  return Walk(root, "", cfg);
+  return WalkRoot(root, cfg);
 }
 
 absl::Status LoadYamlFile(const std::string& path, Config* cfg) {
@@ -431,7 +445,7 @@ absl::Status LoadYamlFile(const std::string& path, Config* cfg) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", path, ": ", e.what()));
   }
   if (root.IsNull()) return absl::OkStatus();
-  return Walk(root, "", cfg);
+  return WalkRoot(root, cfg);
 }
 
 std::map<std::string, std::string> ProcessEnvironment() {

@@ -150,6 +150,19 @@ TEST(ConfigErrors, DuplicateKeysAreRefused) {
   EXPECT_THAT(Message(st), HasSubstr("'log.level' appears twice"));
 }
 
+// Found by fuzz.config: a mapping or list used as a key inside a layer rule or the
+// headers mapping threw out of yaml-cpp and ended the daemon.
+TEST(ConfigErrors, KeysThatAreNotNamesAreRefused) {
+  Config c;
+  for (const char* text : {"layers:\n  rules:\n    - {[a]: b}\n",
+                           "exporter:\n  otlp:\n    headers: {[a]: b}\n", "{[a]: b}\n"}) {
+    auto st = Load(text, &c);
+    ASSERT_FALSE(st.ok()) << text;
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(Message(st), HasSubstr("not a plain name")) << text;
+  }
+}
+
 TEST(ConfigErrors, ValuesNameKeyValueAndFix) {
   struct Case {
     const char* yaml;
