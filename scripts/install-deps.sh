@@ -14,6 +14,9 @@ pkgs=(
   libre2-dev nlohmann-json3-dev
   # metrics: the Prometheus /metrics endpoint (small, bounded HTTP server; docs/metrics.md)
   libmicrohttpd-dev
+  # correlate: HPACK for HTTP/2 through nghttp2's inflater (its deflater/session make the
+  # unit tests' independent frames)
+  libnghttp2-dev
   # tests: real servers, load, sandboxes, containers
   nginx-light wrk python3 curl socat stress-ng runc bubblewrap busybox-static
   iproute2 nftables tmux prometheus procps util-linux
@@ -21,6 +24,9 @@ pkgs=(
   python3-yaml systemd
   # otlp_tls_test makes its CA, server and client certificates with the openssl CLI
   openssl
+  # HTTP/2 and gRPC e2e: nghttp/h2load clients, nghttpd (h2c upgrade), a real gRPC
+  # server and client (Debian's python3-grpcio, for /usr/bin/python3)
+  nghttp2-client nghttp2-server python3-grpcio
   # WASI modules for the wasm layer
   wasi-libc lld libclang-rt-14-dev-wasm32
 )
