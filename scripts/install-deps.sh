@@ -24,9 +24,11 @@ pkgs=(
   python3-yaml systemd
   # otlp_tls_test makes its CA, server and client certificates with the openssl CLI
   openssl
-  # HTTP/2 and gRPC e2e: nghttp/h2load clients, nghttpd (h2c upgrade), a real gRPC
-  # server and client (Debian's python3-grpcio, for /usr/bin/python3)
-  nghttp2-client nghttp2-server python3-grpcio
+  # HTTP/2 and gRPC e2e: nghttp/h2load clients, a real gRPC server and client (Debian's
+  # python3-grpcio, for /usr/bin/python3)
+  nghttp2-client python3-grpcio
+  # h2c upgrade (HTTP/1.1 Upgrade: h2c → 101) from a real server: Apache mod_http2
+  apache2
   # WASI modules for the wasm layer
   wasi-libc lld libclang-rt-14-dev-wasm32
 )

@@ -91,6 +91,17 @@ int ParseInt(std::string_view v, int fallback) {
 
 }  // namespace
 
+std::string GrpcStatusName(int code) {
+  // grpc/include/grpcpp/support/status_code_enum.h; the names error.type carries.
+  static constexpr std::string_view kNames[] = {
+      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",    "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS",     "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",  "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",       "UNIMPLEMENTED",     "INTERNAL",            "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  if (code >= 0 && code < static_cast<int>(std::size(kNames))) return std::string(kNames[code]);
+  return std::to_string(code);
+}
+
 std::string_view Http2Exchange::RpcService() const {
   if (!grpc || path.size() < 4 || path[0] != '/') return {};
   size_t slash = path.find('/', 1);
@@ -108,7 +119,7 @@ std::string_view Http2Exchange::RpcMethod() const {
 
 void Http2Connection::Block::Clear() {
   for (std::string* s : {&method, &scheme, &authority, &host, &path, &status, &content_type, &grpc_status,
-                         &grpc_message, &traceparent, &tracestate})
+                         &grpc_message, &traceparent, &tracestate, &user_agent})
     s->clear();
 }
 
@@ -505,7 +516,7 @@ void Http2Connection::OnHeader(std::string_view name, std::string_view value) {
       {":status", &Block::status},           {"content-type", &Block::content_type},
       {"grpc-status", &Block::grpc_status},  {"grpc-message", &Block::grpc_message},
       {"traceparent", &Block::traceparent},  {"tracestate", &Block::tracestate},
-      {"host", &Block::host},
+      {"host", &Block::host},                {"user-agent", &Block::user_agent},
   };
   for (const auto& f : kFields) {
     if (f.name == name) {
@@ -610,6 +621,7 @@ void Http2Connection::EndBlock(Side from, uint64_t ts, std::vector<Http2Event>* 
     x.content_type = std::move(block_.content_type);
     x.traceparent = std::move(block_.traceparent);
     x.tracestate = std::move(block_.tracestate);
+    x.user_agent = std::move(block_.user_agent);
     x.grpc = x.content_type.rfind("application/grpc", 0) == 0;
     x.request_first_ts_ns = d.block_first_ts;
     x.request_bytes = d.block_wire;

@@ -77,6 +77,7 @@ struct Http2Exchange {
   std::string path;       // :path
   std::string content_type;  // request content-type
   std::string traceparent, tracestate;
+  std::string user_agent;
   bool request_ended = false;  // the client sent END_STREAM
 
   // Response.
@@ -111,6 +112,9 @@ struct Http2Event {
   Kind kind;
   Http2Exchange exchange;
 };
+
+// The canonical name of a gRPC status code ("NOT_FOUND"); the number as text when unknown.
+std::string GrpcStatusName(int code);
 
 class Http2Connection {
  public:
@@ -245,7 +249,7 @@ class Http2Connection {
   // The header block being decoded: what it says, kept until END_HEADERS.
   struct Block {
     std::string method, scheme, authority, host, path, status, content_type, grpc_status,
-        grpc_message, traceparent, tracestate;
+        grpc_message, traceparent, tracestate, user_agent;
     void Clear();
   } block_;
 };

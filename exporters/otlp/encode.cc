@@ -84,6 +84,15 @@ otlp_trace::Status::StatusCode StatusFor(const correlate::Span& s) {
   // marks a SERVER span; for a CLIENT span any 4xx/5xx is an error. A request that ended
   // without a response (reset, timeout) carries error.type and is an error for both.
   bool error = false;
+  if (s.rpc && s.rpc->grpc_status_code >= 0) {
+    // RPC conventions for gRPC: a CLIENT span errs on any status but OK; a SERVER span
+    // only on the codes that mean the server failed (UNKNOWN, DEADLINE_EXCEEDED,
+    // UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not the caller's mistakes.
+    const int c = s.rpc->grpc_status_code;
+    error = s.kind == correlate::SpanKind::kClient ? c != 0
+                                                   : (c == 2 || c == 4 || c == 12 || c == 13 || c == 14 || c == 15);
+    return error ? otlp_trace::Status::STATUS_CODE_ERROR : otlp_trace::Status::STATUS_CODE_UNSET;
+  }
   if (s.kind == correlate::SpanKind::kClient) {
     error = s.status_code >= 400 || !s.error_type.empty();
   } else {
@@ -223,6 +232,8 @@ absl::Status ValidateSpan(const correlate::Span& span) {
 }
 
 std::string SpanName(const correlate::Span& span) {
+  // RPC conventions: "{rpc.service}/{rpc.method}" (low cardinality by construction).
+  if (span.rpc) return str::Cat(span.rpc->service, "/", span.rpc->method);
   // Without http.route (isotrace never knows the route template) the conventions name
   // the span by the method alone: the path would make names high-cardinality.
   if (IsKnownMethod(span.method)) return span.method;
@@ -292,6 +303,12 @@ void EncodeSpan(const correlate::Span& s, otlp_trace::Span* out) {
     if (s.client_port != 0) AddInt(semconv::kClientPort, s.client_port, attrs);
   }
   if (!s.error_type.empty()) AddString(semconv::kErrorType, s.error_type, attrs);
+  if (s.rpc) {
+    AddString(semconv::kRpcSystem, s.rpc->system, attrs);
+    if (!s.rpc->service.empty()) AddString(semconv::kRpcService, s.rpc->service, attrs);
+    if (!s.rpc->method.empty()) AddString(semconv::kRpcMethod, s.rpc->method, attrs);
+    if (s.rpc->grpc_status_code >= 0) AddInt(semconv::kRpcGrpcStatusCode, s.rpc->grpc_status_code, attrs);
+  }
   AddAttributes(s.attributes, attrs);
 
   out->mutable_events()->Reserve(static_cast<int>(s.events.size()));
