@@ -8,7 +8,7 @@
 # Environment: DURATION (s per measured run, default 10), ROUNDS (without/with pairs,
 # default 3), BPF_STATS_DURATION (default 5),
 # CONNS (wrk connections, default 16), THREADS (wrk threads, default 1),
-# FILE_BYTES (static file size, default 1024).
+# FILE_BYTES (static file size, default 1024), DAEMON_ARGS (extra isotraced flags).
 # Needs root (BPF, sysctl), nginx, wrk, bpftool, python3. Exits 2 when it cannot run.
 # See bench/README.md for what each figure means.
 set -euo pipefail
@@ -43,40 +43,9 @@ cleanup() {
   [[ ${ISOTRACE_KEEP_TMP:-0} == 1 ]] || rm -rf "$TMP"
 }
 trap cleanup EXIT
+source "$(cd "$(dirname "$0")" && pwd)/lib/measure.sh"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$TMP/www"
-head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' >"$TMP/www/index.html"
-# The e2e harness's nginx (tests/e2e/harness.py start_nginx), one worker.
-cat >"$TMP/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/body;
-  proxy_temp_path $TMP/proxy;
-  fastcgi_temp_path $TMP/fastcgi;
-  uwsgi_temp_path $TMP/uwsgi;
-  scgi_temp_path $TMP/scgi;
-  sendfile on;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT;
-    root $TMP/www;
-  }
-}
-EOF
-nginx -c "$TMP/nginx.conf" -p "$TMP" >"$TMP/nginx.log" 2>&1 &
-NGINX_PID=$!
-for _ in $(seq 100); do
-  (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
-  sleep 0.1
-done
-(echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || cannot "nginx did not listen: $(cat "$TMP/nginx.log")"
+start_nginx "$TMP" "$FILE_BYTES"
 URL="http://127.0.0.1:$PORT/index.html"
 
 # run_wrk <seconds> <name>: wrk's output into $TMP/<name>.wrk
@@ -85,51 +54,10 @@ run_wrk() {
     cannot "wrk failed: $(cat "$TMP/$2.wrk")"
 }
 
-# CPU time of every thread of a process: utime+stime from /proc/<pid>/stat (clock ticks,
-# as top/ps see it) and the sum of the threads' schedstat on-CPU ns (exact).
-cpu_sample() {
-  python3 - "$1" <<'PY'
-import os, sys
-pid = sys.argv[1]
-with open(f"/proc/{pid}/stat") as f:
-    fields = f.read().rsplit(")", 1)[1].split()
-ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-ns = 0
-for tid in os.listdir(f"/proc/{pid}/task"):
-    try:
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            ns += int(f.read().split()[0])
-    except OSError:
-        pass
-print(ticks, ns)
-PY
-}
-
-# The daemon's BPF programs with their cumulative run_time_ns and run_cnt (JSON lines).
-# Programs are matched by the prog ids behind the daemon's own file descriptors
-# (/proc/<pid>/fdinfo): Debian's bpftool does not report owning pids.
-bpf_sample() {
-  bpftool prog show -j | python3 -c '
-import json, os, sys
-pid = sys.argv[1]
-ids = set()
-for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-    try:
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("prog_id:"):
-                    ids.add(int(line.split()[1]))
-    except OSError:
-        pass
-for p in json.load(sys.stdin):
-    if p["id"] in ids:
-        print(json.dumps({"id": p["id"], "name": p.get("name", "?"), "type": p.get("type", "?"),
-                          "run_time_ns": p.get("run_time_ns", 0), "run_cnt": p.get("run_cnt", 0)}))
-' "$1"
-}
 
 start_daemon() {  # $1: log file
-  "$ISOTRACED" --summary-interval 0 >"$1" 2>&1 &
+  # shellcheck disable=SC2086  # DAEMON_ARGS is a list of flags
+  "$ISOTRACED" --summary-interval 0 ${DAEMON_ARGS:-} >"$1" 2>&1 &
   DAEMON_PID=$!
   for _ in $(seq 600); do
     grep -q "probe attached" "$1" && return 0
@@ -239,43 +167,9 @@ print(f"spans per wrk request                                {tot_spans / max(to
       f"   (nginx SERVER + wrk CLIENT = 2; more = other HTTP on the machine;"
       f" {tot_lost} events lost in the kernel)")
 
-# Which bpf/ source defines each program, and where it attaches: bpftool shows the full
-# function name when the program has BTF, else the kernel's first 15 characters.
-origin = {}
-for path in sorted(glob.glob(f"{src}/bpf/*.bpf.[ch]")):
-    text = open(path).read()
-    for sec, fn in re.findall(r'SEC\("([^"]+)"\)\s*\n\s*int\s+(?:BPF_PROG\(\s*)?(\w+)', text):
-        origin[fn] = origin[fn[:15]] = (os.path.basename(path), sec.split("/")[-1])
-
 st = wrk("stats")
-before = {p["id"]: p for p in map(json.loads, open(f"{tmp}/bpf0.jsonl"))}
-after = [json.loads(l) for l in open(f"{tmp}/bpf1.jsonl")]
-rows = []
-for p in after:
-    b = before.get(p["id"], {"run_time_ns": 0, "run_cnt": 0})
-    cnt = p["run_cnt"] - b["run_cnt"]
-    ns = p["run_time_ns"] - b["run_time_ns"]
-    file, hook = origin.get(p["name"], ("?", "?"))
-    rows.append((file, p["name"], hook, cnt, ns))
-rows.sort(key=lambda r: (r[0], -r[4]))
-req = max(st["requests"], 1)
-print()
-print(f"BPF programs of the daemon, kernel.bpf_stats_enabled=1, {sdur} s run ({st['requests']} requests, "
-      f"{st['rps']:.0f} req/s); calls include every other process on the machine:")
-print(f"  {'source':13}{'program':20}{'hook':22}{'calls':>10}{'calls/req':>10}{'ns/call':>9}{'ns/req':>9}")
-per_file = {}
-for file, name, hook, cnt, ns in rows:
-    if cnt == 0:
-        continue
-    tot = per_file.setdefault(file, [0, 0])
-    tot[0] += cnt
-    tot[1] += ns
-    print(f"  {file:13}{name[:19]:20}{hook[:21]:22}{cnt:>10}{cnt / req:>10.2f}{ns / cnt:>9.0f}{ns / req:>9.0f}")
-idle = [r[1] for r in rows if r[3] == 0]
-if idle:
-    print(f"  not run: {', '.join(idle)}")
-for file, (cnt, ns) in per_file.items():
-    print(f"  {'total ' + file:55}{cnt:>10}{cnt / req:>10.2f}{ns / max(cnt, 1):>9.0f}{ns / req:>9.0f}")
-all_ns = sum(ns for _, ns in per_file.values())
-print(f"  {'all programs':55}{'':10}{'':10}{'':9}{all_ns / req:>9.0f}  ns of BPF per request")
+sys.stdout.flush()
+os.execvp("python3", ["python3", f"{src}/bench/lib/bpf_table.py", f"{tmp}/bpf0.jsonl", f"{tmp}/bpf1.jsonl",
+                      str(st["requests"]), f"{sdur} s run ({st['requests']} requests, {st['rps']:.0f} req/s)", src,
+                      str(tot_ns / max(tot_on, 1))])
 PY

@@ -65,6 +65,7 @@ SocketEvent BaseEvent(int conn) {
   ev.proc_start_ns = 123456789 + ev.tgid;
   ev.fd = 100 + conn;
   ev.sock_id = 0xffff888000000000ull + static_cast<uint64_t>(conn) * 4096;
+  ev.conn_id = static_cast<uint64_t>(conn) + 1;
   ev.cgroup_id = 4242;
   ev.family = 2;  // AF_INET
   ev.laddr = {127, 0, 0, 1};

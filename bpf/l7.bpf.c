@@ -1,12 +1,21 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * l7: socket syscalls on TCP sockets, with a bounded prefix of each payload.
+ * l7: bytes moved on TCP sockets, the first bytes of each message, per-connection byte
+ * positions, connection ends and TCP incidents. The event design is in l7.h.
  *
- * Hooks are the per-syscall tracepoints (syscalls/sys_{enter,exit}_*): stable ABI,
- * available where kprobes are not. Entry records the arguments per thread; exit reads
- * the result and the payload and emits one l7_event into the ring buffer. Everything
- * that is not an AF_INET/AF_INET6 SOCK_STREAM socket (files, pipes, ttys, unix sockets,
- * UDP) is filtered out at entry, in the kernel.
+ * Hooks, chosen for cost (every program here runs inside the workloads' syscalls):
+ * - Data: `tp_btf/sock_send_length` and `tp_btf/sock_recv_length` (Linux 6.3+). They
+ *   fire only for sockets, after the protocol moved the bytes, with the struct sock in
+ *   hand: no fd → file → inode → sock walk, and no syscall tracepoint at all, so the
+ *   node's other syscalls (files, pipes, epoll) pay nothing. The syscall's own arguments
+ *   (fd, user buffer) come from the task's saved registers (bpf_task_pt_regs).
+ * - Data on kernels without those tracepoints: the per-syscall tracepoints
+ *   (syscalls/sys_{enter,exit}_*), entry walking the fd table to the socket as before.
+ *   Exactly one of the two sets is loaded (daemon/probes decides from BTF).
+ * - Connection ends: `tp_btf/inet_sock_set_state` (connect start, handshake done, our
+ *   FIN, TCP_CLOSE) and a read returning 0 (the peer's FIN, in the reader's order).
+ * - Incidents: tcp_retransmit_skb, tcp_receive_reset, tcp_send_reset, only for sockets
+ *   this probe tracks; mark_victim (OOM kills).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -22,10 +31,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_STREAM 1
+#define IPPROTO_TCP 6
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
-#define EINPROGRESS 115
+#define MSG_PEEK 2
+#define PF_KTHREAD 0x00200000
 #define L7_MAX_IOV 4
+/* include/net/tcp_states.h */
+#define ISO_TCP_ESTABLISHED 1
+#define ISO_TCP_SYN_SENT 2
+#define ISO_TCP_FIN_WAIT1 4
+#define ISO_TCP_CLOSE 7
+#define ISO_TCP_LAST_ACK 9
 
 /* barrier_var() (bpf_helpers.h) below keeps clang from reusing an unbounded copy of a
  * value the verifier has just bounded. */
@@ -33,10 +50,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by user space between open and load. */
 const volatile __u32 self_tgid = 0;         /* never trace the daemon's own traffic */
 const volatile __u32 target_tgid = 0;       /* 0: every process */
-const volatile __u32 capture_bytes = 1024;  /* payload prefix, at most L7_MAX_CAPTURE */
+const volatile __u32 capture_bytes = 1024;  /* per message, at most L7_MAX_CAPTURE */
+const volatile __u64 wakeup_bytes = 0;      /* force a wake-up past this; 0: every record */
 
 /* Ring buffer of struct l7_event (variable length: header + captured bytes).
- * Written by every exit handler, read by daemon/probes. Size set at load. */
+ * Written by every handler, read by daemon/probes. Size set at load. */
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 8 * 1024 * 1024);
@@ -51,9 +69,50 @@ struct {
   __type(value, __u64);
 } counters SEC(".maps");
 
-/* A socket syscall in flight: written at entry, deleted at exit.
- * Key: pid_tgid of the calling thread (one syscall per thread at a time).
- * LRU: a thread killed inside a syscall never reaches the exit hook; LRU evicts it. */
+/* Per-connection state: what makes one record per segment cheap and gaps visible.
+ * Key: struct sock address. Created at the first segment of a traced process on a TCP
+ * socket (or at its connect), deleted at TCP_CLOSE; LRU evicts what a missed close
+ * leaves behind (a re-created entry gets a new id, so user space never mixes the two). */
+enum conn_flags {
+  CS_CAPTURE_ALL = 1 << 0, /* HTTP/2 prior knowledge: every segment opens frames */
+  CS_CONNECTED = 1 << 1,   /* this side connect()ed */
+  CS_REPORTED = 1 << 2,    /* at least one record sent */
+  CS_EOF_IN = 1 << 3,      /* the reader saw end of stream (FIN reported) */
+  CS_FIN_OUT = 1 << 4,     /* our FIN reported */
+};
+struct conn_state {
+  __u64 id;
+  __u64 pos[2];        /* bytes moved so far, [0] ingress, [1] egress */
+  __u64 msg_start[2];  /* pos where the message in progress began */
+  __u64 conn_start_ns; /* SYN_SENT */
+  __u64 established_ns;
+  __u64 proc_start_ns; /* owner: the last process that moved bytes */
+  __u64 cgroup_id;
+  __u32 tgid;
+  __u32 seq;           /* next record number */
+  __u32 retransmits;
+  __u16 lport, rport;
+  __u8 family;
+  __u8 last_dir;       /* enum l7_direction of the last segment */
+  __u8 msg_http[2];    /* the message in progress opened like HTTP */
+  __u8 flags;          /* enum conn_flags */
+  __u8 pad[7];
+  __u8 laddr[16], raddr[16];
+  char comm[16];
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 32768);
+  __type(key, __u64);
+  __type(value, struct conn_state);
+} conns SEC(".maps");
+
+/* Connection ids: a boot-unique counter, bumped once per new connection. */
+__u64 next_conn_id = 1;
+
+/* Syscall fallback only: a socket syscall in flight, written at entry, deleted at exit.
+ * Key: pid_tgid of the calling thread (one syscall per thread at a time). LRU: a thread
+ * killed inside a syscall never reaches the exit hook. */
 struct inflight {
   __u64 ts;
   __u64 buf;      /* user buffer, or user iovec array when is_vec */
@@ -72,8 +131,9 @@ struct {
   __type(value, struct inflight);
 } inflight_calls SEC(".maps");
 
-/* Scratch space to build one event (too big for the 512-byte BPF stack). The extra
- * L7_MAX_CAPTURE bytes let iovec copies use a masked offset plus a bounded length. */
+/* Scratch space for records whose payload comes from an iovec array (the copy needs a
+ * masked offset plus a bounded length, hence the overflow room); flat buffers are read
+ * straight into the ring buffer. Per CPU, one record at a time. */
 struct scratch {
   struct l7_event ev;
   __u8 overflow[L7_MAX_CAPTURE];
@@ -98,6 +158,413 @@ static __always_inline bool traced_process(__u32 tgid) {
   return true;
 }
 
+/* No wake-up per record: the reader polls on a short timer. Past `wakeup_bytes` of
+ * unread data the reader is woken so the ring does not fill. */
+static __always_inline __u64 submit_flags(void) {
+  if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
+    return BPF_RB_NO_WAKEUP;
+  count(L7_CNT_WAKEUPS);
+  return BPF_RB_FORCE_WAKEUP;
+}
+
+/* ---- connection state ------------------------------------------------------------ */
+
+static __always_inline bool is_tcp_sock(const struct sock *sk) {
+  if (!sk) return false;
+  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  if (family != AF_INET && family != AF_INET6) return false;
+  if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM) return false;
+  return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+static __always_inline void read_addrs(struct conn_state *cs, const struct sock *sk) {
+  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  cs->family = (__u8)family;
+  cs->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+  cs->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  if (family == AF_INET) {
+    BPF_CORE_READ_INTO((__u32 *)cs->laddr, sk, __sk_common.skc_rcv_saddr);
+    BPF_CORE_READ_INTO((__u32 *)cs->raddr, sk, __sk_common.skc_daddr);
+  } else {
+    BPF_CORE_READ_INTO(cs->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(cs->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+  }
+}
+
+static __always_inline void set_owner(struct conn_state *cs, __u32 tgid) {
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  cs->tgid = tgid;
+  cs->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+  cs->cgroup_id = bpf_get_current_cgroup_id();
+  bpf_get_current_comm(cs->comm, sizeof(cs->comm));
+}
+
+static __always_inline struct conn_state *new_conn(const struct sock *sk, __u32 tgid) {
+  struct conn_state init = {};
+  __u64 key = (__u64)sk;
+  init.id = __sync_fetch_and_add(&next_conn_id, 1);
+  read_addrs(&init, sk);
+  set_owner(&init, tgid);
+  bpf_map_update_elem(&conns, &key, &init, BPF_NOEXIST);
+  return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* Header of a record of connection `cs`. */
+static __always_inline void fill_header(struct l7_event *ev, struct conn_state *cs, const struct sock *sk,
+                                        __u8 kind, __u8 dir, __u64 now) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  ev->ts_ns = now;
+  ev->ts_enter_ns = now;
+  ev->conn_id = cs->id;
+  ev->sock_id = (__u64)sk;
+  ev->proc_start_ns = cs->proc_start_ns;
+  ev->cgroup_id = cs->cgroup_id;
+  ev->pos = 0;
+  ev->len = 0;
+  ev->conn_start_ns = cs->conn_start_ns;
+  ev->established_ns = cs->established_ns;
+  ev->seq = cs->seq++;
+  ev->tgid = cs->tgid;
+  ev->tid = (__u32)pid_tgid;
+  ev->fd = -1;
+  ev->captured = 0;
+  ev->lport = cs->lport;
+  ev->rport = cs->rport;
+  ev->kind = kind;
+  ev->dir = dir;
+  ev->family = cs->family;
+  ev->syscall = 0;
+  ev->flags = 0;
+  if (!(cs->flags & CS_REPORTED)) ev->flags |= L7_F_NEW_CONN;
+  if (cs->flags & CS_CONNECTED) ev->flags |= L7_F_CONNECTED;
+  cs->flags |= CS_REPORTED;
+  __builtin_memcpy(ev->laddr, cs->laddr, 16);
+  __builtin_memcpy(ev->raddr, cs->raddr, 16);
+  __builtin_memcpy(ev->comm, cs->comm, 16);
+  ev->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+  ev->retransmits = cs->retransmits;
+}
+
+/* A record with no payload (lifecycle, incidents, uncaptured segments). */
+static __always_inline struct l7_event *reserve_small(void) {
+  struct l7_event *ev = bpf_ringbuf_reserve(&events, L7_EVENT_HEADER_SIZE, 0);
+  if (!ev) count(L7_CNT_RINGBUF_DROPS);
+  return ev;
+}
+
+static __always_inline void emit_simple(struct conn_state *cs, const struct sock *sk, __u8 kind, __u8 dir,
+                                        bool with_acct) {
+  __u64 flags = submit_flags();
+  struct l7_event *ev = reserve_small();
+  if (!ev) {
+    cs->seq++; /* the loss shows as a gap */
+    return;
+  }
+  __u64 now = bpf_ktime_get_ns();
+  fill_header(ev, cs, sk, kind, dir, now);
+  if (kind == L7_EV_DATA || kind == L7_EV_FIN) {
+    __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
+    ev->pos = cs->pos[di & 1];
+  }
+  if (with_acct)
+    acct_snapshot(&ev->acct, now);
+  else
+    __builtin_memset(&ev->acct, 0, sizeof(ev->acct));
+  bpf_ringbuf_submit(ev, flags);
+  count(L7_CNT_EVENTS);
+}
+
+/* ---- message starts ---------------------------------------------------------------- */
+
+/* The first bytes of a segment open like an HTTP/1.x start line (a method token and a
+ * space, or "HTTP/1."), or like the HTTP/2 connection preface ("PRI * HTTP/2.0"), or —
+ * at the very start of a direction (`first`) — like a SETTINGS frame, the server's
+ * preface, which many servers (gRPC among them) send before they read the client's. The
+ * cheap test that decides what is copied; user space does the real framing. */
+enum start_kind { START_NONE = 0, START_HTTP1 = 1, START_H2 = 2 };
+static __always_inline int start_kind(const __u8 b[8], bool first) {
+  if (b[0] == 'P' && b[1] == 'R' && b[2] == 'I' && b[3] == ' ' && b[4] == '*') return START_H2;
+  /* length < 64 KiB, type SETTINGS (4), no flags (not an ACK), stream 0 */
+  if (first && b[0] == 0 && b[3] == 4 && b[4] == 0 && b[5] == 0 && b[6] == 0 && b[7] == 0) return START_H2;
+  if (b[0] == 'H' && b[1] == 'T' && b[2] == 'T' && b[3] == 'P' && b[4] == '/') return START_HTTP1;
+  /* A method token of 3 to 7 capitals, then a space. Written out: an indexed read
+   * b[n] compiles to pointer arithmetic the verifier refuses on the stack. */
+#define UP(c) ((c) >= 'A' && (c) <= 'Z')
+  if (!UP(b[0]) || !UP(b[1]) || !UP(b[2])) return START_NONE;
+  if (b[3] == ' ') return START_HTTP1;
+  if (!UP(b[3])) return START_NONE;
+  if (b[4] == ' ') return START_HTTP1;
+  if (!UP(b[4])) return START_NONE;
+  if (b[5] == ' ') return START_HTTP1;
+  if (!UP(b[5])) return START_NONE;
+  if (b[6] == ' ') return START_HTTP1;
+  if (!UP(b[6])) return START_NONE;
+  return b[7] == ' ' ? START_HTTP1 : START_NONE;
+#undef UP
+}
+
+/* The user bytes of a segment: a flat buffer, or up to L7_MAX_IOV iovecs. */
+struct seg_buf {
+  __u64 buf;
+  __u32 iovcnt;
+  __u8 is_vec;
+  __u8 sys;
+};
+
+static __always_inline bool peek8(const struct seg_buf *b, __u8 out[8]) {
+  __u64 p = b->buf;
+  if (!p) return false;
+  if (b->is_vec) {
+    struct iovec iov = {};
+    if (!b->iovcnt || bpf_probe_read_user(&iov, sizeof(iov), (void *)p)) return false;
+    if (iov.iov_len < 8) return false;
+    p = (__u64)iov.iov_base;
+  }
+  return bpf_probe_read_user(out, 8, (void *)p) == 0;
+}
+
+static __always_inline __u32 capture_iov(struct l7_event *ev, __u64 iov_ptr, __u32 iovcnt, __u64 want) {
+  __u64 left = want;
+  __u32 off = 0;
+#pragma unroll
+  for (int i = 0; i < L7_MAX_IOV; i++) {
+    if (i >= iovcnt || left == 0) break;
+    struct iovec iov = {};
+    if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(struct iovec)))) break;
+    __u64 k = iov.iov_len;
+    if (k > left) k = left;
+    barrier_var(k);
+    if (k > L7_MAX_CAPTURE) k = L7_MAX_CAPTURE;
+    barrier_var(k);
+    off &= (L7_MAX_CAPTURE - 1);
+    barrier_var(off);
+    if (k && bpf_probe_read_user(&ev->data[off], k, iov.iov_base)) {
+      count(L7_CNT_READ_FAIL);
+      break;
+    }
+    off += k;
+    left -= k;
+  }
+  return off;
+}
+
+/* ---- segments ---------------------------------------------------------------------- */
+
+/* One send/recv call moved `ret` bytes on TCP socket `sk`. */
+static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 ret, const struct seg_buf *b,
+                                       int fd, __u64 ts_enter) {
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!traced_process(tgid)) return;
+  __u64 key = (__u64)sk;
+  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  if (!cs) {
+    if (!is_tcp_sock(sk)) return;
+    cs = new_conn(sk, tgid);
+    if (!cs) return;
+  } else if (cs->tgid != tgid) {
+    set_owner(cs, tgid);
+  }
+  count(L7_CNT_SEGMENTS);
+  const __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
+  const __u64 pos = cs->pos[di & 1];
+  cs->pos[di & 1] = pos + (__u64)ret;
+
+  /* Is this the start of a message, and what of it is copied? */
+  __u8 peek[8] = {};
+  bool have_peek = false;
+  bool start = cs->last_dir != dir;
+  __u64 in_msg = pos - cs->msg_start[di & 1];
+  __u64 want = 0;
+  if (!start && !(cs->flags & CS_CAPTURE_ALL) && cs->msg_http[di & 1] && in_msg < capture_bytes) {
+    want = capture_bytes - in_msg; /* the head may still be in progress */
+  } else {
+    have_peek = peek8(b, peek);
+    int k = have_peek ? start_kind(peek, pos == 0) : START_NONE;
+    if (k == START_H2) cs->flags |= CS_CAPTURE_ALL;
+    if (k != START_NONE) start = true;
+    if (start) {
+      cs->msg_start[di & 1] = pos;
+      cs->msg_http[di & 1] = k != START_NONE;
+    }
+    if (k != START_NONE || (cs->flags & CS_CAPTURE_ALL)) want = capture_bytes;
+  }
+  cs->last_dir = dir;
+  if (!b->buf) want = 0;
+  if (want > (__u64)ret) want = ret;
+
+  __u64 flags = submit_flags();
+  __u64 now = bpf_ktime_get_ns();
+  struct l7_event *ev;
+  struct scratch *s = NULL;
+  if (!want) {
+    ev = reserve_small();
+  } else if (b->is_vec) {
+    __u32 zero = 0;
+    s = bpf_map_lookup_elem(&scratch_buf, &zero);
+    ev = s ? &s->ev : NULL;
+  } else {
+    ev = bpf_ringbuf_reserve(&events, L7_EVENT_HEADER_SIZE + capture_bytes, 0);
+    if (!ev) count(L7_CNT_RINGBUF_DROPS);
+  }
+  if (!ev) {
+    cs->seq++; /* the loss shows as a gap */
+    return;
+  }
+  fill_header(ev, cs, sk, L7_EV_DATA, dir, now);
+  ev->ts_enter_ns = ts_enter ? ts_enter : now;
+  ev->pos = pos;
+  ev->len = ret;
+  ev->fd = fd;
+  ev->syscall = b->sys;
+  if (start) ev->flags |= L7_F_MSG_START;
+  acct_snapshot(&ev->acct, now);
+
+  if (want) {
+    count(L7_CNT_CAPTURED);
+    if (s) {
+      __u32 n = capture_iov(ev, b->buf, b->iovcnt, want);
+      ev->captured = n;
+      if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
+      if (bpf_ringbuf_output(&events, ev, L7_EVENT_HEADER_SIZE + n, flags))
+        count(L7_CNT_RINGBUF_DROPS);
+      else
+        count(L7_CNT_EVENTS);
+      return;
+    }
+    __u64 n = want;
+    if (n > capture_bytes) n = capture_bytes;
+    barrier_var(n);
+    if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
+    barrier_var(n);
+    if (n && bpf_probe_read_user(ev->data, n, (void *)b->buf) == 0)
+      ev->captured = n;
+    else
+      count(L7_CNT_READ_FAIL);
+  }
+  bpf_ringbuf_submit(ev, flags);
+  count(L7_CNT_EVENTS);
+}
+
+/* The reader got end of stream (read returned 0): the peer's FIN, in the reader's own
+ * order, after every byte before it. */
+static __always_inline void on_eof(const struct sock *sk) {
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!traced_process(tgid)) return;
+  __u64 key = (__u64)sk;
+  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  if (!cs || (cs->flags & CS_EOF_IN)) return;
+  cs->flags |= CS_EOF_IN;
+  emit_simple(cs, sk, L7_EV_FIN, L7_DIR_INGRESS, true);
+}
+
+/* ---- data hooks: socket tracepoints (6.3+) ----------------------------------------- */
+
+/* Syscall numbers and argument registers, per architecture (the saved user registers
+ * of the syscall the task is in). */
+#if defined(__TARGET_ARCH_x86)
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDFILE 40
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define REG_NR(r) ((r)->orig_ax)
+#define REG_ARG0(r) ((r)->di)
+#define REG_ARG1(r) ((r)->si)
+#define REG_ARG2(r) ((r)->dx)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_READ 63
+#define NR_WRITE 64
+#define NR_READV 65
+#define NR_WRITEV 66
+#define NR_SENDFILE 71
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#define REG_NR(r) ((r)->syscallno)
+#define REG_ARG0(r) ((r)->orig_x0)
+#define REG_ARG1(r) ((r)->regs[1])
+#define REG_ARG2(r) ((r)->regs[2])
+#else
+#error "l7.bpf.c: add this architecture's syscall numbers and argument registers"
+#endif
+
+/* What the current syscall says about the segment's user bytes; fd -1 and no buffer
+ * when the bytes did not come from one of these syscalls (io_uring, splice, kernel). */
+static __always_inline int syscall_buf(bool egress, struct seg_buf *b) {
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+  if (!regs) return -1;
+  long nr = REG_NR(regs);
+  __u64 a0 = REG_ARG0(regs);
+  __u64 a1 = REG_ARG1(regs);
+  b->buf = 0;
+  b->iovcnt = 0;
+  b->is_vec = 0;
+  b->sys = 0;
+  if (egress) {
+    switch (nr) {
+      case NR_WRITE: b->sys = L7_SYS_WRITE; b->buf = a1; break;
+      case NR_SENDTO: b->sys = L7_SYS_SENDTO; b->buf = a1; break;
+      case NR_WRITEV: b->sys = L7_SYS_WRITEV; b->buf = a1; b->is_vec = 1; b->iovcnt = REG_ARG2(regs); break;
+      case NR_SENDFILE: b->sys = L7_SYS_SENDFILE; break; /* bytes from a file: counted only */
+      case NR_SENDMSG: b->sys = L7_SYS_SENDMSG; break;
+      default: return -1;
+    }
+  } else {
+    switch (nr) {
+      case NR_READ: b->sys = L7_SYS_READ; b->buf = a1; break;
+      case NR_RECVFROM: b->sys = L7_SYS_RECVFROM; b->buf = a1; break;
+      case NR_READV: b->sys = L7_SYS_READV; b->buf = a1; b->is_vec = 1; b->iovcnt = REG_ARG2(regs); break;
+      case NR_RECVMSG: b->sys = L7_SYS_RECVMSG; break;
+      default: return -1;
+    }
+  }
+  if (b->sys == L7_SYS_SENDMSG || b->sys == L7_SYS_RECVMSG) {
+    /* The iovec array is behind the user's msghdr. */
+    struct user_msghdr msg = {};
+    if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a1) == 0) {
+      b->buf = (__u64)msg.msg_iov;
+      b->iovcnt = (__u32)msg.msg_iovlen;
+      b->is_vec = 1;
+    }
+  }
+  return (int)a0;
+}
+
+static __always_inline bool kernel_task(void) {
+  struct task_struct *task = bpf_get_current_task_btf();
+  return task->flags & PF_KTHREAD;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags) {
+  if (ret <= 0 || kernel_task()) return 0;
+  struct seg_buf b;
+  int fd = syscall_buf(true, &b);
+  on_segment(sk, L7_DIR_EGRESS, ret, &b, fd, 0);
+  return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags) {
+  if (ret < 0 || (flags & MSG_PEEK) || kernel_task()) return 0;
+  if (ret == 0) {
+    on_eof(sk);
+    return 0;
+  }
+  struct seg_buf b;
+  int fd = syscall_buf(false, &b);
+  on_segment(sk, L7_DIR_INGRESS, ret, &b, fd, 0);
+  return 0;
+}
+
+/* ---- data hooks: syscall tracepoints (kernels before 6.3) ----------------------------- */
+
 /* fd of the current task → its struct sock when the fd is a TCP (inet stream) socket. */
 static __always_inline struct sock *tcp_sock_of_fd(int fd) {
   if (fd < 0) return NULL;
@@ -114,87 +581,14 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd) {
   struct socket *sock = (struct socket *)BPF_CORE_READ(file, private_data);
   if (!sock) return NULL;
   struct sock *sk = BPF_CORE_READ(sock, sk);
-  if (!sk) return NULL;
-  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-  if (family != AF_INET && family != AF_INET6) return NULL;
-  __u16 type = BPF_CORE_READ(sk, sk_type);
-  if (type != SOCK_STREAM) return NULL;
-  return sk;
+  return is_tcp_sock(sk) ? sk : NULL;
 }
 
-/* Socket identity and TCP state into an event. */
-static __always_inline void fill_sock(struct l7_event *ev, const struct sock *sk) {
-  ev->sock_id = (__u64)sk;
-  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-  ev->family = (__u8)family;
-  ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-  ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-  __builtin_memset(ev->laddr, 0, sizeof(ev->laddr));
-  __builtin_memset(ev->raddr, 0, sizeof(ev->raddr));
-  if (family == AF_INET) {
-    BPF_CORE_READ_INTO((__u32 *)ev->laddr, sk, __sk_common.skc_rcv_saddr);
-    BPF_CORE_READ_INTO((__u32 *)ev->raddr, sk, __sk_common.skc_daddr);
-  } else {
-    BPF_CORE_READ_INTO(ev->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-    BPF_CORE_READ_INTO(ev->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-  }
-  ev->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
-  __u64 key = (__u64)sk;
-  __u32 *retrans = bpf_map_lookup_elem(&sock_retrans, &key);
-  ev->retransmits = retrans ? *retrans : 0;
-}
-
-static __always_inline struct scratch *scratch_event(void) {
-  __u32 zero = 0;
-  return bpf_map_lookup_elem(&scratch_buf, &zero);
-}
-
-static __always_inline struct scratch *new_event(__u8 kind, __u8 dir, __u8 sys, int fd,
-                                                 struct sock *sk, __u64 ts_enter, __s64 ret) {
-  struct scratch *s = scratch_event();
-  if (!s) return NULL;
-  struct l7_event *ev = &s->ev;
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-
-  ev->ts_enter_ns = ts_enter;
-  ev->ts_exit_ns = bpf_ktime_get_ns();
-  ev->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
-  ev->cgroup_id = bpf_get_current_cgroup_id();
-  ev->ret = ret;
-  ev->tgid = pid_tgid >> 32;
-  ev->tid = (__u32)pid_tgid;
-  ev->fd = fd;
-  ev->captured = 0;
-  ev->kind = kind;
-  ev->dir = dir;
-  ev->syscall = sys;
-  bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-  fill_sock(ev, sk);
-  acct_snapshot(&ev->acct, ev->ts_exit_ns);
-  return s;
-}
-
-static __always_inline void submit(struct scratch *s) {
-  __u32 len = s->ev.captured;
-  if (len > L7_MAX_CAPTURE) len = L7_MAX_CAPTURE;
-  if (bpf_ringbuf_output(&events, &s->ev, L7_EVENT_HEADER_SIZE + len, 0))
-    count(L7_CNT_RINGBUF_DROPS);
-  else
-    count(L7_CNT_EVENTS);
-}
-
-/* ---- entry side ---------------------------------------------------------------- */
-
-static __always_inline int enter_call(int fd, __u64 buf, __u32 iovcnt, __u8 sys, __u8 dir,
-                                      __u8 is_vec, bool need_sock) {
+static __always_inline int enter_call(int fd, __u64 buf, __u32 iovcnt, __u8 sys, __u8 dir, __u8 is_vec) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   if (!traced_process(pid_tgid >> 32)) return 0;
-  struct sock *sk = NULL;
-  if (need_sock) {
-    sk = tcp_sock_of_fd(fd);
-    if (!sk) return 0;
-  }
+  struct sock *sk = tcp_sock_of_fd(fd);
+  if (!sk) return 0;
   struct inflight call = {};
   call.ts = bpf_ktime_get_ns();
   call.buf = buf;
@@ -210,39 +604,39 @@ static __always_inline int enter_call(int fd, __u64 buf, __u32 iovcnt, __u8 sys,
 
 SEC("tracepoint/syscalls/sys_enter_read")
 int enter_read(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_READ, L7_DIR_INGRESS, 0, true);
+  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_READ, L7_DIR_INGRESS, 0);
 }
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_RECVFROM, L7_DIR_INGRESS, 0, true);
+  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_RECVFROM, L7_DIR_INGRESS, 0);
 }
 SEC("tracepoint/syscalls/sys_enter_readv")
 int enter_readv(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], ctx->args[1], ctx->args[2], L7_SYS_READV, L7_DIR_INGRESS, 1, true);
+  return enter_call(ctx->args[0], ctx->args[1], ctx->args[2], L7_SYS_READV, L7_DIR_INGRESS, 1);
 }
 SEC("tracepoint/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_WRITE, L7_DIR_EGRESS, 0, true);
+  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_WRITE, L7_DIR_EGRESS, 0);
 }
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_SENDTO, L7_DIR_EGRESS, 0, true);
+  return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_SENDTO, L7_DIR_EGRESS, 0);
 }
 SEC("tracepoint/syscalls/sys_enter_writev")
 int enter_writev(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], ctx->args[1], ctx->args[2], L7_SYS_WRITEV, L7_DIR_EGRESS, 1, true);
+  return enter_call(ctx->args[0], ctx->args[1], ctx->args[2], L7_SYS_WRITEV, L7_DIR_EGRESS, 1);
 }
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int enter_sendfile(struct trace_event_raw_sys_enter *ctx) {
   /* out_fd is the socket; the payload comes from a file and is not captured. */
-  return enter_call(ctx->args[0], 0, 0, L7_SYS_SENDFILE, L7_DIR_EGRESS, 0, true);
+  return enter_call(ctx->args[0], 0, 0, L7_SYS_SENDFILE, L7_DIR_EGRESS, 0);
 }
 
 /* recvmsg/sendmsg: the iovec array is behind the user's msghdr. */
 static __always_inline int enter_msg(struct trace_event_raw_sys_enter *ctx, __u8 sys, __u8 dir) {
   struct user_msghdr msg = {};
   if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1])) return 0;
-  return enter_call(ctx->args[0], (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, sys, dir, 1, true);
+  return enter_call(ctx->args[0], (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, sys, dir, 1);
 }
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int enter_recvmsg(struct trace_event_raw_sys_enter *ctx) {
@@ -253,77 +647,6 @@ int enter_sendmsg(struct trace_event_raw_sys_enter *ctx) {
   return enter_msg(ctx, L7_SYS_SENDMSG, L7_DIR_EGRESS);
 }
 
-SEC("tracepoint/syscalls/sys_enter_accept")
-int enter_accept(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], 0, 0, L7_SYS_ACCEPT, L7_DIR_NONE, 0, false);
-}
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], 0, 0, L7_SYS_ACCEPT4, L7_DIR_NONE, 0, false);
-}
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx) {
-  return enter_call(ctx->args[0], 0, 0, L7_SYS_CONNECT, L7_DIR_NONE, 0, true);
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  if (!traced_process(pid_tgid >> 32)) return 0;
-  int fd = ctx->args[0];
-  struct sock *sk = tcp_sock_of_fd(fd);
-  if (!sk) return 0;
-  __u64 now = bpf_ktime_get_ns();
-  struct scratch *s = new_event(L7_EV_CLOSE, L7_DIR_NONE, L7_SYS_CLOSE, fd, sk, now, 0);
-  if (s) submit(s);
-  return 0;
-}
-
-/* ---- exit side ----------------------------------------------------------------- */
-
-static __always_inline void capture_flat(struct scratch *s, __u64 buf, __s64 ret) {
-  __u64 n = ret;
-  __u64 cap = capture_bytes;
-  if (n > cap) n = cap;
-  barrier_var(n);
-  if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
-  barrier_var(n);
-  if (!buf || !n) return;
-  if (bpf_probe_read_user(s->ev.data, n, (void *)buf)) {
-    count(L7_CNT_READ_FAIL);
-    return;
-  }
-  s->ev.captured = n;
-}
-
-static __always_inline void capture_iov(struct scratch *s, __u64 iov_ptr, __u32 iovcnt, __s64 ret) {
-  __u32 cap = capture_bytes;
-  if (cap > L7_MAX_CAPTURE) cap = L7_MAX_CAPTURE;
-  __u64 left = ret;
-  __u32 off = 0;
-#pragma unroll
-  for (int i = 0; i < L7_MAX_IOV; i++) {
-    if (i >= iovcnt || left == 0 || off >= cap) break;
-    struct iovec iov = {};
-    if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(struct iovec)))) break;
-    __u64 k = iov.iov_len;
-    if (k > left) k = left;
-    if (k > cap - off) k = cap - off;
-    barrier_var(k);
-    if (k > L7_MAX_CAPTURE) k = L7_MAX_CAPTURE;
-    barrier_var(k);
-    off &= (L7_MAX_CAPTURE - 1);
-    barrier_var(off);
-    if (k && bpf_probe_read_user(&s->ev.data[off], k, iov.iov_base)) {
-      count(L7_CNT_READ_FAIL);
-      break;
-    }
-    off += k;
-    left -= k;
-  }
-  s->ev.captured = off;
-}
-
 static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   struct inflight *call = bpf_map_lookup_elem(&inflight_calls, &pid_tgid);
@@ -331,32 +654,14 @@ static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx) {
   struct inflight c = *call;
   bpf_map_delete_elem(&inflight_calls, &pid_tgid);
   __s64 ret = ctx->ret;
-
-  struct scratch *s = NULL;
-  switch (c.syscall) {
-    case L7_SYS_ACCEPT:
-    case L7_SYS_ACCEPT4: {
-      if (ret < 0) return 0;
-      struct sock *sk = tcp_sock_of_fd((int)ret);
-      if (!sk) return 0;
-      s = new_event(L7_EV_ACCEPT, L7_DIR_NONE, c.syscall, (int)ret, sk, c.ts, ret);
-      break;
-    }
-    case L7_SYS_CONNECT:
-      if (ret != 0 && ret != -EINPROGRESS) return 0;
-      s = new_event(L7_EV_CONNECT, L7_DIR_NONE, c.syscall, c.fd, (struct sock *)c.sk, c.ts, ret);
-      break;
-    default:
-      if (ret <= 0) return 0;
-      s = new_event(L7_EV_DATA, c.dir, c.syscall, c.fd, (struct sock *)c.sk, c.ts, ret);
-      if (!s) return 0;
-      if (c.is_vec)
-        capture_iov(s, c.buf, c.iovcnt, ret);
-      else
-        capture_flat(s, c.buf, ret);
-      break;
+  const struct sock *sk = (const struct sock *)c.sk;
+  if (ret == 0 && c.dir == L7_DIR_INGRESS) {
+    on_eof(sk);
+    return 0;
   }
-  if (s) submit(s);
+  if (ret <= 0) return 0;
+  struct seg_buf b = {.buf = c.buf, .iovcnt = c.iovcnt, .is_vec = c.is_vec, .sys = c.syscall};
+  on_segment(sk, c.dir, ret, &b, c.fd, c.ts);
   return 0;
 }
 
@@ -378,78 +683,88 @@ SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
 int exit_sendfile(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
-SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
-SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx); }
+
+/* ---- connection lifecycle ------------------------------------------------------------ */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
+  if (sk->sk_protocol != IPPROTO_TCP) return 0;
+  __u64 key = (__u64)sk;
+  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  if (newstate == ISO_TCP_SYN_SENT) {
+    /* connect(): in the connecting task. Track it from here so connection setup and
+     * SYN retransmits are seen. A stale entry at this address is replaced. */
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!traced_process(tgid)) return 0;
+    if (cs) bpf_map_delete_elem(&conns, &key);
+    cs = new_conn(sk, tgid);
+    if (!cs) return 0;
+    cs->flags |= CS_CONNECTED;
+    cs->conn_start_ns = bpf_ktime_get_ns();
+    return 0;
+  }
+  if (!cs) return 0;
+  if (newstate == ISO_TCP_ESTABLISHED && oldstate == ISO_TCP_SYN_SENT) {
+    cs->established_ns = bpf_ktime_get_ns();
+    read_addrs(cs, sk); /* the local address and port are bound now */
+    return 0;
+  }
+  if ((newstate == ISO_TCP_FIN_WAIT1 || newstate == ISO_TCP_LAST_ACK) && !(cs->flags & CS_FIN_OUT)) {
+    /* close() or shutdown(SHUT_WR), in the closing task, after its last write. */
+    cs->flags |= CS_FIN_OUT;
+    emit_simple(cs, sk, L7_EV_FIN, L7_DIR_EGRESS, false);
+    return 0;
+  }
+  if (newstate == ISO_TCP_CLOSE) {
+    if (cs->flags & CS_REPORTED) emit_simple(cs, sk, L7_EV_CLOSE, L7_DIR_NONE, false);
+    bpf_map_delete_elem(&conns, &key);
+  }
+  return 0;
+}
 
 /* ---- kernel incidents ------------------------------------------------------------ */
 
-static __always_inline void emit_incident(__u8 kind, const struct sock *sk) {
-  struct scratch *s = scratch_event();
-  if (!s) return;
-  struct l7_event *ev = &s->ev;
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  __builtin_memset(&ev->acct, 0, sizeof(ev->acct));
-  ev->ts_enter_ns = ev->ts_exit_ns = bpf_ktime_get_ns();
-  ev->proc_start_ns = 0;
-  ev->cgroup_id = 0;
-  ev->ret = 0;
-  ev->tgid = pid_tgid >> 32;
-  ev->tid = (__u32)pid_tgid;
-  ev->fd = -1;
-  ev->captured = 0;
-  ev->kind = kind;
-  ev->dir = L7_DIR_NONE;
-  ev->syscall = 0;
-  __builtin_memset(ev->comm, 0, sizeof(ev->comm));
-  fill_sock(ev, sk);
-  submit(s);
+static __always_inline void incident(const struct sock *sk, __u8 kind) {
+  __u64 key = (__u64)sk;
+  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  if (!cs) return; /* not a connection we track */
+  if (kind == L7_EV_RETRANSMIT) __sync_fetch_and_add(&cs->retransmits, 1);
+  emit_simple(cs, sk, kind, L7_DIR_NONE, false);
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(tcp_retransmit, const struct sock *sk) {
-  __u64 key = (__u64)sk;
-  __u32 *v = bpf_map_lookup_elem(&sock_retrans, &key);
-  if (v) {
-    __sync_fetch_and_add(v, 1);
-  } else {
-    __u32 one = 1;
-    bpf_map_update_elem(&sock_retrans, &key, &one, BPF_NOEXIST);
-  }
-  emit_incident(L7_EV_RETRANSMIT, sk);
+  incident(sk, L7_EV_RETRANSMIT);
   return 0;
 }
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(tcp_receive_reset, struct sock *sk) {
-  emit_incident(L7_EV_RESET_RECV, sk);
+  incident(sk, L7_EV_RESET_RECV);
   return 0;
 }
 
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(tcp_send_reset, const struct sock *sk) {
-  if (sk) emit_incident(L7_EV_RESET_SENT, sk);
+  if (sk) incident(sk, L7_EV_RESET_SENT);
   return 0;
 }
 
 SEC("tp_btf/mark_victim")
 int BPF_PROG(oom_mark_victim, struct task_struct *task) {
-  struct scratch *s = scratch_event();
-  if (!s) return 0;
-  struct l7_event *ev = &s->ev;
+  __u64 flags = submit_flags();
+  struct l7_event *ev = reserve_small();
+  if (!ev) return 0;
   __builtin_memset(ev, 0, L7_EVENT_HEADER_SIZE);
-  ev->ts_enter_ns = ev->ts_exit_ns = bpf_ktime_get_ns();
+  ev->ts_ns = ev->ts_enter_ns = bpf_ktime_get_ns();
   ev->kind = L7_EV_OOM_KILL;
   ev->fd = -1;
   ev->tgid = BPF_CORE_READ(task, tgid);
   ev->tid = BPF_CORE_READ(task, pid);
-  ev->ret = ev->tgid;
   ev->proc_start_ns = BPF_CORE_READ(task, group_leader, start_time);
   ev->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
   BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
-  submit(s);
+  bpf_ringbuf_submit(ev, flags);
+  count(L7_CNT_EVENTS);
   return 0;
 }

@@ -1,10 +1,23 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * ABI of the l7 probe family: socket syscalls (accept/connect/read/write/close and
- * their variants) on TCP sockets, with a bounded prefix of each payload.
+ * ABI of the l7 probe family: bytes moved on TCP sockets, with the first bytes of each
+ * message, per-connection byte positions, connection lifecycle and kernel incidents.
  *
  * The only thing shared between kernel and user space for this family. Fixed-width
  * fields only; daemon/probes checks the layout with static_asserts.
+ *
+ * Event design (why, in short: cost is per record, so records must be cheap):
+ * - One record per segment (one send/recv call on a socket), but only a message's first
+ *   `capture_bytes` bytes are copied. A message starts at the first segment after the
+ *   other direction moved, or at a segment that opens like an HTTP start line; later
+ *   segments of the message carry only their byte count (captured = 0).
+ * - Every data record carries `pos`, the byte offset of its first byte in its direction
+ *   of the connection, and `seq`, the connection's record number. A record lost in the
+ *   ring buffer therefore shows up as a jump in `seq` and in `pos`: the framers skip the
+ *   exact number of bytes, resync where they must, and count the gap.
+ * - Records are submitted without waking the reader (BPF_RB_NO_WAKEUP); user space polls
+ *   on a short timer and the kernel forces a wake-up only when the ring fills past
+ *   `wakeup_bytes`.
  */
 #ifndef ISOTRACE_BPF_L7_H_
 #define ISOTRACE_BPF_L7_H_
@@ -18,16 +31,16 @@
 #define L7_MAX_CAPTURE 4096
 
 enum l7_event_kind {
-  L7_EV_DATA = 1,     /* bytes moved on a socket; `ret` = byte count */
-  L7_EV_ACCEPT = 2,   /* a connection accepted; `fd` = the new socket */
-  L7_EV_CONNECT = 3,  /* connect() returned 0 or -EINPROGRESS */
-  L7_EV_CLOSE = 4,    /* close() of a TCP socket fd */
+  L7_EV_DATA = 1,     /* bytes moved on a socket; `len` = byte count, `pos` its offset */
+  L7_EV_CLOSE = 4,    /* the socket reached TCP_CLOSE (both directions are over) */
   /* Kernel incidents (no payload, not tied to a syscall): `sock_id` names the socket;
-   * tgid/tid/comm are whatever task the kernel ran the hook in. */
-  L7_EV_RETRANSMIT = 5, /* tcp_retransmit_skb */
+   * tgid/proc_start/cgroup are the connection's owner (the last process that moved
+   * bytes on it). Only for connections the probe tracks. */
+  L7_EV_RETRANSMIT = 5, /* tcp_retransmit_skb (SYN retransmits included) */
   L7_EV_RESET_RECV = 6, /* tcp_receive_reset: the peer reset the connection */
   L7_EV_RESET_SENT = 7, /* tcp_send_reset */
-  L7_EV_OOM_KILL = 8,   /* mark_victim: `ret` = victim tgid, `cgroup_id` = victim's cgroup */
+  L7_EV_OOM_KILL = 8,   /* mark_victim: `tgid` = victim, `cgroup_id` = victim's cgroup */
+  L7_EV_FIN = 9,        /* a FIN ended one direction: `dir` = which (egress: we sent it) */
 };
 
 enum l7_direction {
@@ -36,6 +49,7 @@ enum l7_direction {
   L7_DIR_EGRESS = 2,  /* the process sent (write/send*, sendfile) */
 };
 
+/* The syscall that moved a segment, where known (0 otherwise: io_uring, splice, ...). */
 enum l7_syscall {
   L7_SYS_READ = 1,
   L7_SYS_RECVFROM = 2,
@@ -46,17 +60,20 @@ enum l7_syscall {
   L7_SYS_SENDMSG = 7,
   L7_SYS_WRITEV = 8,
   L7_SYS_SENDFILE = 9,
-  L7_SYS_ACCEPT = 10,
-  L7_SYS_ACCEPT4 = 11,
-  L7_SYS_CONNECT = 12,
-  L7_SYS_CLOSE = 13,
 };
 
-/* Cumulative accounting of the calling thread at the syscall's exit, kept in the kernel
- * by the scheduler hooks (acct.bpf.h). A span's breakdown is the difference of two
- * snapshots (DESIGN.md: account in the kernel, snapshot at request boundaries).
- * Every nanosecond since the thread's first socket syscall falls in exactly one of the
- * first six counters; steal is a part of oncpu. All zero when `valid` is 0. */
+/* Bits of l7_event.flags. */
+enum l7_event_flags {
+  L7_F_MSG_START = 1 << 0, /* the segment starts a message (see the event design) */
+  L7_F_NEW_CONN = 1 << 1,  /* first record of this connection */
+  L7_F_CONNECTED = 1 << 2, /* this side connect()ed: conn_start/established are set */
+};
+
+/* Cumulative accounting of the calling thread at the event, kept in the kernel by the
+ * scheduler hooks (acct.bpf.h). A span's breakdown is the difference of two snapshots
+ * (account in the kernel, snapshot at request boundaries). Every nanosecond since the
+ * thread's first socket I/O falls in exactly one of the first six counters; steal is a
+ * part of oncpu. All zero when `valid` is 0. */
 struct l7_thread_acct {
   __u64 oncpu_ns;     /* on a CPU (outside memory stalls) */
   __u64 runq_ns;      /* runnable, waiting for a CPU */
@@ -70,15 +87,20 @@ struct l7_thread_acct {
 };
 
 struct l7_event {
-  __u64 ts_enter_ns;   /* bpf_ktime_get_ns() at syscall entry (CLOCK_MONOTONIC) */
-  __u64 ts_exit_ns;    /* at syscall exit (== ts_enter_ns for close) */
+  __u64 ts_ns;         /* bpf_ktime_get_ns() when the bytes moved (CLOCK_MONOTONIC) */
+  __u64 ts_enter_ns;   /* the syscall's entry where the hook sees it, else == ts_ns */
+  __u64 conn_id;       /* the probe's id of the connection: unique, never reused */
+  __u64 sock_id;       /* kernel struct sock address: opaque, reused after close */
   __u64 proc_start_ns; /* group leader's start_time: (tgid, start) names a process */
-  __u64 sock_id;       /* kernel struct sock address: an opaque per-socket id */
-  __u64 cgroup_id;     /* cgroup v2 id of the calling task */
-  __s64 ret;           /* syscall return value */
+  __u64 cgroup_id;     /* cgroup v2 id of the task */
+  __u64 pos;           /* DATA: offset of the segment's first byte in its direction */
+  __u64 len;           /* DATA: bytes the segment moved */
+  __u64 conn_start_ns; /* L7_F_CONNECTED: connect() began (SYN_SENT) */
+  __u64 established_ns;/* L7_F_CONNECTED: the handshake completed (0: not yet) */
+  __u32 seq;           /* the connection's record number, from 0; a jump = lost records */
   __u32 tgid;
   __u32 tid;
-  __s32 fd;
+  __s32 fd;            /* the socket's fd where the hook knows it, else -1 */
   __u32 captured;      /* valid bytes in data[] */
   __u16 lport;         /* local port, host order */
   __u16 rport;         /* remote port, host order */
@@ -86,12 +108,14 @@ struct l7_event {
   __u8 dir;            /* enum l7_direction */
   __u8 family;         /* AF_INET or AF_INET6 */
   __u8 syscall;        /* enum l7_syscall */
+  __u8 flags;          /* enum l7_event_flags */
+  __u8 pad[3];
   __u8 laddr[16];      /* local address (IPv4 in the first 4 bytes) */
   __u8 raddr[16];      /* remote address */
   char comm[16];
   struct l7_thread_acct acct;
   __u32 srtt_us;       /* TCP smoothed RTT of the socket (µs) at the event */
-  __u32 retransmits;   /* retransmits seen on the socket so far (tcp_retransmit_skb) */
+  __u32 retransmits;   /* retransmits on the socket since the probe first saw it */
   __u8 data[L7_MAX_CAPTURE];
 };
 
@@ -99,11 +123,14 @@ struct l7_event {
 
 /* Index into the per-CPU `counters` array map. */
 enum l7_counter {
-  L7_CNT_RINGBUF_DROPS = 0, /* bpf_ringbuf_output failed: ring buffer full */
-  L7_CNT_ARGS_FULL = 1,     /* in-flight syscall table full: event not captured */
+  L7_CNT_RINGBUF_DROPS = 0, /* ring buffer full: record lost (shows as a seq/pos gap) */
+  L7_CNT_ARGS_FULL = 1,     /* syscall fallback: in-flight syscall table full */
   L7_CNT_READ_FAIL = 2,     /* payload could not be read from user memory */
-  L7_CNT_EVENTS = 3,        /* events handed to the ring buffer */
-  L7_CNT_MAX = 4,
+  L7_CNT_EVENTS = 3,        /* records handed to the ring buffer */
+  L7_CNT_SEGMENTS = 4,      /* TCP segments (send/recv calls) seen on traced processes */
+  L7_CNT_CAPTURED = 5,      /* of which carried payload (message starts) */
+  L7_CNT_WAKEUPS = 6,       /* records submitted with a forced wake-up */
+  L7_CNT_MAX = 7,
 };
 
 #endif /* ISOTRACE_BPF_L7_H_ */

@@ -123,6 +123,13 @@ struct ConnectionTracker::Conn {
   bool upgrading = false;
   bool h2_failed = false;  // counted as undecodable
   std::deque<uint32_t> self_streams;  // streams of isotrace's own exports (bounded)
+  int32_t fd = -1;
+  // Per direction ([0] ingress, [1] egress): the byte position the next record should
+  // start at (bpf/l7.h), once one record was seen.
+  std::array<uint64_t, 2> next_pos{};
+  std::array<bool, 2> have_pos{};
+  // Responses began in lost bytes: the next response seen answers the newest request.
+  bool resp_resync = false;
 };
 
 ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink)
@@ -130,26 +137,36 @@ ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* c
 
 ConnectionTracker::~ConnectionTracker() = default;
 
+namespace {
+uint64_t FdKey(uint32_t tgid, int32_t fd) { return (uint64_t{tgid} << 32) | static_cast<uint32_t>(fd); }
+}  // namespace
+
+ConnectionTracker::Conn* ConnectionTracker::FindByConnId(uint64_t conn_id) {
+  auto bc = by_conn_.find(conn_id);
+  if (bc == by_conn_.end()) return nullptr;
+  auto it = conns_.find(bc->second);
+  return it == conns_.end() ? nullptr : it->second.get();
+}
+
 ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool create) {
-  Key key{ev.tgid, ev.fd};
+  Key key{ev.tgid, ev.conn_id};
   auto it = conns_.find(key);
   if (it != conns_.end()) {
     Conn* c = it->second.get();
-    if (c->sock_id == ev.sock_id && c->proc_start_ns == ev.proc_start_ns) {
+    if (c->proc_start_ns == ev.proc_start_ns) {
       lru_.splice(lru_.begin(), lru_, c->lru_it);
       return c;
     }
-    // The fd now names another socket (or the pid another process): we missed a close.
+    // The pid now names another process.
     Drop(key, /*finish=*/true);
   }
   if (!create) return nullptr;
-  // The same socket through another fd of the same process (dup2: inetd-style servers;
-  // busybox httpd reads fd 0 and writes fd 1, socat EXEC hands both to the child).
-  if (ev.kind == SocketEvent::Kind::kData) {
-    auto bs = by_sock_.find(ev.sock_id);
-    if (bs != by_sock_.end() && bs->second.tgid == ev.tgid) {
-      auto c2 = conns_.find(bs->second);
-      if (c2 != conns_.end() && c2->second->proc_start_ns == ev.proc_start_ns) return c2->second.get();
+  if (ev.fd >= 0) {
+    // The fd named another socket of this process before: that one was closed unseen.
+    auto bf = by_fd_.find(FdKey(ev.tgid, ev.fd));
+    if (bf != by_fd_.end() && !(bf->second == key)) {
+      auto old = conns_.find(bf->second);
+      if (old != conns_.end() && old->second->fd == ev.fd) Drop(bf->second, /*finish=*/true);
     }
   }
   if (conns_.size() >= limits_.max_connections && !lru_.empty()) {
@@ -158,6 +175,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   }
   auto c = std::make_unique<Conn>();
   c->key = key;
+  c->fd = ev.fd;
   c->sock_id = ev.sock_id;
   c->proc_start_ns = ev.proc_start_ns;
   c->cgroup_id = ev.cgroup_id;
@@ -169,7 +187,8 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   lru_.push_front(key);
   c->lru_it = lru_.begin();
   Conn* raw = c.get();
-  by_sock_[ev.sock_id] = key;
+  by_conn_[ev.conn_id] = key;
+  if (ev.fd >= 0) by_fd_[FdKey(ev.tgid, ev.fd)] = key;
   by_tuple_[TupleOf(*raw, /*mirrored=*/false)] = key;
   conns_.emplace(key, std::move(c));
   stats_.connections_opened++;
@@ -180,8 +199,12 @@ void ConnectionTracker::Drop(const Key& key, bool finish) {
   auto it = conns_.find(key);
   if (it == conns_.end()) return;
   if (finish) FinishConn(*it->second, it->second->last_active_mono);
-  auto bs = by_sock_.find(it->second->sock_id);
-  if (bs != by_sock_.end() && bs->second == key) by_sock_.erase(bs);
+  auto bc = by_conn_.find(key.conn_id);
+  if (bc != by_conn_.end() && bc->second == key) by_conn_.erase(bc);
+  if (it->second->fd >= 0) {
+    auto bf = by_fd_.find(FdKey(key.tgid, it->second->fd));
+    if (bf != by_fd_.end() && bf->second == key) by_fd_.erase(bf);
+  }
   auto bt = by_tuple_.find(TupleOf(*it->second, /*mirrored=*/false));
   if (bt != by_tuple_.end() && bt->second == key) by_tuple_.erase(bt);
   lru_.erase(it->second->lru_it);
@@ -201,11 +224,15 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       return;
     }
     case SocketEvent::Kind::kClose: {
-      Conn* c = Find(ev, /*create=*/false);
+      Conn* c = FindByConnId(ev.conn_id);
       if (c) {
         FinishConn(*c, ev.ts_enter_ns);
         Drop(c->key, /*finish=*/false);
       }
+      return;
+    }
+    case SocketEvent::Kind::kFin: {
+      if (Conn* c = FindByConnId(ev.conn_id); c && !c->disabled && c->requests) OnFin(*c, ev);
       return;
     }
     case SocketEvent::Kind::kRetransmit:
@@ -265,6 +292,7 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   const uint64_t ts = (c.role == Role::kClient && !ingress) ? ev.ts_enter_ns : ev.ts_exit_ns;
   const uint64_t total = ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0;
   if (is_request_dir) c.last_tid = ev.tid;
+  if (uint64_t lost = AdvancePosition(c, ev)) OnGap(c, is_request_dir, lost, ts);
 
   // A message whose end cannot be framed (head cut by the capture, close-delimited)
   // ends where the other direction starts: flush the opposite parser first. Flush leaves
@@ -274,25 +302,14 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   auto& snaps = is_request_dir ? c.req_snaps : c.resp_snaps;
   if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
   snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
-  std::vector<HttpMessage> done;
-  const auto dispatch = [&] {
-    done.swap(scratch_);
-    for (auto& m : done) {
-      if (m.is_request)
-        OnRequest(c, std::move(m));
-      else
-        OnResponse(c, std::move(m));
-    }
-    done.clear();
-  };
   // Flushed messages of the other direction come first, and are handled before this
   // segment is parsed: a flushed (head-truncated) request must reach ExpectResponseTo
   // before its response head is framed, or a HEAD/CONNECT answer is framed with a body.
   scratch_.clear();
   other.Flush(&scratch_);
-  dispatch();
+  Dispatch(c);
   absl::Status st = parser.Feed(ev.payload, total, ts, &scratch_);
-  dispatch();
+  Dispatch(c);
   // 101 Switching Protocols / CONNECT 2xx: the rest of the connection is not HTTP/1.x.
   if (c.responses->tunneled() && !c.requests->tunneled()) c.requests->EnterTunnel();
   if (c.upgrading && c.responses->tunneled()) {
@@ -305,6 +322,56 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
     stats_.connections_not_http++;
     FinishConn(c, ev.ts_exit_ns);
   }
+}
+
+uint64_t ConnectionTracker::AdvancePosition(Conn& c, const SocketEvent& ev) {
+  // Byte positions: a jump means records were lost in between; their bytes are skipped
+  // by count. A position behind the expected one (synthetic input, a socket two
+  // processes write) is taken as the new start.
+  const size_t di = ev.dir == SocketEvent::Direction::kIngress ? 0 : 1;
+  const uint64_t lost = c.have_pos[di] && ev.pos > c.next_pos[di] ? ev.pos - c.next_pos[di] : 0;
+  c.have_pos[di] = true;
+  c.next_pos[di] = ev.pos + (ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0);
+  return lost;
+}
+
+void ConnectionTracker::Dispatch(Conn& c) {
+  std::vector<HttpMessage> done;
+  done.swap(scratch_);
+  for (auto& m : done) {
+    if (m.is_request)
+      OnRequest(c, std::move(m));
+    else
+      OnResponse(c, std::move(m));
+  }
+  done.clear();
+  if (scratch_.empty()) scratch_.swap(done);  // keep the capacity
+}
+
+void ConnectionTracker::OnGap(Conn& c, bool is_request_dir, uint64_t bytes, uint64_t ts) {
+  stats_.stream_gaps++;
+  stats_.stream_gap_bytes += bytes;
+  Http1Parser& parser = is_request_dir ? *c.requests : *c.responses;
+  scratch_.clear();
+  const bool in_frame = parser.Gap(bytes, ts, &scratch_);
+  Dispatch(c);
+  if (in_frame) return;
+  stats_.gap_resyncs++;
+  // Responses began in the lost bytes. The next response head seen answers the newest
+  // request (a server answers only what it has read, and HTTP/1.1 clients do not
+  // pipeline); the older pending requests were answered in the lost bytes (OnResponse).
+  if (!is_request_dir) c.resp_resync = true;
+}
+
+void ConnectionTracker::OnFin(Conn& c, const SocketEvent& ev) {
+  // A FIN ends one direction: a message framed "until close" in it is complete.
+  const bool ingress = ev.dir == SocketEvent::Direction::kIngress;
+  const bool is_request_dir = (c.role == Role::kServer) == ingress;
+  Http1Parser& parser = is_request_dir ? *c.requests : *c.responses;
+  c.last_active_mono = ev.ts_exit_ns;
+  scratch_.clear();
+  parser.Flush(&scratch_);
+  Dispatch(c);
 }
 
 namespace {
@@ -325,11 +392,9 @@ void ConnectionTracker::OnIncident(const SocketEvent& ev) {
     ooms_.push_back({ev.ts_exit_ns, ev.cgroup_id, ev.tgid, std::string(ev.comm)});
     return;
   }
-  auto it = by_sock_.find(ev.sock_id);
-  if (it == by_sock_.end()) return;
-  auto cit = conns_.find(it->second);
-  if (cit == conns_.end()) return;
-  Conn& c = *cit->second;
+  Conn* cp = FindByConnId(ev.conn_id);
+  if (!cp) return;
+  Conn& c = *cp;
   if (c.incidents.size() >= kMaxIncidents) c.incidents.pop_front();
   c.incidents.push_back({ev.ts_exit_ns, ev.kind});
   if (ev.kind != SocketEvent::Kind::kRetransmit) c.reset = true;
@@ -364,6 +429,14 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
       IsH2cUpgrade(FindHeader(c.pending.front().req, "upgrade"))) {
     c.upgrading = true;
     return;
+  }
+  if (c.resp_resync) {
+    c.resp_resync = false;
+    while (c.pending.size() > 1) {
+      stats_.requests_lost_in_gap++;
+      if (c.role != Role::kClient) RetireActive(c, c.pending.front());
+      c.pending.pop_front();
+    }
   }
   // Decide the context while the request is still in `pending` (ResolveServer resolves
   // the connection's earlier requests first, in order).
@@ -841,10 +914,10 @@ ConnectionTracker::H2Start ConnectionTracker::StartHttp2(Conn& c, const SocketEv
   std::string_view p = ev.payload;
   if (Http2Connection::LooksLikePreface(p)) {
     c.role = ingress ? Role::kServer : Role::kClient;  // the preface is the client's
-  } else if (Http2Connection::LooksLikeSettings(p) && c.role != Role::kUnknown &&
-             (c.role == Role::kServer) == !ingress) {
-    // The server's SETTINGS first (it may write before it reads the client's preface):
-    // the role is known from the accept/connect, and the preface must follow.
+  } else if (Http2Connection::LooksLikeSettings(p)) {
+    // The server's SETTINGS first (gRPC servers write it before they read the client's
+    // preface), so the sender is the server; the preface must follow from the other side.
+    c.role = ingress ? Role::kClient : Role::kServer;
   } else if (!LooksLikeRequestStart(p) && Http2Connection::LooksLikeFrames(p)) {
     // HTTP/2 whose start we missed (the connection predates the daemon): a fresh HPACK
     // table cannot decode it. Counted, then treated like any opaque socket.
@@ -870,6 +943,14 @@ void ConnectionTracker::OnHttp2Data(Conn& c, const SocketEvent& ev) {
   auto& snaps = from_client ? c.req_snaps : c.resp_snaps;
   if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
   snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
+  if (uint64_t lost = AdvancePosition(c, ev)) {
+    // Records the probe lost: the decoder skips their bytes where it can prove the frame
+    // boundaries (inside DATA), else the connection becomes undecodable.
+    stats_.stream_gaps++;
+    stats_.stream_gap_bytes += lost;
+    FeedHttp2(c, from_client, {}, lost, ts);
+    if (c.disabled) return;
+  }
   FeedHttp2(c, from_client, ev.payload, total, ts);
 }
 

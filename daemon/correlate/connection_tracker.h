@@ -79,6 +79,11 @@ struct TrackerStats {
   // Requests isotrace itself sent (its OTLP exports, user-agent isotrace/...) as their
   // receiver got them: never spans, or every export would make the next one.
   uint64_t requests_self = 0;
+  // Byte positions (bpf/l7.h): records the probe lost show up as jumps.
+  uint64_t stream_gaps = 0;              // jumps seen
+  uint64_t stream_gap_bytes = 0;         // bytes skipped over them
+  uint64_t gap_resyncs = 0;              // gaps the framer could not absorb: resynced
+  uint64_t requests_lost_in_gap = 0;     // pending requests whose response fell in a gap
 };
 
 // Which measures the kernel provides (probes::L7Features); a measure it cannot provide is
@@ -107,14 +112,16 @@ class ConnectionTracker {
 
  private:
   struct Conn;
+  // A connection as one process sees it: the probe's connection id (one per socket,
+  // never reused; dup'ed fds share it) in that process.
   struct Key {
     uint32_t tgid;
-    int32_t fd;
+    uint64_t conn_id;
     bool operator==(const Key&) const = default;
   };
   struct KeyHash {
     size_t operator()(const Key& k) const {
-      return std::hash<uint64_t>()((uint64_t{k.tgid} << 32) ^ static_cast<uint32_t>(k.fd));
+      return std::hash<uint64_t>()(k.conn_id * 0x9e3779b97f4a7c15ull ^ k.tgid);
     }
   };
   using LruList = std::list<Key>;
@@ -122,6 +129,14 @@ class ConnectionTracker {
   Conn* Find(const probes::SocketEvent& ev, bool create);
   void Drop(const Key& key, bool finish);
   void OnData(Conn& c, const probes::SocketEvent& ev);
+  // Bytes of one direction that the probe lost (a jump in the byte position): the parser
+  // skips exactly that many; where it cannot stay in frame it resyncs.
+  void OnGap(Conn& c, bool is_request_dir, uint64_t bytes, uint64_t ts);
+  void OnFin(Conn& c, const probes::SocketEvent& ev);
+  // Moves the direction's expected byte position past `ev`; the bytes lost before it.
+  uint64_t AdvancePosition(Conn& c, const probes::SocketEvent& ev);
+  Conn* FindByConnId(uint64_t conn_id);
+  void Dispatch(Conn& c);
   void OnRequest(Conn& c, HttpMessage&& req);
   void OnResponse(Conn& c, HttpMessage&& resp);
   // HTTP/2 (connection_tracker.cc, last section): the dispatch point and what follows it.
@@ -174,7 +189,10 @@ class ConnectionTracker {
   SpanSink sink_;
   absl::BitGen rng_;
   std::unordered_map<Key, std::unique_ptr<Conn>, KeyHash> conns_;
-  std::unordered_map<uint64_t, Key> by_sock_;  // sock_id → connection, for incidents
+  std::unordered_map<uint64_t, Key> by_conn_;  // conn_id → connection, for incidents and ends
+  // (tgid, fd) → connection: a new socket on an fd ends the one the fd named before (its
+  // close was not seen).
+  std::unordered_map<uint64_t, Key> by_fd_;
   std::unordered_map<Tuple, Key, TupleHash> by_tuple_;  // 4-tuple → connection, for links
   struct Active {
     Key conn;

@@ -820,6 +820,41 @@ absl::Status Http1Parser::Feed(std::string_view captured, uint64_t total, uint64
   return absl::OkStatus();
 }
 
+bool Http1Parser::Gap(uint64_t n, uint64_t ts_ns, std::vector<HttpMessage>* out) {
+  if (n == 0) return true;
+  if (state_ == State::kBodyLength) {
+    if (n <= remaining_) {
+      Consume(n, /*body=*/true, ts_ns);
+      remaining_ -= n;
+      if (remaining_ == 0) Finish(out);  // the next byte starts a message: in frame
+      return true;
+    }
+    // The message ended inside the lost bytes; what followed it is unknown.
+    Consume(remaining_, /*body=*/true, ts_ns);
+    remaining_ = 0;
+    Finish(out);
+  } else if (state_ == State::kUntilEnd) {
+    Consume(n, /*body=*/!cur_.head_truncated, ts_ns);
+    return true;
+  } else if (state_ == State::kHead || (state_ >= State::kChunkSize && state_ <= State::kTrailerEndLf)) {
+    // Framing lost mid-message (head or chunked body): it goes on with unknown framing,
+    // ending at the next start line or at Flush, like a message whose head the capture cut.
+    if (state_ == State::kHead) {
+      TruncateHead(head_buf_);
+    } else {
+      cur_.framing = HttpMessage::Framing::kUnknown;
+      state_ = State::kUntilEnd;
+    }
+    Consume(n, /*body=*/!cur_.head_truncated, ts_ns);
+    return true;
+  } else if (state_ != State::kIdle) {
+    return true;  // resyncing, tunnelled or stopped: nothing to keep in frame
+  }
+  state_ = State::kResync;
+  resync_segments_ = 0;
+  return false;
+}
+
 void Http1Parser::Flush(std::vector<HttpMessage>* out) {
   if (state_ != State::kUntilEnd) return;
   Finish(out);

@@ -113,6 +113,14 @@ class Http1Parser {
   absl::Status Feed(std::string_view captured, uint64_t total, uint64_t ts_ns,
                     std::vector<HttpMessage>* out);
 
+  // `n` bytes of this direction went by that the probe lost (records it could not
+  // deliver): their count is exact, their content unknown. A Content-Length body or a
+  // close-delimited message absorbs them and stays in frame; a message whose end the
+  // lost bytes may hold continues with unknown framing (it ends at the next start line
+  // or at Flush). Returns false when messages may have begun inside the lost bytes: the
+  // parser then skips to the next segment that opens with a start line.
+  bool Gap(uint64_t n, uint64_t ts_ns, std::vector<HttpMessage>* out);
+
   // The peer started a new message in the other direction, or the connection closed:
   // a message whose end cannot be framed (kUntilClose / kUnknown) ends at the last byte
   // seen so far. Messages with a framed end still in progress are left alone (a request
@@ -138,7 +146,7 @@ class Http1Parser {
   bool failed() const { return state_ == State::kError; }
 
  private:
-  enum class State : uint8_t {
+  enum class State : uint8_t {  // the chunked-body states are contiguous (Gap relies on it)
     kIdle,         // between messages
     kHead,         // start line and header section
     kBodyLength,   // Content-Length body, counting

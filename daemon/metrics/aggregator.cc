@@ -217,6 +217,7 @@ struct Aggregator::Workload {
   uint64_t last_seen_ns = 0;
   uint64_t last_server_ns = 0;
   HistMap server, client;
+  HistMap rpc_server, rpc_client;  // RPC spans (gRPC) go here instead of server/client
   std::array<std::array<uint64_t, 6>, 2> requests{};  // [server, client][status class]
   std::array<uint64_t, kCauses> cause_ns{};
   std::array<bool, kCauses> has_cause{};
@@ -234,9 +235,9 @@ struct Aggregator::Workload {
     return s;
   }
 
-  void RecordDuration(HistMap& m, std::string_view method, int status,
-                      const std::string& error_type, double seconds) {
-    std::string k = absl::StrCat(std::string(method), "|", status, "|", error_type);
+  // The series of `m` keyed `k` (its attributes made by `attrs` when new), bounded.
+  template <typename MakeAttrs>
+  HistSeries& Series(HistMap& m, std::string k, MakeAttrs attrs) {
     auto it = m.index.find(k);
     size_t idx;
     if (it != m.index.end()) {
@@ -244,9 +245,7 @@ struct Aggregator::Workload {
     } else if (m.series.size() + 1 < max_series) {
       idx = m.series.size();
       HistSeries s;
-      s.attributes.push_back({"http.request.method", std::string(method)});
-      if (status > 0) s.attributes.push_back({"http.response.status_code", int64_t{status}});
-      if (!error_type.empty()) s.attributes.push_back({"error.type", error_type});
+      attrs(&s.attributes);
       m.series.push_back(std::move(s));
       m.index.emplace(std::move(k), idx);
     } else {
@@ -260,7 +259,10 @@ struct Aggregator::Workload {
       }
       idx = ov->second;
     }
-    HistSeries& s = m.series[idx];
+    return m.series[idx];
+  }
+
+  static void Observe(HistSeries& s, double seconds) {
     size_t b = static_cast<size_t>(
         std::lower_bound(kHttpDurationBounds.begin(), kHttpDurationBounds.end(), seconds) -
         kHttpDurationBounds.begin());
@@ -269,6 +271,30 @@ struct Aggregator::Workload {
     if (s.count == 0 || seconds > s.max) s.max = seconds;
     s.count++;
     s.sum += seconds;
+  }
+
+  void RecordDuration(HistMap& m, std::string_view method, int status,
+                      const std::string& error_type, double seconds) {
+    Observe(Series(m, absl::StrCat(std::string(method), "|", status, "|", error_type),
+                   [&](std::vector<Attribute>* a) {
+                     a->push_back({"http.request.method", std::string(method)});
+                     if (status > 0) a->push_back({"http.response.status_code", int64_t{status}});
+                     if (!error_type.empty()) a->push_back({"error.type", error_type});
+                   }),
+            seconds);
+  }
+
+  // RPC conventions: rpc.system, rpc.service, rpc.method, rpc.grpc.status_code.
+  void RecordRpc(HistMap& m, const correlate::Span::Rpc& rpc, double seconds) {
+    Observe(Series(m, absl::StrCat(rpc.system, "|", rpc.service, "|", rpc.method, "|", rpc.grpc_status_code),
+                   [&](std::vector<Attribute>* a) {
+                     a->push_back({"rpc.system", rpc.system});
+                     a->push_back({"rpc.service", rpc.service});
+                     a->push_back({"rpc.method", rpc.method});
+                     if (rpc.grpc_status_code >= 0)
+                       a->push_back({"rpc.grpc.status_code", int64_t{rpc.grpc_status_code}});
+                   }),
+            seconds);
   }
 };
 
@@ -346,8 +372,11 @@ void Aggregator::Record(const std::shared_ptr<const correlate::Resource>& resour
   spans_total_++;
   Workload* w = FindOrCreate(resource, now);
   w->last_seen_ns = now;
-  w->RecordDuration(server ? w->server : w->client, method, span.status_code, span.error_type,
-                    seconds);
+  if (span.rpc)
+    w->RecordRpc(server ? w->rpc_server : w->rpc_client, *span.rpc, seconds);
+  else
+    w->RecordDuration(server ? w->server : w->client, method, span.status_code, span.error_type,
+                      seconds);
   w->requests[server ? 0 : 1][StatusClassIndex(span.status_code)]++;
 
   std::array<int64_t, kCauses> cause{};
@@ -639,6 +668,10 @@ Snapshot Aggregator::Collect() {
     if (!w->client.empty())
       rm.metrics.push_back(HistogramMetric(kHttpClientDuration,
                                            "Duration of HTTP client requests.", w->client));
+    if (!w->rpc_server.empty())
+      rm.metrics.push_back(HistogramMetric(kRpcServerDuration, "Duration of RPCs served.", w->rpc_server));
+    if (!w->rpc_client.empty())
+      rm.metrics.push_back(HistogramMetric(kRpcClientDuration, "Duration of RPCs made.", w->rpc_client));
     Metric req = Counter(kHttpRequests, "{request}", "HTTP requests by span kind and status class.");
     for (size_t k = 0; k < 2; ++k)
       for (size_t c = 0; c < 6; ++c)

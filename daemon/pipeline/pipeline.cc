@@ -17,6 +17,10 @@ correlate::TrackerLimits LimitsFrom(const config::Config& cfg) {
   return l;
 }
 constexpr uint64_t kHousekeepEveryNs = 1000000000ull;
+// The kernel side submits records without waking the reader (bpf/l7.h), so this is how
+// long a record may wait: short enough for live views, long enough that a quiet node
+// costs 20 wake-ups a second and a busy one a few records per wake-up at the least.
+constexpr int kPollIntervalMs = 50;
 
 locate::LocateOptions LocateOptionsFrom(const config::Config& cfg) {
   locate::LocateOptions o;
@@ -63,7 +67,9 @@ absl::Status Pipeline::Start() {
   opts.ringbuf_bytes = cfg_.ringbuf_bytes;
   opts.target_tgid = cfg_.target_pid;
   auto probe = probes::L7Probe::Create(opts, [this](const probes::SocketEvent& ev) {
-    if (ev.kind == probes::SocketEvent::Kind::kData || ev.kind == probes::SocketEvent::Kind::kAccept) {
+    // A process's identity is looked at where a connection or a message begins, not on
+    // every segment (exec and exit reach the resolver through the proc probe).
+    if (ev.kind == probes::SocketEvent::Kind::kData && (ev.new_conn || ev.msg_start)) {
       auto it = comm_by_tgid_.find(ev.tgid);
       if (it == comm_by_tgid_.end() || it->second != ev.comm) {
         if (comm_by_tgid_.size() > 65536) comm_by_tgid_.clear();
@@ -79,8 +85,9 @@ absl::Status Pipeline::Start() {
   probe_ = std::move(*probe);
   const auto& f = probe_->features();
   tracker_.SetFeatures({f.memstall, f.steal, f.tcp_incidents});
-  spdlog::info("l7 probe attached: {} tracepoints, capture {} bytes/syscall, ring buffer {} KiB",
-               probes::L7Tracepoints().size(), cfg_.capture_bytes, cfg_.ringbuf_bytes / 1024);
+  spdlog::info("l7 probe attached: data from {}, capture {} bytes per message, ring buffer {} KiB",
+               f.sock_tracepoints ? "sock_send_length/sock_recv_length" : "syscall tracepoints",
+               cfg_.capture_bytes, cfg_.ringbuf_bytes / 1024);
   last_summary_ns_ = clock_.MonotonicNowNs();
   return absl::OkStatus();
 }
@@ -176,7 +183,7 @@ void Pipeline::MaybeHousekeep() {
 
 absl::Status Pipeline::Run(const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
-    if (auto st = PollOnce(100); !st.ok()) return st;
+    if (auto st = PollOnce(kPollIntervalMs); !st.ok()) return st;
   }
   // Drain what the kernel already queued, then finish nothing else: open connections
   // keep their pending requests (they have no response yet).

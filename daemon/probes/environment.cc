@@ -58,11 +58,10 @@ const std::vector<std::string>& L7Tracepoints() {
   static const std::vector<std::string> kTracepoints = [] {
     std::vector<std::string> v;
     for (const char* sc : {"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev",
-                           "sendmsg", "sendfile64", "accept", "accept4", "connect"}) {
+                           "sendmsg", "sendfile64"}) {
       v.push_back(absl::StrCat("syscalls/sys_enter_", sc));
       v.push_back(absl::StrCat("syscalls/sys_exit_", sc));
     }
-    v.push_back("syscalls/sys_enter_close");
     return v;
   }();
   return kTracepoints;

@@ -26,17 +26,19 @@ namespace isotrace::probes {
 // Layout checks: the ABI header is the contract with the kernel side.
 static_assert(sizeof(l7_thread_acct) == 64);
 static_assert(offsetof(l7_thread_acct, throttle_count) == 56);
-static_assert(offsetof(l7_event, ts_enter_ns) == 0);
-static_assert(offsetof(l7_event, ret) == 40);
-static_assert(offsetof(l7_event, tgid) == 48);
-static_assert(offsetof(l7_event, captured) == 60);
-static_assert(offsetof(l7_event, kind) == 68);
-static_assert(offsetof(l7_event, laddr) == 72);
-static_assert(offsetof(l7_event, comm) == 104);
-static_assert(offsetof(l7_event, acct) == 120);
-static_assert(offsetof(l7_event, srtt_us) == 184);
-static_assert(offsetof(l7_event, data) == 192);
-static_assert(L7_EVENT_HEADER_SIZE == 192);
+static_assert(offsetof(l7_event, ts_ns) == 0);
+static_assert(offsetof(l7_event, conn_id) == 16);
+static_assert(offsetof(l7_event, pos) == 48);
+static_assert(offsetof(l7_event, seq) == 80);
+static_assert(offsetof(l7_event, captured) == 96);
+static_assert(offsetof(l7_event, kind) == 104);
+static_assert(offsetof(l7_event, flags) == 108);
+static_assert(offsetof(l7_event, laddr) == 112);
+static_assert(offsetof(l7_event, comm) == 144);
+static_assert(offsetof(l7_event, acct) == 160);
+static_assert(offsetof(l7_event, srtt_us) == 224);
+static_assert(offsetof(l7_event, data) == 232);
+static_assert(L7_EVENT_HEADER_SIZE == 232);
 static_assert((L7_MAX_CAPTURE & (L7_MAX_CAPTURE - 1)) == 0);
 
 std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
@@ -115,12 +117,36 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   rodata->capture_bytes = options.capture_bytes;
   bpf_map__set_max_entries(probe->skel_->maps.events, options.ringbuf_bytes);
   bpf_map__set_max_entries(probe->skel_->maps.inflight_calls, options.inflight_entries);
+  bpf_map__set_max_entries(probe->skel_->maps.conns, options.conn_entries);
+  // No wake-up per record: the reader polls every poll_interval_ms; past an eighth of the
+  // ring the kernel wakes it early so a burst cannot fill the ring between two polls.
+  rodata->wakeup_bytes = options.wakeup_every_record ? 0 : options.ringbuf_bytes / 8;
 
   // Decide, from the kernel's own BTF, which optional hooks can load. Never by version.
   btf* vmlinux = btf__load_vmlinux_btf();
   if (libbpf_get_error(vmlinux)) vmlinux = nullptr;
   L7Features& f = probe->features_;
   auto* sk = probe->skel_;
+  // Data hooks: the socket tracepoints where the kernel has them (6.3+), else the
+  // per-syscall tracepoints. Exactly one set is loaded.
+  f.sock_tracepoints = !options.force_syscall_hooks && HasTypedef(vmlinux, "btf_trace_sock_send_length") &&
+                       HasTypedef(vmlinux, "btf_trace_sock_recv_length");
+  for (bpf_program* p : {sk->progs.sock_send, sk->progs.sock_recv})
+    bpf_program__set_autoload(p, f.sock_tracepoints);
+  for (bpf_program* p :
+       {sk->progs.enter_read, sk->progs.enter_recvfrom, sk->progs.enter_readv, sk->progs.enter_write,
+        sk->progs.enter_sendto, sk->progs.enter_writev, sk->progs.enter_sendfile, sk->progs.enter_recvmsg,
+        sk->progs.enter_sendmsg, sk->progs.exit_read, sk->progs.exit_recvfrom, sk->progs.exit_readv,
+        sk->progs.exit_recvmsg, sk->progs.exit_write, sk->progs.exit_sendto, sk->progs.exit_writev,
+        sk->progs.exit_sendmsg, sk->progs.exit_sendfile})
+    bpf_program__set_autoload(p, !f.sock_tracepoints);
+  if (!f.sock_tracepoints)
+    spdlog::info("no sock_send_length/sock_recv_length tracepoints (Linux < 6.3): socket data "
+                 "through the per-syscall tracepoints, which cost every syscall on the node more");
+  if (!HasTypedef(vmlinux, "btf_trace_inet_sock_set_state"))
+    return absl::FailedPreconditionError(
+        "the kernel has no inet_sock_set_state tracepoint in its BTF: isotrace needs it to see "
+        "connections end (Linux 4.16+ with CONFIG_DEBUG_INFO_BTF)");
   f.thread_acct = HasTypedef(vmlinux, "btf_trace_sched_switch") && HasTypedef(vmlinux, "btf_trace_sched_wakeup");
   if (!f.thread_acct) {
     bpf_program__set_autoload(sk->progs.acct_switch, false);
@@ -186,19 +212,29 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
     return 0;
   }
   self->received_++;
+  // Built on the stack from the record in place: no allocation per event.
   SocketEvent ev;
   ev.kind = static_cast<SocketEvent::Kind>(raw->kind);
   ev.dir = static_cast<SocketEvent::Direction>(raw->dir);
   ev.syscall = raw->syscall;
   ev.ts_enter_ns = raw->ts_enter_ns;
-  ev.ts_exit_ns = raw->ts_exit_ns;
+  ev.ts_exit_ns = raw->ts_ns;
   ev.tgid = raw->tgid;
   ev.tid = raw->tid;
   ev.proc_start_ns = raw->proc_start_ns;
   ev.fd = raw->fd;
+  ev.conn_id = raw->conn_id;
   ev.sock_id = raw->sock_id;
   ev.cgroup_id = raw->cgroup_id;
-  ev.ret = raw->ret;
+  ev.ret = static_cast<int64_t>(raw->len);
+  ev.pos = raw->pos;
+  ev.seq = raw->seq;
+  ev.msg_start = raw->flags & L7_F_MSG_START;
+  ev.new_conn = raw->flags & L7_F_NEW_CONN;
+  if (raw->flags & L7_F_CONNECTED) {
+    ev.conn_start_ns = raw->conn_start_ns;
+    ev.established_ns = raw->established_ns;
+  }
   ev.family = raw->family;
   std::memcpy(ev.laddr.data(), raw->laddr, 16);
   std::memcpy(ev.raddr.data(), raw->raddr, 16);
@@ -224,10 +260,14 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
 }
 
 absl::StatusOr<int> L7Probe::Poll(int timeout_ms) {
+  // Records are submitted without a wake-up (l7.h): the wait ends at the timeout or at a
+  // forced wake-up when the ring fills, and whatever is there is consumed either way.
   int n = ring_buffer__poll(rb_, timeout_ms);
-  if (n == -EINTR) return 0;
+  if (n == -EINTR) n = 0;
   if (n < 0) return Errno(n, "polling the l7 ring buffer");
-  return n;
+  int m = ring_buffer__consume(rb_);
+  if (m < 0 && m != -EINTR) return Errno(m, "reading the l7 ring buffer");
+  return n + (m > 0 ? m : 0);
 }
 
 L7Counters L7Probe::counters() const {
@@ -239,6 +279,9 @@ L7Counters L7Probe::counters() const {
   c.ringbuf_drops = sum(L7_CNT_RINGBUF_DROPS);
   c.inflight_full = sum(L7_CNT_ARGS_FULL);
   c.read_failures = sum(L7_CNT_READ_FAIL);
+  c.segments = sum(L7_CNT_SEGMENTS);
+  c.captured = sum(L7_CNT_CAPTURED);
+  c.wakeups = sum(L7_CNT_WAKEUPS);
   return c;
 }
 

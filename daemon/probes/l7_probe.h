@@ -20,13 +20,17 @@ namespace isotrace::probes {
 struct L7ProbeOptions {
   uint32_t capture_bytes = 1024;        // payload prefix per syscall (≤ 4096)
   uint32_t ringbuf_bytes = 8u << 20;    // power of two, ≥ 4096
-  uint32_t inflight_entries = 16384;    // concurrent socket syscalls tracked
+  uint32_t inflight_entries = 16384;    // concurrent socket syscalls (syscall fallback only)
+  uint32_t conn_entries = 32768;        // TCP connections tracked in the kernel at once
+  bool wakeup_every_record = false;     // tests: wake the reader on every record
+  bool force_syscall_hooks = false;     // tests/benchmarks: the pre-6.3 data hooks
   uint32_t target_tgid = 0;             // 0: every process
   uint32_t self_tgid = 0;               // 0: this process
 };
 
 // What the running kernel let the probe measure (decided at load, logged once).
 struct L7Features {
+  bool sock_tracepoints = false;  // data via sock_{send,recv}_length (else syscall hooks)
   bool thread_acct = false;  // sched_switch/sched_wakeup accounting (the vertical breakdown)
   bool steal = false;        // per-thread hypervisor steal
   bool memstall = false;     // reclaim tracepoints
@@ -40,6 +44,9 @@ struct L7Counters {
   uint64_t ringbuf_drops = 0;  // kernel: ring buffer full (summed over CPUs)
   uint64_t inflight_full = 0;  // kernel: in-flight table full
   uint64_t read_failures = 0;  // kernel: payload not readable
+  uint64_t segments = 0;       // kernel: send/recv calls on traced TCP sockets
+  uint64_t captured = 0;       // kernel: of which carried payload (message starts)
+  uint64_t wakeups = 0;        // kernel: records that forced a reader wake-up
 };
 
 class L7Probe {
@@ -51,7 +58,8 @@ class L7Probe {
   L7Probe(const L7Probe&) = delete;
   L7Probe& operator=(const L7Probe&) = delete;
 
-  // Waits up to timeout_ms for events and hands each to the sink. Returns how many.
+  // Waits up to timeout_ms (or until the ring fills past its wake-up mark), then hands
+  // every record to the sink. Returns how many.
   absl::StatusOr<int> Poll(int timeout_ms);
   L7Counters counters() const;
   const L7Features& features() const { return features_; }

@@ -25,15 +25,16 @@ struct ThreadAcct {
 
 struct SocketEvent {
   enum class Kind : uint8_t {
-    kData = 1,
-    kAccept = 2,
-    kConnect = 3,
-    kClose = 4,
+    kData = 1,     // bytes moved: `ret` of them at offset `pos` of direction `dir`
+    kAccept = 2,   // (synthetic tests only: the kernel side no longer sends these)
+    kConnect = 3,  // (synthetic tests only)
+    kClose = 4,    // the socket reached TCP_CLOSE
     // Kernel incidents: sock_id names the socket (kOomKill: tgid/cgroup_id the victim).
     kRetransmit = 5,
     kResetReceived = 6,
     kResetSent = 7,
     kOomKill = 8,
+    kFin = 9,  // one direction ended: egress = our FIN, ingress = the reader saw EOF
   };
   enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
 
@@ -45,10 +46,20 @@ struct SocketEvent {
   uint32_t tgid = 0;
   uint32_t tid = 0;
   uint64_t proc_start_ns = 0;
-  int32_t fd = -1;
-  uint64_t sock_id = 0;
+  int32_t fd = -1;           // where the hook knows it, else -1
+  uint64_t conn_id = 0;      // the probe's connection id: unique, never reused
+  uint64_t sock_id = 0;      // struct sock address: reused after the socket is freed
   uint64_t cgroup_id = 0;
   int64_t ret = 0;           // bytes moved (kData), new fd (kAccept), result (kConnect)
+  // kData: offset of the segment's first byte in its direction; kFin: bytes moved in
+  // that direction before the end. A jump past the bytes already seen = lost records.
+  uint64_t pos = 0;
+  uint32_t seq = 0;          // the connection's record number (a jump = lost records)
+  bool msg_start = false;    // the kernel saw a message start here (direction change or
+                             // a start line); later segments of a message carry no payload
+  bool new_conn = false;     // the first record of this connection
+  uint64_t conn_start_ns = 0;    // this side connect()ed at (0: accepted, or unknown)
+  uint64_t established_ns = 0;   // its handshake completed at (0: not yet / unknown)
   uint8_t family = 0;        // AF_INET / AF_INET6
   std::array<uint8_t, 16> laddr{};
   std::array<uint8_t, 16> raddr{};

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,7 @@ class TrackerH2Test : public ::testing::Test {
     ev.proc_start_ns = 1;
     ev.fd = e.fd;
     ev.sock_id = e.sock_id;
+    ev.conn_id = e.sock_id;
     ev.family = 2;
     ev.laddr = {127, 0, 0, 1};
     ev.raddr = {127, 0, 0, 1};
@@ -64,7 +66,14 @@ class TrackerH2Test : public ::testing::Test {
     ev.dir = ingress ? SocketEvent::Direction::kIngress : SocketEvent::Direction::kEgress;
     ev.payload = bytes;
     ev.ret = static_cast<int64_t>(bytes.size());
+    ev.pos = Advance(e, ingress, bytes.size());
     tracker_.OnEvent(ev);
+  }
+  // The direction's byte position before `n` more bytes (what the probe reports).
+  uint64_t Advance(const End& e, bool ingress, uint64_t n) {
+    uint64_t& p = pos_[e.sock_id * 2 + ingress];
+    p += n;
+    return p - n;
   }
   // Replays segments [from, to) of a recorded connection as the server end sees them,
   // segment i at step base + i; returns the next step.
@@ -81,6 +90,7 @@ class TrackerH2Test : public ::testing::Test {
   }
 
   util::Clock clock_;
+  std::map<uint64_t, uint64_t> pos_;
   std::vector<Span> spans_;
   ConnectionTracker tracker_;
 };
@@ -287,6 +297,7 @@ TEST_F(TrackerH2Test, LostHeadersDropTheCallInFlight) {
       ev.dir = SocketEvent::Direction::kIngress;
       ev.payload = std::string_view(s.bytes).substr(0, 4);
       ev.ret = static_cast<int64_t>(s.bytes.size());
+      ev.pos = Advance(srv, true, s.bytes.size());
       tracker_.OnEvent(ev);
       continue;
     }
@@ -377,6 +388,83 @@ TEST_F(TrackerH2Test, OwnExportsMakeNoSpans) {
   EXPECT_EQ(spans_[0].path, "/app.A/Call");
   EXPECT_EQ(tracker_.stats().requests_self, 1u);
   EXPECT_EQ(tracker_.stats().responses_unmatched, 0u);
+}
+
+}  // namespace
+}  // namespace isotrace::correlate
+
+namespace isotrace::correlate {
+namespace {
+
+// A gRPC server writes its SETTINGS before it reads the client's preface, and the probe
+// reports no accept: the first record (egress SETTINGS) makes the process the server.
+TEST_F(TrackerH2Test, ServerSettingsBeforeThePreface) {
+  Wire w;
+  int32_t a = w.Request(Grpc("/s.S/M"), kMsg);
+  w.Pump();
+  Answer(w, a);
+  w.Pump();
+  const End srv{100, 101, 5, 0xa1, 50051, 40000};
+  size_t first_server = 0;
+  while (w.segments[first_server].from_client) first_server++;
+  Data(srv, false, w.segments[first_server].bytes, 5);
+  uint64_t t = 10;
+  for (size_t i = 0; i < w.segments.size(); i++)
+    if (i != first_server) Data(srv, w.segments[i].from_client, w.segments[i].bytes, t++);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].kind, SpanKind::kServer);
+  EXPECT_EQ(spans_[0].rpc->method, "M");
+}
+
+// A large upload read in pieces, one read's record lost (a jump in the byte position):
+// the lost bytes lie inside a DATA frame, so the frame boundaries are still proven.
+TEST_F(TrackerH2Test, LostRecordInsideDataIsSkipped) {
+  Wire w;
+  int32_t a = w.Request(Grpc("/s.S/Upload"), std::string(40000, 'u'));
+  w.Pump();
+  Answer(w, a);
+  w.Pump();
+  const End srv{100, 101, 5, 0xa1, 50051, 40000};
+  uint64_t t = 10;
+  int lost = 0;
+  for (const auto& s : w.segments) {
+    if (s.from_client && s.bytes.size() > 1000 && uint8_t(s.bytes[3]) == 0) {
+      std::string_view b = s.bytes;
+      Data(srv, true, b.substr(0, 100), t++);
+      Advance(srv, true, b.size() - 400);  // this read's record never arrived
+      lost++;
+      Data(srv, true, b.substr(b.size() - 300), t++);
+      continue;
+    }
+    Data(srv, s.from_client, s.bytes, t++);
+  }
+  ASSERT_GE(lost, 2);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].rpc->grpc_status_code, 0);
+  EXPECT_EQ(tracker_.stats().stream_gaps, uint64_t(lost));
+  EXPECT_EQ(tracker_.stats().connections_http2_undecodable, 0u);
+}
+
+// A lost record that held frame headers: undecodable, counted, no span.
+TEST_F(TrackerH2Test, LostRecordOverFramesIsUndecodable) {
+  Wire w;
+  int32_t a = w.Request(Grpc("/s.S/One"), kMsg);
+  w.Pump();
+  Answer(w, a);
+  w.Pump();
+  const End srv{100, 101, 5, 0xa1, 50051, 40000};
+  uint64_t t = 10;
+  bool dropped = false;
+  for (const auto& s : w.segments) {
+    if (!dropped && s.from_client && uint8_t(s.bytes[3]) == 1) {
+      Advance(srv, true, s.bytes.size());  // the request HEADERS' record was lost
+      dropped = true;
+      continue;
+    }
+    Data(srv, s.from_client, s.bytes, t++);
+  }
+  EXPECT_TRUE(spans_.empty());
+  EXPECT_EQ(tracker_.stats().connections_http2_undecodable, 1u);
 }
 
 }  // namespace

@@ -90,6 +90,7 @@ class ConnectionTrackerTest : public ::testing::Test {
     ev.proc_start_ns = s.proc_start;
     ev.fd = s.fd;
     ev.sock_id = s.sock_id;
+    ev.conn_id = s.sock_id;  // one probe connection id per socket
     ev.cgroup_id = s.cgroup_id;
     ev.family = 2;  // AF_INET
     std::copy(s.laddr.begin(), s.laddr.end(), ev.laddr.begin());
@@ -113,6 +114,17 @@ class ConnectionTrackerTest : public ::testing::Test {
   void Data(const Sock& s, Dir dir, std::string_view captured, uint64_t t, int64_t total = -1) {
     SocketEvent ev = Base(s, Kind::kData, t);
     ev.dir = dir;
+    ev.payload = captured;
+    ev.ret = total < 0 ? static_cast<int64_t>(captured.size()) : total;
+    tracker_->OnEvent(ev);
+  }
+  // A segment at an explicit byte position of its direction (bpf/l7.h): a position past
+  // the previous segment's end is a gap of lost records.
+  void DataAt(const Sock& s, Dir dir, uint64_t pos, std::string_view captured, uint64_t t,
+              int64_t total = -1) {
+    SocketEvent ev = Base(s, Kind::kData, t);
+    ev.dir = dir;
+    ev.pos = pos;
     ev.payload = captured;
     ev.ret = total < 0 ? static_cast<int64_t>(captured.size()) : total;
     tracker_->OnEvent(ev);
@@ -490,6 +502,85 @@ TEST_F(ConnectionTrackerTest, TruncatedHeadRequestStillFramesItsResponseWithoutB
   ASSERT_EQ(spans_.size(), 2u);
   EXPECT_EQ(spans_[1].method, "GET");
   EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(5)));
+}
+
+// --- byte positions and lost records ---------------------------------------------------
+
+TEST_F(ConnectionTrackerTest, LostBodySegmentKeepsTheNextRequestFramed) {
+  Sock s;
+  const std::string req1 = Get("/one"), req2 = Get("/two");
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n";
+  DataAt(s, Dir::kIngress, 0, req1, 1);
+  DataAt(s, Dir::kEgress, 0, head, 2, static_cast<int64_t>(head.size()) + 1000);  // head + 1000 body
+  // The record of the next 1000 body bytes was lost: the position jumps by 1000.
+  DataAt(s, Dir::kEgress, head.size() + 2000, "", 4, 1000);  // the last 1000 bytes
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/one");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(4)));  // ends with the body's last byte
+  const std::string resp2 = Response(201, "Created", "ok");
+  DataAt(s, Dir::kIngress, req1.size(), req2, 5);
+  DataAt(s, Dir::kEgress, head.size() + 3000, resp2, 6);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/two");
+  EXPECT_EQ(spans_[1].status_code, 201);
+  EXPECT_EQ(stats().stream_gaps, 1u);
+  EXPECT_EQ(stats().stream_gap_bytes, 1000u);
+  EXPECT_EQ(stats().gap_resyncs, 0u);
+  EXPECT_EQ(stats().responses_unmatched, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, WithoutPositionsALostBodySegmentWouldShiftFraming) {
+  // The same traffic without the lost record's bytes accounted for: had the tracker no
+  // byte positions, the next response would be read as body. With positions (above) it
+  // is not; here the gap is invisible and the second response is swallowed.
+  Sock s;
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n";
+  Recv(s, Get("/one"), 1);
+  Send(s, head, 2, static_cast<int64_t>(head.size()) + 1000);
+  Send(s, "", 4, 1000);
+  Recv(s, Get("/two"), 5);
+  Send(s, Response(201, "Created", "ok"), 6);
+  // /one still waits for 1000 bytes that were lost, and /two's response went into them.
+  EXPECT_EQ(spans_.size(), 0u);
+  EXPECT_EQ(stats().stream_gaps, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, LostResponseHeadResyncsAndNeverMispairs) {
+  Sock s;
+  const std::string req1 = Get("/one"), req2 = Get("/two"), req3 = Get("/three");
+  const std::string resp1 = Response(200, "OK", "first");
+  const std::string resp2 = Response(500, "Oops", "second!");
+  const std::string resp3 = Response(204, "No Content", "");
+  DataAt(s, Dir::kIngress, 0, req1, 1);
+  DataAt(s, Dir::kEgress, 0, resp1, 2);
+  DataAt(s, Dir::kIngress, req1.size(), req2, 3);
+  // resp2's record was lost; /three's response arrives at the right position.
+  DataAt(s, Dir::kIngress, req1.size() + req2.size(), req3, 5);
+  DataAt(s, Dir::kEgress, resp1.size() + resp2.size(), resp3, 6);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[0].path, "/one");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  // /two never gets /three's 204; /three does.
+  EXPECT_EQ(spans_[1].path, "/three");
+  EXPECT_EQ(spans_[1].status_code, 204);
+  EXPECT_EQ(stats().stream_gaps, 1u);
+  EXPECT_EQ(stats().gap_resyncs, 1u);
+  EXPECT_GE(stats().requests_lost_in_gap, 1u);
+}
+
+TEST_F(ConnectionTrackerTest, FinEndsACloseDelimitedResponse) {
+  Sock s;
+  Recv(s, Get("/old"), 1);
+  Send(s, "HTTP/1.0 200 OK\r\n\r\nbody until close", 2);
+  EXPECT_TRUE(spans_.empty());
+  SocketEvent fin = Base(s, Kind::kFin, 3);
+  fin.dir = Dir::kEgress;
+  fin.fd = -1;
+  tracker_->OnEvent(fin);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_EQ(spans_[0].end_unix_ns, Unix(Exit(2)));
 }
 
 // --- connection identity ------------------------------------------------------------
