@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "daemon/correlate/traceparent.h"
+#include "spdlog/spdlog.h"
 
 namespace isotrace::correlate {
 
@@ -924,12 +925,16 @@ ConnectionTracker::H2Start ConnectionTracker::StartHttp2(Conn& c, const SocketEv
     c.disabled = true;
     c.h2_failed = true;
     stats_.connections_http2_undecodable++;
+    spdlog::debug("http2: pid {} connection {} began before the daemon saw it: not decoded", c.key.tgid,
+                  c.key.conn_id);
     return H2Start::kUndecodable;
   } else {
     return H2Start::kNo;
   }
   c.h2 = std::make_unique<Http2Connection>(limits_.http2);
   stats_.connections_http2++;
+  spdlog::debug("http2: pid {} connection {} is HTTP/2 ({})", c.key.tgid, c.key.conn_id,
+                c.role == Role::kServer ? "server" : "client");
   return H2Start::kYes;
 }
 
@@ -975,6 +980,9 @@ void ConnectionTracker::FeedHttp2(Conn& c, bool from_client, std::string_view by
     c.h2_failed = true;
     c.disabled = true;
     stats_.connections_http2_undecodable++;
+    spdlog::debug("http2: pid {} connection {} undecodable ({}: {}), {} streams dropped", c.key.tgid,
+                  c.key.conn_id, Http2Connection::FailureName(c.h2->failure()), c.h2->failure_detail(),
+                  c.h2->streams_dropped());
     for (const auto& p : c.pending)
       if (c.role != Role::kClient) RetireActive(c, p);
     c.pending.clear();
