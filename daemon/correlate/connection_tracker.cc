@@ -799,8 +799,10 @@ std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeer(const C
   // HTTP/1: request order on the connection, the oldest client request nobody claimed
   // yet, answered ones (recent_clients) before pending ones. HTTP/2: streams run
   // concurrently, but both ends number them alike: the caller's request on the same stream.
+  // An h2c upgrade's request is stream 1 on the server as soon as it answered 101, while
+  // the caller's side may not have read that 101 yet (still HTTP/1, stream 0).
   const auto mine = [&](uint32_t stream, bool claimed) {
-    return !claimed && (!server.h2 || stream == server.stream_id);
+    return !claimed && (!server.h2 || stream == server.stream_id || (server.stream_id == 1 && stream == 0));
   };
   ClientCtx* oldest_recent = nullptr;
   for (auto& r : peer.recent_clients)
