@@ -22,15 +22,14 @@
  * CPU (part of its on-CPU time). The per-CPU kernel_cpustat would be simpler but needs a
  * kallsyms address that kernels without CONFIG_KALLSYMS_ALL (this build machine's) lack.
  *
- * Kernel differences, each guarded by CO-RE existence checks:
- * - task_struct.throttled (task-based CFS throttling, 6.18+): set on a task dequeued
- *   for throttling. Before it, a throttled hierarchy shows as cfs_rq.throttle_count > 0.
- * - rq.prev_steal_time{,_rq} exist with CONFIG_PARAVIRT_TIME_ACCOUNTING, cfs_rq.rq with
- *   CONFIG_FAIR_GROUP_SCHED; without them (or with steal_enabled = 0) steal is not
- *   measured and user space leaves the attribute out.
+ * Kernel differences (task-based throttling in 6.18, the steal clocks, PSI's
+ * in_memstall, sched_switch's prev_state before 5.18) are all in core_fixes.bpf.h; this
+ * file reads only fields every supported kernel has.
  */
 #ifndef ISOTRACE_BPF_ACCT_BPF_H_
 #define ISOTRACE_BPF_ACCT_BPF_H_
+
+#include "core_fixes.bpf.h"
 
 #define TASK_RUNNING 0
 
@@ -56,36 +55,23 @@ struct acct_state {
   __u8 pad[6];
 };
 
-/* Key: thread id. Value: its accounting. Created by the l7 exit handlers (threads that
- * do socket I/O), updated by the scheduler and vmscan hooks, evicted LRU (threads that
- * exited are never deleted explicitly). */
+/* Task-local storage: a thread's accounting. Created by the l7 handlers (threads that do
+ * socket I/O), updated by the scheduler and vmscan hooks, freed by the kernel with the
+ * task. Task storage rather than a hash keyed by tid: sched_switch runs on every context
+ * switch of the node, and for the many threads that never did socket I/O the lookup is
+ * one pointer test instead of a hash walk. */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 32768);
-  __type(key, __u32);
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct acct_state);
 } thread_acct SEC(".maps");
 
-/* Key: struct sock address. Value: retransmits on that socket. Written by the tcp
- * tracepoint, read into every l7 event of the socket; LRU (sockets are not tracked to
- * their destruction). */
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u64);
-  __type(value, __u32);
-} sock_retrans SEC(".maps");
 
-/* The steal clock of the CPU `p` is running on (p is current or being switched). */
+/* The steal clock of the CPU `p` is running on, when user space enabled steal. */
 static __always_inline __u64 cpu_steal(struct task_struct *p) {
   if (!steal_enabled) return 0;
-  if (!bpf_core_field_exists(struct rq, prev_steal_time_rq) || !bpf_core_field_exists(struct cfs_rq, rq))
-    return 0;
-  struct rq *rq = BPF_CORE_READ(p, se.cfs_rq, rq);
-  if (!rq) return 0;
-  __u64 v = BPF_CORE_READ(rq, prev_steal_time_rq);
-  if (!v) v = BPF_CORE_READ(rq, prev_steal_time);
-  return v;
+  return core_cpu_steal(p);
 }
 
 static __always_inline void acct_add(struct acct_state *s, __u32 kind, __u64 d) {
@@ -120,24 +106,17 @@ static __always_inline void acct_check_stall(struct acct_state *s, struct task_s
   if (s->stall_depth && !(BPF_CORE_READ(p, flags) & ISOTRACE_PF_MEMALLOC)) s->stall_depth = 0;
 }
 
-static __always_inline bool task_throttled(struct task_struct *p) {
-  if (bpf_core_field_exists(p->throttled) && BPF_CORE_READ(p, throttled)) return true;
-  struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
-  return cfs && BPF_CORE_READ(cfs, throttle_count) > 0;
-}
-
 /* The current thread's counters at `now` (creating its entry on first use). */
 static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now) {
-  __u32 tid = (__u32)bpf_get_current_pid_tgid();
-  struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &tid);
+  struct task_struct *cur = bpf_get_current_task_btf();
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, cur, 0, 0);
   if (!s) {
-    struct acct_state init = {};
-    init.running = 1;
-    init.on_ts = now;
-    init.steal_in = cpu_steal(cur);
-    bpf_map_update_elem(&thread_acct, &tid, &init, BPF_NOEXIST);
+    s = bpf_task_storage_get(&thread_acct, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     __builtin_memset(out, 0, sizeof(*out));
+    if (!s) return; /* valid = 0: no breakdown for this span */
+    s->running = 1;
+    s->on_ts = now;
+    s->steal_in = cpu_steal(cur);
     out->valid = 1;
     return;
   }
@@ -155,25 +134,28 @@ static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now)
   out->valid = 1;
 }
 
+/* Raw context rather than BPF_PROG: the fourth argument (prev_state) exists only since
+ * 5.18 and is read only where it does (core_switch_prev_state). */
 SEC("tp_btf/sched_switch")
-int BPF_PROG(acct_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-             unsigned int prev_state) {
+int acct_switch(__u64 *ctx) {
+  bool preempt = (bool)ctx[0];
+  struct task_struct *prev = (struct task_struct *)ctx[1];
+  struct task_struct *next = (struct task_struct *)ctx[2];
   __u64 now = bpf_ktime_get_ns();
-  __u32 ptid = prev->pid;
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &ptid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, prev, 0, 0);
   if (s && s->running) {
     acct_check_stall(s, prev);
     acct_close_on(s, now, prev);
     s->running = 0;
     s->off_ts = now;
-    if (preempt || prev_state == TASK_RUNNING) {
-      if (task_throttled(prev)) {
+    if (preempt || core_switch_prev_state(ctx, prev) == TASK_RUNNING) {
+      if (core_task_throttled(prev)) {
         s->off_kind = ACCT_THROTTLED;
         s->throttle_count++;
       } else {
         s->off_kind = ACCT_RUNQ;
       }
-    } else if (s->stall_depth || BPF_CORE_READ_BITFIELD(prev, in_memstall)) {
+    } else if (s->stall_depth || core_task_in_memstall(prev)) {
       s->off_kind = ACCT_MEMSTALL;
     } else if (BPF_CORE_READ_BITFIELD(prev, in_iowait)) {
       s->off_kind = ACCT_BLKIO;
@@ -181,8 +163,7 @@ int BPF_PROG(acct_switch, bool preempt, struct task_struct *prev, struct task_st
       s->off_kind = ACCT_SLEEP;
     }
   }
-  __u32 ntid = next->pid;
-  s = bpf_map_lookup_elem(&thread_acct, &ntid);
+  s = bpf_task_storage_get(&thread_acct, next, 0, 0);
   if (s && !s->running) {
     acct_add(s, s->off_kind, now - s->off_ts);
     s->running = 1;
@@ -194,20 +175,18 @@ int BPF_PROG(acct_switch, bool preempt, struct task_struct *prev, struct task_st
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(acct_wakeup, struct task_struct *p) {
-  __u32 tid = p->pid;
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &tid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, p, 0, 0);
   if (!s || s->running) return 0;
   if (s->off_kind == ACCT_RUNQ || s->off_kind == ACCT_THROTTLED) return 0;
   __u64 now = bpf_ktime_get_ns();
   acct_add(s, s->off_kind, now - s->off_ts);
   s->off_ts = now;
-  s->off_kind = task_throttled(p) ? ACCT_THROTTLED : ACCT_RUNQ;
+  s->off_kind = core_task_throttled(p) ? ACCT_THROTTLED : ACCT_RUNQ;
   return 0;
 }
 
 static __always_inline int acct_stall(int delta) {
-  __u32 tid = (__u32)bpf_get_current_pid_tgid();
-  struct acct_state *s = bpf_map_lookup_elem(&thread_acct, &tid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, bpf_get_current_task_btf(), 0, 0);
   if (!s || !s->running) return 0;
   acct_close_on(s, bpf_ktime_get_ns(), (struct task_struct *)bpf_get_current_task());
   if (delta > 0 && s->stall_depth < 255) s->stall_depth++;

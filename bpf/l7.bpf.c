@@ -545,15 +545,15 @@ static __always_inline void on_eof(const struct sock *sk) {
  * when the bytes did not come from one of these syscalls (io_uring, splice, kernel). */
 static __always_inline int syscall_buf(bool egress, struct seg_buf *b) {
   struct task_struct *task = bpf_get_current_task_btf();
+  b->buf = 0;
+  b->iovcnt = 0;
+  b->is_vec = 0;
+  b->sys = 0;
   struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
   if (!regs) return -1;
   long nr = REG_NR(regs);
   __u64 a0 = REG_ARG0(regs);
   __u64 a1 = REG_ARG1(regs);
-  b->buf = 0;
-  b->iovcnt = 0;
-  b->is_vec = 0;
-  b->sys = 0;
   if (egress) {
     switch (nr) {
       case NR_WRITE: b->sys = L7_SYS_WRITE; b->buf = a1; break;
@@ -592,7 +592,7 @@ static __always_inline bool kernel_task(void) {
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send, struct sock *sk, int ret, int flags) {
   if (ret <= 0 || kernel_task()) return 0;
-  struct seg_buf b;
+  struct seg_buf b = {};
   int fd = syscall_buf(true, &b);
   on_segment(sk, L7_DIR_EGRESS, ret, &b, fd, 0);
   return 0;
@@ -605,7 +605,7 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags) {
     on_eof(sk);
     return 0;
   }
-  struct seg_buf b;
+  struct seg_buf b = {};
   int fd = syscall_buf(false, &b);
   on_segment(sk, L7_DIR_INGRESS, ret, &b, fd, 0);
   return 0;

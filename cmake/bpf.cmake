@@ -11,21 +11,37 @@ else()
   set(BPF_TARGET_ARCH ${CMAKE_SYSTEM_PROCESSOR})
 endif()
 
-# vmlinux.h comes from the build machine's kernel BTF; CO-RE relocates every field
-# access at load time, so the result runs on any kernel with BTF.
-set(ISOTRACE_VMLINUX_BTF "/sys/kernel/btf/vmlinux" CACHE FILEPATH "BTF used to generate vmlinux.h")
+# vmlinux.h: vendored per architecture (bpf/vmlinux/<arch>/vmlinux.h, generated from
+# Debian 12's 6.1 kernel by scripts/kernels/gen_vmlinux.py; why that kernel:
+# bpf/core_fixes.bpf.h), so that any build host builds the same objects. CO-RE relocates
+# every field access at load time, so the result runs on any kernel with BTF.
+# -DISOTRACE_VMLINUX_FROM_HOST=ON generates it from ISOTRACE_VMLINUX_BTF instead (an
+# architecture not vendored yet, or a check against the newest kernel's types).
+option(ISOTRACE_VMLINUX_FROM_HOST "Generate vmlinux.h from ISOTRACE_VMLINUX_BTF instead of the vendored one" OFF)
+set(ISOTRACE_VMLINUX_BTF "/sys/kernel/btf/vmlinux" CACHE FILEPATH "BTF used to generate vmlinux.h (ISOTRACE_VMLINUX_FROM_HOST=ON)")
 set(BPF_GEN_DIR ${CMAKE_BINARY_DIR}/bpf)
 file(MAKE_DIRECTORY ${BPF_GEN_DIR})
-if(NOT EXISTS ${ISOTRACE_VMLINUX_BTF})
-  message(FATAL_ERROR "No kernel BTF at ${ISOTRACE_VMLINUX_BTF}: set -DISOTRACE_VMLINUX_BTF=<file> "
-                      "to a vmlinux with BTF (CONFIG_DEBUG_INFO_BTF=y)")
+if(ISOTRACE_VMLINUX_FROM_HOST)
+  if(NOT EXISTS ${ISOTRACE_VMLINUX_BTF})
+    message(FATAL_ERROR "No kernel BTF at ${ISOTRACE_VMLINUX_BTF}: set -DISOTRACE_VMLINUX_BTF=<file> "
+                        "to a vmlinux with BTF (CONFIG_DEBUG_INFO_BTF=y)")
+  endif()
+  set(BPF_VMLINUX_DIR ${BPF_GEN_DIR}/vmlinux)
+  file(MAKE_DIRECTORY ${BPF_VMLINUX_DIR})
+  add_custom_command(
+    OUTPUT ${BPF_VMLINUX_DIR}/vmlinux.h
+    COMMAND ${BPFTOOL} btf dump file ${ISOTRACE_VMLINUX_BTF} format c > ${BPF_VMLINUX_DIR}/vmlinux.h
+    COMMENT "Generating vmlinux.h from ${ISOTRACE_VMLINUX_BTF}"
+    VERBATIM)
+else()
+  set(BPF_VMLINUX_DIR ${CMAKE_SOURCE_DIR}/bpf/vmlinux/${BPF_TARGET_ARCH})
+  if(NOT EXISTS ${BPF_VMLINUX_DIR}/vmlinux.h)
+    message(FATAL_ERROR "No vendored vmlinux.h for ${BPF_TARGET_ARCH} (${BPF_VMLINUX_DIR}): "
+                        "add one with scripts/kernels/gen_vmlinux.py (docs/kernels.md), or "
+                        "configure with -DISOTRACE_VMLINUX_FROM_HOST=ON")
+  endif()
 endif()
-add_custom_command(
-  OUTPUT ${BPF_GEN_DIR}/vmlinux.h
-  COMMAND ${BPFTOOL} btf dump file ${ISOTRACE_VMLINUX_BTF} format c > ${BPF_GEN_DIR}/vmlinux.h
-  COMMENT "Generating vmlinux.h from ${ISOTRACE_VMLINUX_BTF}"
-  VERBATIM)
-add_custom_target(vmlinux_h DEPENDS ${BPF_GEN_DIR}/vmlinux.h)
+add_custom_target(vmlinux_h DEPENDS ${BPF_VMLINUX_DIR}/vmlinux.h)
 
 # bpf_program(<name>) compiles bpf/<name>.bpf.c into <build>/bpf/<name>.skel.h and
 # defines the interface target bpf_<name> that carries the include path.
@@ -37,9 +53,9 @@ function(bpf_program name)
   add_custom_command(
     OUTPUT ${obj}
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${BPF_TARGET_ARCH}
-            -I${BPF_GEN_DIR} -I${CMAKE_SOURCE_DIR}/bpf -Wall -Wno-unused-function
+            -I${BPF_VMLINUX_DIR} -I${CMAKE_SOURCE_DIR}/bpf -Wall -Wno-unused-function
             -c ${src} -o ${obj}
-    DEPENDS ${src} ${bpf_headers} ${BPF_GEN_DIR}/vmlinux.h
+    DEPENDS ${src} ${bpf_headers} ${BPF_VMLINUX_DIR}/vmlinux.h
     COMMENT "BPF ${name}.bpf.c"
     VERBATIM)
   add_custom_command(

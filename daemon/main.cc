@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "YAML configuration file");
   app.add_option("--otlp-endpoint", endpoint,
                  "OTLP/gRPC endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT); none = embedded mode");
-  app.add_option("--capture-bytes", capture_bytes, "payload prefix captured per syscall (≤ 4096)");
+  app.add_option("--capture-bytes", capture_bytes, "bytes copied from the start of each message (≤ 4096)");
   app.add_option("--pid", target_pid, "trace only this process (default: every process)");
   app.add_option("--summary-interval", summary_s, "seconds between summary log lines (0 = off)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off");

@@ -91,6 +91,32 @@ bool StructHasMember(const btf* vmlinux, const char* type, const char* member) {
   return false;
 }
 
+// The parameters of tracepoint `tp`'s BTF prototype (btf_trace_<tp>: a typedef of a
+// pointer to a FUNC_PROTO whose first parameter is the tracing context), or nullptr.
+const btf_param* TracepointParams(const btf* vmlinux, const char* tp, int* count) {
+  *count = 0;
+  if (!vmlinux) return nullptr;
+  int id = btf__find_by_name_kind(vmlinux, absl::StrCat("btf_trace_", tp).c_str(), BTF_KIND_TYPEDEF);
+  if (id <= 0) return nullptr;
+  const btf_type* t = btf__type_by_id(vmlinux, btf__resolve_type(vmlinux, id));
+  if (!t || !btf_is_ptr(t)) return nullptr;
+  t = btf__type_by_id(vmlinux, t->type);
+  if (!t || !btf_is_func_proto(t)) return nullptr;
+  *count = btf_vlen(t) - 1;
+  return btf_params(t) + 1;
+}
+
+// True when argument `index` of tracepoint `tp` is a pointer to struct `type`.
+bool TracepointArgIsStructPtr(const btf* vmlinux, const char* tp, int index, const char* type) {
+  int n = 0;
+  const btf_param* params = TracepointParams(vmlinux, tp, &n);
+  if (!params || index >= n) return false;
+  const btf_type* t = btf__type_by_id(vmlinux, btf__resolve_type(vmlinux, params[index].type));
+  if (!t || !btf_is_ptr(t)) return false;
+  t = btf__type_by_id(vmlinux, btf__resolve_type(vmlinux, t->type));
+  return t && btf_is_struct(t) && std::string_view(btf__name_by_offset(vmlinux, t->name_off)) == type;
+}
+
 bool IsVirtualMachine() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -150,6 +176,14 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
         "the kernel has no inet_sock_set_state tracepoint in its BTF: isotrace needs it to see "
         "connections end (Linux 4.16+ with CONFIG_DEBUG_INFO_BTF)");
   f.thread_acct = HasTypedef(vmlinux, "btf_trace_sched_switch") && HasTypedef(vmlinux, "btf_trace_sched_wakeup");
+  // sched_switch passes prev_state since 5.18 (bpf/core_fixes.bpf.h); before, the probe
+  // reads the task's state instead.
+  int switch_args = 0;
+  TracepointParams(vmlinux, "sched_switch", &switch_args);
+  rodata->switch_has_prev_state = switch_args >= 4 ? 1 : 0;
+  if (f.thread_acct && switch_args < 4)
+    spdlog::info("sched_switch has no prev_state argument (kernel before 5.18): the switched-out "
+                 "task's state is read from the task");
   if (!f.thread_acct) {
     bpf_program__set_autoload(sk->progs.acct_switch, false);
     bpf_program__set_autoload(sk->progs.acct_wakeup, false);
@@ -172,19 +206,38 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
       bpf_program__set_autoload(p, false);
     spdlog::warn("no tcp retransmit/reset tracepoints: isotrace.net.retransmits is left out");
   }
-  f.oom = HasTypedef(vmlinux, "btf_trace_mark_victim");
+  // mark_victim passed only an int pid before "mm, oom: add more information to
+  // mark_victim tracepoint" (bpf/core_fixes.bpf.h): the program reads a task_struct.
+  f.oom = TracepointArgIsStructPtr(vmlinux, "mark_victim", 0, "task_struct");
   if (!f.oom) {
     bpf_program__set_autoload(sk->progs.oom_mark_victim, false);
-    spdlog::warn("no oom:mark_victim tracepoint: OOM kills do not become span events");
+    spdlog::warn(HasTypedef(vmlinux, "btf_trace_mark_victim")
+                     ? "oom:mark_victim passes no task_struct on this kernel: OOM kills do not "
+                       "become span events"
+                     : "no oom:mark_victim tracepoint: OOM kills do not become span events");
   }
-  // Steal needs the runqueue's paravirt steal clock and a hypervisor that feeds it; on
-  // bare metal there is no steal to measure.
-  f.steal = f.thread_acct && StructHasMember(vmlinux, "rq", "prev_steal_time_rq") &&
+  // Steal needs one of the runqueue's paravirt steal clocks (prev_steal_time_rq with
+  // CONFIG_PARAVIRT_TIME_ACCOUNTING, prev_steal_time with CONFIG_PARAVIRT: the same test
+  // as core_has_steal_clock() in bpf/core_fixes.bpf.h) and a hypervisor that feeds it;
+  // on bare metal there is no steal to measure.
+  f.steal = f.thread_acct &&
+            (StructHasMember(vmlinux, "rq", "prev_steal_time_rq") ||
+             StructHasMember(vmlinux, "rq", "prev_steal_time")) &&
             StructHasMember(vmlinux, "cfs_rq", "rq") && IsVirtualMachine();
   rodata->steal_enabled = f.steal ? 1 : 0;
   if (f.thread_acct && !f.steal)
     spdlog::info("steal time not measurable here (bare metal, or no paravirt steal clock): "
                  "isotrace.vm.steal_ns is left out");
+  // One line that says what this kernel gives (tests on other kernels check it:
+  // scripts/kernels/qemu_guest.py). Throttling is seen per task since 6.18, per
+  // throttled hierarchy before (bpf/core_fixes.bpf.h).
+  const char* throttling = StructHasMember(vmlinux, "task_struct", "throttled") ? "task"
+                           : StructHasMember(vmlinux, "cfs_rq", "throttle_count") ? "hierarchy"
+                                                                                  : "none";
+  spdlog::info("kernel features (BTF): breakdown={} memstall={} tcp_incidents={} oom={} steal={} "
+               "throttling={} sched_switch_prev_state={}",
+               f.thread_acct, f.memstall, f.tcp_incidents, f.oom, f.steal, throttling,
+               switch_args >= 4);
   btf__free(vmlinux);
 
   if (int err = l7_bpf__load(probe->skel_)) return Errno(err, "loading the l7 BPF programs");
