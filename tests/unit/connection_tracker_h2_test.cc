@@ -312,13 +312,23 @@ TEST_F(TrackerH2Test, LostHeadersDropTheCallInFlight) {
 
 // curl --http2 against a plaintext server: Upgrade: h2c, 101, then HTTP/2 with the
 // response to the upgrade request on stream 1, frames in the 101's own segment.
-TEST_F(TrackerH2Test, H2cUpgradeMakesOneSpanPerStream) {
+// What curl --http2 and a server that upgrades exchange: the HTTP/1.1 request with
+// HTTP2-Settings, then (the server's side) its 101 followed by HTTP/2, where stream 1
+// answers the request and the client adds a stream of its own (/two, answered 404).
+struct Upgrade {
   Wire w;
+  std::string req;          // the HTTP/1.1 request
+  std::string first_server;  // the 101 and the server's first frames, one write
+  size_t first = 0;          // the segment of w that first_server carries
+};
+std::unique_ptr<Upgrade> MakeUpgrade() {
+  auto u = std::make_unique<Upgrade>();
+  Wire& w = u->w;
   uint8_t settings[32];
   nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
   ssize_t n = nghttp2_pack_settings_payload(settings, sizeof(settings), iv, 1);
-  ASSERT_EQ(nghttp2_session_upgrade2(w.client(), settings, size_t(n), 0, nullptr), 0);
-  ASSERT_EQ(nghttp2_session_upgrade2(w.server(), settings, size_t(n), 0, nullptr), 0);
+  nghttp2_session_upgrade2(w.client(), settings, size_t(n), 0, nullptr);
+  nghttp2_session_upgrade2(w.server(), settings, size_t(n), 0, nullptr);
   w.Respond(1, {{":status", "200"}, {"content-type", "text/plain"}}, "upgraded");
   w.Pump();
   int32_t second = w.Request({{":method", "GET"}, {":scheme", "http"}, {":authority", "h"}, {":path", "/two"}});
@@ -326,13 +336,20 @@ TEST_F(TrackerH2Test, H2cUpgradeMakesOneSpanPerStream) {
   w.Respond(second, {{":status", "404"}});
   w.Pump();
   const std::string b64 = absl::WebSafeBase64Escape(absl::string_view(reinterpret_cast<char*>(settings), size_t(n)));
-  const std::string req = "GET /up HTTP/1.1\r\nHost: h:80\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                          "Upgrade: h2c\r\nHTTP2-Settings: " + b64 + "\r\n\r\n";
-  std::string first_server;
-  size_t first = 0;
-  while (w.segments[first].from_client) first++;
-  first_server = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" +
-                 w.segments[first].bytes;
+  u->req = "GET /up HTTP/1.1\r\nHost: h:80\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           "Upgrade: h2c\r\nHTTP2-Settings: " + b64 + "\r\n\r\n";
+  while (w.segments[u->first].from_client) u->first++;
+  u->first_server = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" +
+                    w.segments[u->first].bytes;
+  return u;
+}
+
+TEST_F(TrackerH2Test, H2cUpgradeMakesOneSpanPerStream) {
+  auto u = MakeUpgrade();
+  Wire& w = u->w;
+  const std::string& req = u->req;
+  const std::string& first_server = u->first_server;
+  const size_t first = u->first;
   const End srv{100, 101, 5, 0xa1, 80, 40000};
   Open(srv, true, 1);
   Data(srv, true, req, 2);
@@ -465,6 +482,44 @@ TEST_F(TrackerH2Test, LostRecordOverFramesIsUndecodable) {
   }
   EXPECT_TRUE(spans_.empty());
   EXPECT_EQ(tracker_.stats().connections_http2_undecodable, 1u);
+}
+
+}  // namespace
+}  // namespace isotrace::correlate
+
+namespace isotrace::correlate {
+namespace {
+
+// Both ends of an upgraded connection on this node, the server's events first: its
+// stream 1 ends before the caller has read the 101 (still an HTTP/1 request there), and
+// must still claim it.
+TEST_F(TrackerH2Test, UpgradedStreamOneLinksToTheCallerNotYetUpgraded) {
+  auto u = MakeUpgrade();
+  const End cli{200, 201, 9, 0xc1, 40000, 80};
+  const End srv{100, 101, 5, 0xa1, 80, 40000};
+  Data(cli, false, u->req, 1);
+  Data(srv, true, u->req, 2);
+  Data(srv, false, u->first_server, 3);
+  uint64_t t = 4;
+  for (size_t i = 0; i < u->w.segments.size(); i++)
+    if (i != u->first) Data(srv, u->w.segments[i].from_client, u->w.segments[i].bytes, t++);
+  ASSERT_NE(ByPath("/up", SpanKind::kServer), nullptr);  // ended before the client read a byte
+  Data(cli, true, u->first_server, t++);
+  for (size_t i = 0; i < u->w.segments.size(); i++)
+    if (i != u->first) Data(cli, !u->w.segments[i].from_client, u->w.segments[i].bytes, t++);
+  const Span* s = ByPath("/up", SpanKind::kServer);
+  const Span* c = ByPath("/up", SpanKind::kClient);
+  ASSERT_TRUE(s && c);
+  EXPECT_EQ(s->trace_id, c->trace_id);
+  EXPECT_EQ(s->parent_span_id, c->span_id);
+  EXPECT_EQ(c->protocol_version, "2");
+  EXPECT_EQ(c->status_code, 200);
+  // (/two was read by the server here before the client wrote it, which cannot happen:
+  // left unlinked, never linked wrongly.)
+  const Span* s2 = ByPath("/two", SpanKind::kServer);
+  ASSERT_TRUE(s2 && ByPath("/two", SpanKind::kClient));
+  EXPECT_EQ(s2->parent_span_id, SpanId{});
+  EXPECT_EQ(tracker_.stats().links_peer, 1u);
 }
 
 }  // namespace
