@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Per-thread time accounting for the vertical breakdown (included by l7.bpf.c; its
  * snapshot travels in struct l7_thread_acct, l7.h).

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Every kernel difference the probes care about, in one place (the libbpf-tools
  * core_fixes.bpf.h pattern). The rest of bpf/ reads kernel memory only through fields

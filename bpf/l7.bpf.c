@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * l7: bytes moved on TCP sockets, the first bytes of each message, per-connection byte
  * positions, connection ends and TCP incidents. The event design is in l7.h.
@@ -58,6 +58,9 @@ const volatile __u32 target_tgid = 0;       /* 0: every process */
 const volatile __u32 capture_bytes = 1024;  /* per message, at most L7_MAX_CAPTURE */
 const volatile __u64 wakeup_bytes = 0;      /* force a wake-up past this; 0: every record */
 const volatile __u8 use_bpf_loop = 0;       /* the kernel has bpf_loop: copy many iovecs */
+/* 1 when every hook that touches connection state gets a trusted struct sock (the
+ * socket tracepoints are loaded): state then lives in socket-local storage. */
+const volatile __u8 use_sk_storage = 0;
 
 /* Ring buffer of struct l7_event (variable length: header + captured bytes).
  * Written by every handler, read by daemon/probes. Size set at load. */
@@ -113,6 +116,16 @@ struct {
   __type(value, struct conn_state);
 } conns SEC(".maps");
 
+/* The same state as socket-local storage, where the hooks allow it (use_sk_storage):
+ * found through the socket itself rather than a hash walk, freed with the socket, never
+ * evicted. Written by the same hooks as `conns`. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct conn_state);
+} conn_store SEC(".maps");
+
 /* Connection ids: a boot-unique counter, bumped once per new connection. */
 __u64 next_conn_id = 1;
 
@@ -166,9 +179,17 @@ static __always_inline bool traced_process(__u32 tgid) {
 
 /* No wake-up per record: the reader polls on a short timer. Past `wakeup_bytes` of
  * unread data the reader is woken so the ring does not fill. */
+/* The reader's position when a wake-up was last forced: until the reader moves, it has
+ * been woken already, and forcing again would only cost another interrupt (an IPI, a VM
+ * exit on a guest) per record. */
+__u64 woken_at_cons = ~0ull;
+
 static __always_inline __u64 submit_flags(void) {
-  if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
-    return BPF_RB_NO_WAKEUP;
+  if (!wakeup_bytes) return 0; /* tests: the kernel's own policy (wake when caught up) */
+  if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes) return BPF_RB_NO_WAKEUP;
+  __u64 cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS);
+  if (cons == woken_at_cons) return BPF_RB_NO_WAKEUP;
+  woken_at_cons = cons;
   count(L7_CNT_WAKEUPS);
   return BPF_RB_FORCE_WAKEUP;
 }
@@ -205,14 +226,40 @@ static __always_inline void set_owner(struct conn_state *cs, __u32 tgid) {
   bpf_get_current_comm(cs->comm, sizeof(cs->comm));
 }
 
-static __always_inline struct conn_state *new_conn(const struct sock *sk, __u32 tgid) {
-  struct conn_state init = {};
+/* Connection state of `sk`, or NULL when it is not tracked. With use_sk_storage the
+ * verifier sees `sk` as the tracepoint's trusted socket; the other branch is dead code
+ * it removes (use_sk_storage is a load-time constant). */
+static __always_inline struct conn_state *conn_get(const struct sock *sk) {
+  if (use_sk_storage) return bpf_sk_storage_get(&conn_store, (struct sock *)sk, 0, 0);
   __u64 key = (__u64)sk;
-  init.id = __sync_fetch_and_add(&next_conn_id, 1);
-  read_addrs(&init, sk);
-  set_owner(&init, tgid);
-  bpf_map_update_elem(&conns, &key, &init, BPF_NOEXIST);
   return bpf_map_lookup_elem(&conns, &key);
+}
+
+static __always_inline void conn_del(const struct sock *sk) {
+  if (use_sk_storage) {
+    bpf_sk_storage_delete(&conn_store, (struct sock *)sk);
+    return;
+  }
+  __u64 key = (__u64)sk;
+  bpf_map_delete_elem(&conns, &key);
+}
+
+static __always_inline struct conn_state *new_conn(const struct sock *sk, __u32 tgid) {
+  struct conn_state *cs;
+  if (use_sk_storage) {
+    cs = bpf_sk_storage_get(&conn_store, (struct sock *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (!cs) return NULL;
+  } else {
+    struct conn_state init = {};
+    __u64 key = (__u64)sk;
+    bpf_map_update_elem(&conns, &key, &init, BPF_NOEXIST);
+    cs = bpf_map_lookup_elem(&conns, &key);
+    if (!cs) return NULL;
+  }
+  cs->id = __sync_fetch_and_add(&next_conn_id, 1);
+  read_addrs(cs, sk);
+  set_owner(cs, tgid);
+  return cs;
 }
 
 /* Header of a record of connection `cs`. */
@@ -247,7 +294,13 @@ static __always_inline void fill_header(struct l7_event *ev, struct conn_state *
   __builtin_memcpy(ev->laddr, cs->laddr, 16);
   __builtin_memcpy(ev->raddr, cs->raddr, 16);
   __builtin_memcpy(ev->comm, cs->comm, 16);
-  ev->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+  if (use_sk_storage) {
+    /* A trusted socket: a direct load instead of a probe read. */
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+    ev->srtt_us = tp ? tp->srtt_us >> 3 : 0;
+  } else {
+    ev->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+  }
   ev->retransmits = cs->retransmits;
 }
 
@@ -399,8 +452,7 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
                                        int fd, __u64 ts_enter) {
   __u32 tgid = bpf_get_current_pid_tgid() >> 32;
   if (!traced_process(tgid)) return;
-  __u64 key = (__u64)sk;
-  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  struct conn_state *cs = conn_get(sk);
   if (!cs) {
     if (!is_tcp_sock(sk)) return;
     cs = new_conn(sk, tgid);
@@ -408,51 +460,93 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
   } else if (cs->tgid != tgid) {
     set_owner(cs, tgid);
   }
-  count(L7_CNT_SEGMENTS);
   const __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
   const __u64 pos = cs->pos[di & 1];
   cs->pos[di & 1] = pos + (__u64)ret;
 
-  /* Is this the start of a message, and what of it is copied? */
-  __u8 peek[8] = {};
-  bool have_peek = false;
-  bool start = cs->last_dir != dir;
-  __u64 in_msg = pos - cs->msg_start[di & 1];
-  __u64 want = 0;
-  if (!start && !(cs->flags & CS_CAPTURE_ALL) && cs->msg_http[di & 1] && in_msg < capture_bytes) {
-    want = capture_bytes - in_msg; /* the head may still be in progress */
+  /* Is this the start of a message, and what of it is copied? Reads of user memory are
+   * the dearest part of this handler, so the bytes are read once: where the segment is
+   * likely to be copied (the message in progress is an HTTP head, or the last message in
+   * this direction was HTTP) they are read straight into the record and the start-line
+   * test looks at them there; elsewhere (opaque protocols, long bodies) 8 bytes are
+   * peeked first and the rest read only if they open a message. */
+  const bool flip = cs->last_dir != dir;
+  const __u64 in_msg = pos - cs->msg_start[di & 1];
+  const bool capture_all = cs->flags & CS_CAPTURE_ALL;
+  const bool head_goes_on = !flip && !capture_all && cs->msg_http[di & 1] && in_msg < capture_bytes;
+  bool start = flip;
+  __u64 want = 0;      /* bytes to copy */
+  bool test = false;   /* the copied bytes still need the start-line test */
+  if (head_goes_on) {
+    want = capture_bytes - in_msg;
+  } else if (capture_all || (flip && (cs->msg_http[di & 1] || pos == 0))) {
+    want = capture_bytes;
+    test = true;
   } else {
-    have_peek = peek8(b, peek);
-    int k = have_peek ? start_kind(peek, pos == 0) : START_NONE;
+    __u8 peek[8] = {};
+    int k = peek8(b, peek) ? start_kind(peek, pos == 0) : START_NONE;
     if (k == START_H2) cs->flags |= CS_CAPTURE_ALL;
-    if (k != START_NONE) start = true;
+    if (k != START_NONE) {
+      start = true;
+      want = capture_bytes;
+    }
     if (start) {
       cs->msg_start[di & 1] = pos;
       cs->msg_http[di & 1] = k != START_NONE;
     }
-    if (k != START_NONE || (cs->flags & CS_CAPTURE_ALL)) want = capture_bytes;
   }
   cs->last_dir = dir;
   if (!b->buf) want = 0;
   if (want > (__u64)ret) want = ret;
+  if (!want && test) {
+    /* Nothing to read (sendfile): a new message of unknown kind. */
+    cs->msg_start[di & 1] = pos;
+    cs->msg_http[di & 1] = 0;
+  }
 
   __u64 flags = submit_flags();
   __u64 now = bpf_ktime_get_ns();
+  /* A record with payload is built in per-CPU scratch and copied out at its exact
+   * length: a reservation must have a constant size, and reserving the full capture for
+   * a 40-byte request head would fill the ring (and wake the reader) many times sooner. */
   struct l7_event *ev;
   struct scratch *s = NULL;
   if (!want) {
     ev = reserve_small();
-  } else if (b->is_vec) {
+  } else {
     __u32 zero = 0;
     s = bpf_map_lookup_elem(&scratch_buf, &zero);
     ev = s ? &s->ev : NULL;
-  } else {
-    ev = bpf_ringbuf_reserve(&events, L7_EVENT_HEADER_SIZE + capture_bytes, 0);
-    if (!ev) count(L7_CNT_RINGBUF_DROPS);
   }
   if (!ev) {
     cs->seq++; /* the loss shows as a gap */
     return;
+  }
+  __u32 n = 0;
+  if (s) {
+    if (b->is_vec) {
+      n = capture_iov(ev, b->buf, b->iovcnt, want);
+    } else {
+      __u64 k = want;
+      if (k > capture_bytes) k = capture_bytes;
+      barrier_var(k);
+      if (k > L7_MAX_CAPTURE) k = L7_MAX_CAPTURE;
+      barrier_var(k);
+      if (k && bpf_probe_read_user(ev->data, k, (void *)b->buf) == 0)
+        n = k;
+      else
+        count(L7_CNT_READ_FAIL);
+    }
+    if (test) {
+      int k = n >= 8 ? start_kind(ev->data, pos == 0) : START_NONE;
+      if (k == START_H2) cs->flags |= CS_CAPTURE_ALL;
+      if (k != START_NONE) start = true;
+      if (start) {
+        cs->msg_start[di & 1] = pos;
+        cs->msg_http[di & 1] = k != START_NONE;
+      }
+      if (k == START_NONE && !(cs->flags & CS_CAPTURE_ALL)) n = 0; /* not HTTP: counted only */
+    }
   }
   fill_header(ev, cs, sk, L7_EV_DATA, dir, now);
   ev->ts_enter_ns = ts_enter ? ts_enter : now;
@@ -462,32 +556,19 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
   ev->syscall = b->sys;
   if (start) ev->flags |= L7_F_MSG_START;
   acct_snapshot(&ev->acct, now);
-
-  if (want) {
-    count(L7_CNT_CAPTURED);
-    if (s) {
-      __u32 n = capture_iov(ev, b->buf, b->iovcnt, want);
-      if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
-      barrier_var(n);
-      /* A no-op for n <= 4096 that the verifier sees on the register the size is read
-       * from (the clamp above compiles to a select on a copy). */
-      n &= (2 * L7_MAX_CAPTURE - 1);
-      ev->captured = n;
-      if (bpf_ringbuf_output(&events, ev, L7_EVENT_HEADER_SIZE + n, flags))
-        count(L7_CNT_RINGBUF_DROPS);
-      else
-        count(L7_CNT_EVENTS);
-      return;
-    }
-    __u64 n = want;
-    if (n > capture_bytes) n = capture_bytes;
-    barrier_var(n);
+  if (s) {
     if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
     barrier_var(n);
-    if (n && bpf_probe_read_user(ev->data, n, (void *)b->buf) == 0)
-      ev->captured = n;
-    else
-      count(L7_CNT_READ_FAIL);
+    /* A no-op for n <= 4096 that the verifier sees on the register the size is read from
+     * (the clamp above compiles to a select on a copy). */
+    n &= (2 * L7_MAX_CAPTURE - 1);
+    ev->captured = n;
+    if (bpf_ringbuf_output(&events, ev, L7_EVENT_HEADER_SIZE + n, flags)) {
+      count(L7_CNT_RINGBUF_DROPS);
+      return;
+    }
+    count(L7_CNT_EVENTS);
+    return;
   }
   bpf_ringbuf_submit(ev, flags);
   count(L7_CNT_EVENTS);
@@ -498,8 +579,7 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
 static __always_inline void on_eof(const struct sock *sk) {
   __u32 tgid = bpf_get_current_pid_tgid() >> 32;
   if (!traced_process(tgid)) return;
-  __u64 key = (__u64)sk;
-  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  struct conn_state *cs = conn_get(sk);
   if (!cs || (cs->flags & CS_EOF_IN)) return;
   cs->flags |= CS_EOF_IN;
   emit_simple(cs, sk, L7_EV_FIN, L7_DIR_INGRESS, true);
@@ -737,14 +817,13 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx);
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
   if (sk->sk_protocol != IPPROTO_TCP) return 0;
-  __u64 key = (__u64)sk;
-  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  struct conn_state *cs = conn_get(sk);
   if (newstate == ISO_TCP_SYN_SENT) {
     /* connect(): in the connecting task. Track it from here so connection setup and
      * SYN retransmits are seen. A stale entry at this address is replaced. */
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
     if (!traced_process(tgid)) return 0;
-    if (cs) bpf_map_delete_elem(&conns, &key);
+    if (cs) conn_del(sk);
     cs = new_conn(sk, tgid);
     if (!cs) return 0;
     cs->flags |= CS_CONNECTED;
@@ -765,7 +844,7 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
   }
   if (newstate == ISO_TCP_CLOSE) {
     if (cs->flags & CS_REPORTED) emit_simple(cs, sk, L7_EV_CLOSE, L7_DIR_NONE, false);
-    bpf_map_delete_elem(&conns, &key);
+    conn_del(sk);
   }
   return 0;
 }
@@ -773,8 +852,7 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
 /* ---- kernel incidents ------------------------------------------------------------ */
 
 static __always_inline void incident(const struct sock *sk, __u8 kind) {
-  __u64 key = (__u64)sk;
-  struct conn_state *cs = bpf_map_lookup_elem(&conns, &key);
+  struct conn_state *cs = conn_get(sk);
   if (!cs) return; /* not a connection we track */
   if (kind == L7_EV_RETRANSMIT) __sync_fetch_and_add(&cs->retransmits, 1);
   emit_simple(cs, sk, kind, L7_DIR_NONE, false);

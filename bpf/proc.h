@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * proc: process facts for the identity cache (daemon/layers): exec and exit of every
  * process, and successful opens of files named *.wasm (filtered in the kernel), which is

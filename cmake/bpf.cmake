@@ -65,6 +65,9 @@ function(bpf_program name)
     COMMENT "Skeleton ${name}.skel.h"
     VERBATIM)
   add_custom_target(bpf_${name}_skel DEPENDS ${skel})
+  # vmlinux.h is a custom-command output of the top directory, used here from bpf/: the
+  # Makefile generator only knows how to make it through the target that owns it.
+  add_dependencies(bpf_${name}_skel vmlinux_h)
   add_library(bpf_${name} INTERFACE)
   add_dependencies(bpf_${name} bpf_${name}_skel)
   target_include_directories(bpf_${name} INTERFACE ${BPF_GEN_DIR} ${CMAKE_SOURCE_DIR}/bpf)

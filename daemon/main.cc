@@ -68,9 +68,12 @@ int main(int argc, char** argv) {
   if (validate_only) {
     // The exporter's own parse too (endpoint, headers, certificates as it will read them),
     // so a config that passes here does not fail at start-up.
-    if (auto opts = isotrace::pipeline::TraceExporterOptions(cfg); !opts.ok()) {
-      std::fprintf(stderr, "isotraced: %s\n", std::string(opts.status().message()).c_str());
-      return 2;
+    for (auto signal : {isotrace::otlp::Signal::kTraces, isotrace::otlp::Signal::kMetrics,
+                        isotrace::otlp::Signal::kLogs}) {
+      if (auto opts = isotrace::pipeline::ExporterOptionsFor(cfg, signal); !opts.ok()) {
+        std::fprintf(stderr, "isotraced: %s\n", std::string(opts.status().message()).c_str());
+        return 2;
+      }
     }
     std::printf("isotraced: configuration is valid%s%s\n", config_path.empty() ? "" : ": ",
                 config_path.c_str());

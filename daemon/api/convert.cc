@@ -3,18 +3,12 @@
 #include <algorithm>
 #include <variant>
 
+#include "daemon/correlate/resource.h"
+
 namespace isotrace::api {
 
 namespace {
 std::string Bytes(const uint8_t* p, size_t n) { return std::string(reinterpret_cast<const char*>(p), n); }
-
-std::string ServiceName(const correlate::Resource* r) {
-  if (r != nullptr)
-    for (const auto& a : r->attributes)
-      if (a.key == "service.name")
-        if (const auto* s = std::get_if<std::string>(&a.value)) return *s;
-  return "unknown";
-}
 }  // namespace
 
 void ToProto(const correlate::Attribute& a, v1::Attribute* out) {
@@ -95,7 +89,7 @@ v1::Span SpanToProto(const SpanWithResource& sw) {
   bool has_parent = false;
   for (uint8_t b : s.parent_span_id) has_parent |= b != 0;
   if (has_parent) out.set_parent_span_id(Bytes(s.parent_span_id.data(), s.parent_span_id.size()));
-  out.set_service(ServiceName(sw.resource.get()));
+  out.set_service(sw.resource ? correlate::ServiceName(*sw.resource) : "unknown");
   out.set_pid(s.process.tgid);
   out.set_kind(static_cast<int32_t>(s.kind));
   out.set_name(s.method.empty() ? "HTTP" : s.method);

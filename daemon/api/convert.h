@@ -14,7 +14,8 @@
 
 namespace isotrace::api {
 
-namespace v1 = ::isotrace::api::v1;
+// (v1 is the generated namespace isotrace::api::v1 itself: no alias needed here, and
+// clang refuses one that redefines it.)
 
 // The window `top` uses when the request says 0.
 inline constexpr uint32_t kDefaultWindowS = 5;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/layers/process_resolver.h"
+#include "daemon/util/ascii.h"
 #include "daemon/util/fmt.h"
 #include "exporters/otlp/encode.h"
 #include "exporters/prometheus/text.h"
@@ -16,9 +17,7 @@ absl::StatusOr<MetricsExporters> ParseMetricsExporters(const std::string& value)
   std::string_view rest = value;
   while (true) {
     size_t comma = rest.find(',');
-    std::string_view item = rest.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    std::string_view item = util::Trim(rest.substr(0, comma));
     if (item == "otlp") out.otlp = true;
     else if (item == "prometheus") out.prometheus = true;
     else if (item != "none" && !item.empty())
@@ -46,7 +45,8 @@ std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cf
   return r;
 }
 
-metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlate::TrackerStats& tracker,
+metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::ProcCounters* proc,
+                                 const correlate::TrackerStats& tracker,
                                  const otlp::ExportStats* es, const locate::LocateStats* ls) {
   metrics::SelfStats s;
   s.links = {{"thread", tracker.links_thread},
@@ -72,11 +72,26 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlat
                        {"malformed", probe.malformed}};
   l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed;
   s.probes.push_back(std::move(l7));
+  if (proc != nullptr) {
+    // Process facts lost here make identity fall back to comm changes and miss .wasm
+    // loads: as visible as the l7 losses.
+    metrics::SelfStats::Probe p;
+    p.name = "proc";
+    p.events = proc->received;
+    p.lost_by_reason = {{"ringbuf_full", proc->ringbuf_drops},
+                        {"inflight_full", proc->inflight_full},
+                        {"path_too_long", proc->path_too_long},
+                        {"malformed", proc->malformed}};
+    p.lost = proc->ringbuf_drops + proc->inflight_full + proc->path_too_long + proc->malformed;
+    s.probes.push_back(std::move(p));
+  }
   s.spans = tracker.spans;
   s.correlate_lost = {{"connections_evicted", tracker.connections_evicted},
                       {"requests_overflow", tracker.requests_overflow},
                       {"requests_unanswered", tracker.requests_unanswered},
                       {"responses_unmatched", tracker.responses_unmatched},
+                      {"stream_gaps", tracker.stream_gaps},
+                      {"requests_lost_in_gap", tracker.requests_lost_in_gap},
                       {"http2_connections_undecodable", tracker.connections_http2_undecodable},
                       {"http2_streams_dropped", tracker.http2_streams_dropped}};
   if (es != nullptr) {

@@ -17,6 +17,7 @@
 #include "daemon/locate/locator.h"
 #include "daemon/metrics/aggregator.h"
 #include "daemon/probes/l7_probe.h"
+#include "daemon/probes/proc_probe.h"
 #include "exporters/otlp/exporter.h"
 #include "exporters/otlp/metrics_exporter.h"
 #include "exporters/prometheus/server.h"
@@ -79,8 +80,10 @@ class LocalServices {
 std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cfg,
                                                         const std::string& host_name);
 
-// The self-telemetry the poll thread hands the aggregator (export_stats null: embedded).
-metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const correlate::TrackerStats& tracker,
+// The self-telemetry the poll thread hands the aggregator (export_stats null: embedded;
+// proc null: the proc probe did not load).
+metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::ProcCounters* proc,
+                                 const correlate::TrackerStats& tracker,
                                  const otlp::ExportStats* export_stats,
                                  const locate::LocateStats* locate_stats = nullptr);
 

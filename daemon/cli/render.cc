@@ -11,6 +11,8 @@
 #include <set>
 
 #include "absl/time/time.h"
+#include "daemon/layers/identity.h"
+#include "daemon/util/ascii.h"
 #include "nlohmann/json.hpp"
 
 namespace isotrace::cli {
@@ -45,14 +47,10 @@ constexpr ColumnDef kColumns[] = {
 
 const ColumnDef& Def(Column c) { return kColumns[static_cast<size_t>(c)]; }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using util::ToLower;
 
 bool Contains(std::string_view hay, std::string_view needle) {
-  return Lower(hay).find(Lower(needle)) != std::string::npos;
+  return ToLower(hay).find(ToLower(needle)) != std::string::npos;
 }
 
 // Terminal cells take printable ASCII only: a service name is whatever a process set in
@@ -119,7 +117,7 @@ double SortValue(const v1::Workload& w, Column c) {
 std::string Cell(const v1::Workload& w, Column c) {
   switch (c) {
     case Column::kService: return w.service();
-    case Column::kStack: return w.stack().empty() ? "-" : AbbreviateStack(w.stack());
+    case Column::kStack: return w.stack().empty() ? "-" : layers::AbbreviateStack(w.stack());
     case Column::kRate: return FormatRate(w.requests_per_second());
     case Column::kErrors: return w.requests() ? FormatPercent(w.error_ratio()) : "-";
     case Column::kP50: return w.requests() ? FormatSeconds(w.p50_seconds()) : "-";
@@ -133,28 +131,13 @@ std::string Cell(const v1::Workload& w, Column c) {
 
 }  // namespace
 
-std::string AbbreviateStack(std::string_view stack) {
-  std::string out;
-  while (!stack.empty()) {
-    size_t slash = stack.find('/');
-    std::string_view part = stack.substr(0, slash);
-    stack = slash == std::string_view::npos ? std::string_view() : stack.substr(slash + 1);
-    if (part.empty()) continue;
-    if (size_t colon = part.find(':'); colon != std::string_view::npos && colon + 1 < part.size())
-      part = part.substr(colon + 1);
-    if (!out.empty()) out += '/';
-    out.append(part);
-  }
-  return out;
-}
-
 std::string_view ColumnTitle(Column c) { return Def(c).title; }
 std::string_view ColumnKey(Column c) { return Def(c).key; }
 
 bool ParseColumnKey(std::string_view key, Column* out) {
-  std::string k = Lower(key);
+  std::string k = ToLower(key);
   for (const auto& d : kColumns) {
-    if (k == d.key || k == Lower(d.title)) {
+    if (k == d.key || k == ToLower(d.title)) {
       *out = d.column;
       return true;
     }
@@ -163,11 +146,10 @@ bool ParseColumnKey(std::string_view key, Column* out) {
 }
 
 bool MatchesFilter(const v1::Workload& w, std::string_view filter) {
-  while (!filter.empty() && filter.front() == ' ') filter.remove_prefix(1);
-  while (!filter.empty() && filter.back() == ' ') filter.remove_suffix(1);
+  filter = util::Trim(filter);
   if (filter.empty()) return true;
   auto field = [&](std::string_view prefix) -> std::optional<std::string_view> {
-    if (filter.size() > prefix.size() && Lower(filter.substr(0, prefix.size())) == prefix)
+    if (filter.size() > prefix.size() && ToLower(filter.substr(0, prefix.size())) == prefix)
       return filter.substr(prefix.size());
     return std::nullopt;
   };

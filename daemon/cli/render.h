@@ -69,10 +69,6 @@ std::string StatusLine(const v1::TopResponse& top, const ViewState& state);
 // What the table cannot show for one row (full stack, pids, totals, verdict, slowest trace).
 std::string DetailLine(const v1::Workload& w);
 
-// "vm:kvm/container:runc" → "kvm/runc" (metrics::AbbreviateStack's rule, kept here so
-// the CLI's rendering does not depend on the aggregator).
-std::string AbbreviateStack(std::string_view stack);
-
 // Compact numbers for fixed-width cells.
 std::string FormatSeconds(double s);  // "850us" "1.2ms" "123ms" "1.23s" "12.3s"
 std::string FormatRate(double per_s);  // "0.5" "12.3" "1234" "12.3k"

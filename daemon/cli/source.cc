@@ -14,8 +14,7 @@
 #include "absl/time/clock.h"
 #include "daemon/api/convert.h"
 #include "daemon/api/services.h"
-#include "daemon/metrics/aggregator.h"
-#include "daemon/pipeline/pipeline.h"
+#include "daemon/pipeline/daemon.h"
 #include "daemon/probes/environment.h"
 #include "daemon/util/fmt.h"
 #include "grpcpp/grpcpp.h"
@@ -98,10 +97,12 @@ class RemoteSource final : public Source {
   std::unique_ptr<v1::Isotrace::Stub> stub_;
 };
 
+// The daemon's own composition (pipeline::Node) without its network-facing parts, read
+// in-process: the same pipeline, aggregator, span store and verdicts as isotraced.
 class EmbeddedSource final : public Source {
  public:
   EmbeddedSource(const config::Config& cfg, std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring)
-      : cfg_(cfg), pipeline_(cfg), ring_(std::move(ring)) {}
+      : cfg_(cfg), node_(cfg, pipeline::NodeOptions{.serve = false}), ring_(std::move(ring)) {}
 
   ~EmbeddedSource() override {
     stop_.store(true);
@@ -109,32 +110,22 @@ class EmbeddedSource final : public Source {
   }
 
   absl::Status Start() {
-    if (auto st = pipeline_.Start(); !st.ok()) return st;
-    metrics::AggregatorOptions ao;
-    ao.max_workloads = cfg_.metrics_max_workloads;
-    ao.self_resource = api::SelfResource(cfg_, pipeline_.resolver().host_name());
-    aggregator_ = std::make_unique<metrics::Aggregator>(std::move(ao));
-    auto* agg = aggregator_.get();
-    pipeline_.AddConsumer([agg](const std::shared_ptr<const correlate::Resource>& r,
-                                const correlate::Span& s) { agg->Record(r, s); });
-    pipeline_.AddTicker([this, agg] {
-      agg->UpdateSelf(api::SelfStatsFrom(pipeline_.probe_counters(), pipeline_.tracker_stats(), nullptr));
-    });
-    host_ = pipeline_.resolver().host_name();
+    if (auto st = node_.Start(); !st.ok()) return st;
+    host_ = node_.pipeline().resolver().host_name();
     poller_ = std::thread([this] {
-      if (auto st = pipeline_.Run(stop_); !st.ok()) spdlog::error("poll loop: {}", st.message());
+      if (auto st = node_.Run(stop_); !st.ok()) spdlog::error("poll loop: {}", st.message());
     });
     return absl::OkStatus();
   }
 
   absl::StatusOr<v1::TopResponse> Top(uint32_t window_s) override {
-    return api::TopResponseFrom(aggregator_->Top(window_s == 0 ? api::kDefaultWindowS : window_s),
+    return api::TopResponseFrom(node_.aggregator().Top(window_s == 0 ? api::kDefaultWindowS : window_s),
                                 host_, "embedded");
   }
 
   absl::StatusOr<v1::GetTraceResponse> GetTrace(const correlate::TraceId& id) override {
     std::vector<api::SpanWithResource> spans;
-    for (auto& s : pipeline_.store().Recent(cfg_.embedded_spans))
+    for (auto& s : node_.pipeline().store().Recent(cfg_.embedded_spans))
       spans.push_back({std::move(s.resource), std::move(s.span)});
     return api::TraceResponseFrom(spans, id);
   }
@@ -145,7 +136,7 @@ class EmbeddedSource final : public Source {
     v1::LocateRequest req = MakeLocateRequest(trace_id, since_s, max);
     const uint64_t now = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
     return api::LocateResponseFrom(
-        api::ReadVerdicts(pipeline_.verdicts(), api::VerdictQueryFrom(req, now)), "embedded", now);
+        api::ReadVerdicts(node_.pipeline().verdicts(), api::VerdictQueryFrom(req, now)), "embedded", now);
   }
 
   std::string LastLog() override {
@@ -159,8 +150,7 @@ class EmbeddedSource final : public Source {
 
  private:
   config::Config cfg_;
-  pipeline::Pipeline pipeline_;
-  std::unique_ptr<metrics::Aggregator> aggregator_;
+  pipeline::Node node_;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring_;
   std::string host_;
   std::atomic<bool> stop_{false};

@@ -152,6 +152,19 @@ size_t EditDistance(std::string_view a, std::string_view b) {
   return prev[b.size()];
 }
 
+// The candidate nearest to `key` by edit distance (the first of equals): one suggestion,
+// not the whole vocabulary, so the message stays one readable line.
+template <typename Range>
+std::string Nearest(std::string_view key, const Range& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    const std::string_view cv(c);
+    if (size_t d = EditDistance(key, cv); d < best_d) best_d = d, best = std::string(cv);
+  }
+  return best;
+}
+
 // layers.rules: a sequence of mappings (config::LayerRule). Checked here, field by field,
 // so a bad rule fails at start-up naming its index and field.
 absl::Status ReadLayerRules(const YAML::Node& n, Config* c) {
@@ -171,8 +184,9 @@ absl::Status ReadLayerRules(const YAML::Node& n, Config* c) {
       bool known = false;
       for (const char* k : kFields) known |= f == k;
       if (!known)
-        return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", at, ".", f, "'; known: ",
-                                                       absl::StrJoin(kFields, ", ")));
+        return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", at, ".", f,
+                                                       "'; did you mean '", Nearest(f, kFields),
+                                                       "'? (docs/layers.md lists a rule's keys)"));
       std::string fpath = absl::StrCat(at, ".", f);
       if (f == "namespaces") {
         if (!kv.second.IsSequence())
@@ -341,25 +355,17 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix, Config* cfg
     } else if (is_section) {
       if (auto st = Walk(kv.second, path, cfg); !st.ok()) return st;
     } else {
-      // Suggest the nearest known key (a typo), else list the section's keys.
-      std::string best;
-      size_t best_d = std::string::npos;
-      std::vector<std::string> in_section;
+      // Suggest the one nearest known name: a key, or a section ("exportr" → "exporter").
+      std::vector<std::string> names;
       for (const auto& k : Keys()) {
         std::string_view kp(k.path);
-        size_t d = EditDistance(path, kp);
-        if (d < best_d) best_d = d, best = k.path;
-        if (prefix.empty() ? kp.find('.') != std::string_view::npos
-                           : kp.rfind(prefix + ".", 0) == 0)
-          in_section.push_back(std::string(prefix.empty() ? kp.substr(0, kp.find('.')) : kp));
+        for (size_t dot = kp.find('.'); dot != std::string_view::npos; dot = kp.find('.', dot + 1))
+          names.push_back(std::string(kp.substr(0, dot)));
+        names.push_back(std::string(kp));
       }
-      std::sort(in_section.begin(), in_section.end());
-      in_section.erase(std::unique(in_section.begin(), in_section.end()), in_section.end());
-      std::string hint = best_d <= std::max<size_t>(2, path.size() / 4)
-                             ? absl::StrCat("; did you mean '", best, "'?")
-                             : absl::StrCat("; known here: ", absl::StrJoin(in_section, ", "));
-      return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", path, "'", hint,
-                                                     " (docs/configuration.md lists every key)"));
+      return absl::InvalidArgumentError(absl::StrCat("config: unknown key '", path, "'; did you mean '",
+                                                     Nearest(path, names),
+                                                     "'? (docs/configuration.md lists every key)"));
     }
   }
   return absl::OkStatus();
@@ -465,8 +471,21 @@ absl::Status ApplyEnvironment(const std::map<std::string, std::string>& env, Con
     *out = *v;
     return absl::OkStatus();
   };
-  if (auto* v = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) cfg->otlp_endpoint = *v;
-  else if (auto* v2 = get("OTEL_EXPORTER_OTLP_ENDPOINT")) cfg->otlp_endpoint = *v2;
+  if (auto* v = get("OTEL_EXPORTER_OTLP_PROTOCOL"); v && *v != "grpc")
+    return bad("OTEL_EXPORTER_OTLP_PROTOCOL", *v,
+               "isotrace exports OTLP over gRPC only; set it to grpc or unset it");
+  // The traces-specific endpoint wins; both are checked here, under the variable's name,
+  // so a value that is no endpoint fails --validate-config and the start, not the first
+  // export.
+  bool endpoint_set = false;
+  for (const char* var : {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"}) {
+    const std::string* v = get(var);
+    if (!v) continue;
+    if (auto ep = otlp::ParseEndpoint(*v, true); !ep.ok())
+      return absl::InvalidArgumentError(absl::StrCat("environment ", var, ": ", ep.status().message()));
+    if (!endpoint_set) cfg->otlp_endpoint = *v;
+    endpoint_set = true;
+  }
   if (auto* v = get("OTEL_EXPORTER_OTLP_HEADERS")) cfg->otlp_headers = *v;
   if (auto* v = get("OTEL_RESOURCE_ATTRIBUTES")) cfg->resource_attributes = *v;
   if (auto* v = get("OTEL_EXPORTER_OTLP_INSECURE")) {

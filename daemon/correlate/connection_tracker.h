@@ -5,10 +5,18 @@
 // Role: a connection whose first captured request arrives (ingress) is served by this
 // process → SERVER spans; one whose first request leaves (egress) is a CLIENT.
 // Timestamps: a SERVER span starts when the request's first byte reached the process
-// (exit of the read that returned it) and ends when the response's last byte was handed
-// to the kernel (exit of that write). A CLIENT span starts at the entry of the write that
-// sent the request's first byte and ends at the exit of the read that returned the
+// (the read that returned it) and ends when the response's last byte was handed to the
+// kernel (that write). A CLIENT span starts at the write that sent the request's first
+// byte (its entry where the probe sees syscall entries, i.e. on kernels before 6.3; the
+// moment TCP took the bytes on newer ones) and ends at the read that returned the
 // response's last byte.
+//
+// Byte positions (bpf/l7.h): every record says where its bytes sit in their direction.
+// A position past the bytes already seen means records were lost: the parser skips
+// exactly that many bytes (a Content-Length body stays in frame), and where messages may
+// have begun in them it resyncs on the next start line; a response seen after such a
+// gap answers the newest pending request (HTTP/1.1 clients do not pipeline) and the
+// older ones are dropped and counted. Everything is counted (TrackerStats).
 //
 // Links (docs/locate.md has the rules and why each is safe):
 // - A CLIENT request is parented to the SERVER request its thread is serving (from the

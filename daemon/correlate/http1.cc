@@ -5,6 +5,8 @@
 #include <limits>
 #include <utility>
 
+#include "daemon/util/ascii.h"
+
 namespace isotrace::correlate {
 
 namespace {
@@ -28,17 +30,7 @@ constexpr bool IsTargetByte(unsigned char c) { return c > 0x20 && c != 0x7f; }
 // fine). NUL, bare CR and LF inside a value are what makes smuggling work: reject.
 constexpr bool IsValueByte(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
 
-// Local rather than absl's: Debian's abseil is built with its own absl::string_view,
-// which does not convert from std::string_view.
-constexpr char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
-  }
-  return true;
-}
+using util::EqualsIgnoreCase;
 
 constexpr int HexValue(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -146,7 +138,7 @@ void CommitHeader(std::string_view name, std::string_view value, const Http1Limi
   if (msg->headers.size() >= limits.max_headers) return;
   HttpHeader& h = msg->headers.emplace_back();
   h.name.resize(name.size());
-  std::transform(name.begin(), name.end(), h.name.begin(), AsciiLower);
+  std::transform(name.begin(), name.end(), h.name.begin(), util::Lower);
   h.value = std::string(value.substr(0, limits.max_header_value_bytes));
 }
 

@@ -13,6 +13,21 @@ std::string Token(std::string_view layer, const std::string& kind) {
 }
 }  // namespace
 
+std::string AbbreviateStack(std::string_view stack) {
+  std::string out;
+  while (!stack.empty()) {
+    size_t slash = stack.find('/');
+    std::string_view part = stack.substr(0, slash);
+    stack = slash == std::string_view::npos ? std::string_view() : stack.substr(slash + 1);
+    if (part.empty()) continue;
+    if (size_t colon = part.find(':'); colon != std::string_view::npos && colon + 1 < part.size())
+      part = part.substr(colon + 1);
+    if (!out.empty()) out += '/';
+    out.append(part);
+  }
+  return out;
+}
+
 std::string StackOf(const Identity& id, const VmInfo& vm) {
   std::vector<std::string> parts;
   if (vm.guest) parts.push_back(Token("vm", vm.Kind()));

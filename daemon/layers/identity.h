@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/correlate/span.h"
@@ -48,6 +49,11 @@ struct Identity {
 // "vm:firecracker/container:runc/sandbox:bwrap/wasm:node-wasi"; a layer whose kind is
 // unknown appears bare ("container"). Empty when no layer is known.
 std::string StackOf(const Identity& id, const VmInfo& vm);
+
+// "vm:kvm/container:runc/sandbox:bwrap/wasm:node-wasi" → "kvm/runc/bwrap/node-wasi" for
+// narrow columns (isotrace top): the kinds are implied by their order, the names are
+// what a person scans for.
+std::string AbbreviateStack(std::string_view stack);
 
 // service.name, best first: OTEL_SERVICE_NAME, k8s container name, container name from
 // runtime metadata, Wasm module name (file name without .wasm), executable name.

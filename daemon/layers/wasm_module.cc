@@ -20,13 +20,19 @@ class Reader {
     *v = static_cast<uint8_t>(b_[pos_++]);
     return true;
   }
-  // Unsigned LEB128, at most `bits` wide (32 or 64).
+  // Unsigned LEB128, at most `bits` wide (32 or 64): at most ceil(bits / 7) bytes, and
+  // the last one may carry only the bits that fit (the spec's rule; the fuzzer found
+  // a 64-bit value read past shift 63, which is undefined behaviour).
   bool Leb(uint64_t* v, int bits = 32) {
     uint64_t result = 0;
-    for (int shift = 0; shift < bits + 7; shift += 7) {
+    const int max_bytes = (bits + 6) / 7;
+    for (int i = 0; i < max_bytes; ++i) {
       uint8_t byte;
       if (!U8(&byte)) return false;
-      result |= uint64_t(byte & 0x7f) << shift;
+      const int shift = 7 * i;
+      const uint64_t payload = byte & 0x7f;
+      if (shift + 7 > bits && (payload >> (bits - shift)) != 0) return false;  // overflow
+      result |= payload << shift;
       if (!(byte & 0x80)) {
         *v = result;
         return true;

@@ -6,18 +6,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/correlate/resource.h"
 
 namespace isotrace::locate {
 
 using correlate::Span;
 using correlate::SpanKind;
 
-std::string ServiceName(const correlate::Resource& r) {
-  for (const auto& a : r.attributes)
-    if (a.key == "service.name")
-      if (auto* s = std::get_if<std::string>(&a.value)) return *s;
-  return "unknown";
-}
+using correlate::ServiceName;
 
 namespace {
 

@@ -132,7 +132,4 @@ class Locator {
   std::unordered_map<std::string, std::unordered_set<std::string>> routes_;  // service → paths
 };
 
-// "service.name" of a resource ("unknown" when absent).
-std::string ServiceName(const correlate::Resource& r);
-
 }  // namespace isotrace::locate

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/correlate/resource.h"
 #include "daemon/util/clock.h"
 
 namespace isotrace::metrics {
@@ -81,12 +82,7 @@ std::string ValueText(const AttrValue& v) {
       v);
 }
 
-const std::string* StringAttr(const std::vector<Attribute>& attrs, std::string_view key) {
-  for (const auto& a : attrs)
-    if (a.key == key)
-      if (const auto* s = std::get_if<std::string>(&a.value)) return s;
-  return nullptr;
-}
+using correlate::StringAttr;
 
 std::optional<int64_t> IntAttr(const Attribute& a) {
   if (const auto* i = std::get_if<int64_t>(&a.value)) return *i;
@@ -162,21 +158,6 @@ std::optional<Incident> IncidentOfEvent(std::string_view name) {
   if (name == "throttling" || name == "cpu.throttled" || name == "throttled")
     return Incident::kThrottling;
   return std::nullopt;
-}
-
-std::string AbbreviateStack(std::string_view stack) {
-  std::string out;
-  while (!stack.empty()) {
-    size_t slash = stack.find('/');
-    std::string_view part = stack.substr(0, slash);
-    stack = slash == std::string_view::npos ? std::string_view() : stack.substr(slash + 1);
-    if (part.empty()) continue;
-    if (size_t colon = part.find(':'); colon != std::string_view::npos && colon + 1 < part.size())
-      part = part.substr(colon + 1);
-    if (!out.empty()) out += '/';
-    out.append(part);
-  }
-  return out;
 }
 
 std::vector<Attribute> WorkloadAttributes(const correlate::Resource& resource) {
@@ -347,8 +328,7 @@ Aggregator::Workload* Aggregator::FindOrCreate(
     auto r = std::make_shared<correlate::Resource>();
     r->attributes = attrs;
     w->resource = std::move(r);
-    const std::string* svc = StringAttr(attrs, "service.name");
-    w->service = svc ? *svc : "unknown";
+    w->service = correlate::ServiceName(*w->resource);
     if (const auto* ns = StringAttr(attrs, "k8s.namespace.name")) w->namespace_name = *ns;
     if (const auto* st = StringAttr(attrs, "isotrace.stack")) w->stack = *st;
     if (const auto* c = StringAttr(attrs, "container.id")) w->container_id = *c;
@@ -559,7 +539,7 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
 
   Metric events = Counter(kProbeEvents, "{event}", "Events read from each probe's ring buffer.");
   Metric lost = Counter(kProbeEventsLost, "{event}",
-                        "Events a probe lost, by reason (ring buffer full, in-flight table full, malformed).");
+                        "Events a probe lost, by reason (ring buffer full, in-flight table full, malformed, path too long).");
   for (const auto& p : self_.probes) {
     AddPoint(events, static_cast<double>(p.events), {{"probe", p.name}});
     if (p.lost_by_reason.empty()) {

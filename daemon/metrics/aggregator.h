@@ -206,10 +206,6 @@ class Aggregator {
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> verdicts_;  // bounded
 };
 
-// "vm:kvm/container:runc/sandbox:bwrap/wasm:node-wasi" → "kvm/runc/bwrap/node-wasi":
-// the kinds are implied by their order, the names are what a person scans for.
-std::string AbbreviateStack(std::string_view stack);
-
 // The workload's identity: the resource's attributes without per-process keys, sorted.
 std::vector<correlate::Attribute> WorkloadAttributes(const correlate::Resource& resource);
 

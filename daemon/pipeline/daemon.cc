@@ -24,40 +24,60 @@ namespace isotrace::pipeline {
 
 absl::StatusOr<otlp::ExporterOptions> ExporterOptionsFor(const config::Config& cfg,
                                                          otlp::Signal signal) {
-  // One parser for every layer: cfg already holds file < generic OTEL_* < flag, so it is
-  // written back as the generic variables, and the process's signal-specific ones
-  // (OTEL_EXPORTER_OTLP_<SIGNAL>_*) stay on top, as the OTel spec orders them.
-  otlp::EnvMap env = otlp::ProcessEnv();
-  auto put = [&](const char* var, const std::string& v) {
-    if (v.empty()) env.erase(var);
-    else env[var] = v;
+  // cfg holds the generic settings already merged (file < OTEL_* < flag); only what the
+  // OTel spec puts on top of them, the signal-specific variables, is read here.
+  otlp::ExporterOptions o;
+  if (!cfg.otlp_endpoint.empty()) {
+    // As in the OTel spec, a scheme-less endpoint means TLS unless insecure is set;
+    // http:// is always plaintext (Exporter::Create says so in the log).
+    auto ep = otlp::ParseEndpoint(cfg.otlp_endpoint, cfg.otlp_insecure);
+    if (!ep.ok())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "exporter.otlp.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT, --otlp-endpoint): ",
+          ep.status().message()));
+    o.endpoint = *ep;
+    o.endpoint_configured = true;
+  }
+  if (!cfg.otlp_headers.empty()) {
+    auto h = otlp::ParseHeaders(cfg.otlp_headers);
+    if (!h.ok())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "exporter.otlp.headers (OTEL_EXPORTER_OTLP_HEADERS): ", h.status().message()));
+    o.headers = *std::move(h);
+  }
+  o.gzip = cfg.otlp_compression == "gzip";
+  o.timeout = absl::Milliseconds(cfg.export_timeout_ms);
+  struct Pem {
+    const std::string& path;
+    std::string* out;
+    const char* setting;
   };
-  put("OTEL_EXPORTER_OTLP_ENDPOINT", cfg.otlp_endpoint);
+  for (const Pem& p : {Pem{cfg.otlp_certificate, &o.root_certs_pem, "exporter.otlp.certificate"},
+                       Pem{cfg.otlp_client_certificate, &o.client_cert_pem,
+                           "exporter.otlp.client_certificate"},
+                       Pem{cfg.otlp_client_key, &o.client_key_pem, "exporter.otlp.client_key"}}) {
+    if (p.path.empty()) continue;
+    auto pem = otlp::ReadPemFile(p.setting, p.path);
+    if (!pem.ok()) return pem.status();
+    *p.out = *std::move(pem);
+  }
+  o.batch_timeout = absl::Milliseconds(cfg.export_interval_ms);
+  o.max_queue_size = cfg.export_queue_size;
+  o.max_batch_size = cfg.export_batch_size;
   // --otlp-endpoint (already in cfg) beats every variable, the traces-specific one too.
-  if (signal == otlp::Signal::kTraces) put("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", cfg.otlp_endpoint);
-  put("OTEL_EXPORTER_OTLP_HEADERS", cfg.otlp_headers);
-  // As in the OTel spec, a scheme-less endpoint means TLS unless insecure is set;
-  // http:// is always plaintext (Exporter::Create says so in the log).
-  put("OTEL_EXPORTER_OTLP_INSECURE", cfg.otlp_insecure ? "true" : "false");
-  put("OTEL_EXPORTER_OTLP_COMPRESSION", cfg.otlp_compression);
-  put("OTEL_EXPORTER_OTLP_TIMEOUT", std::to_string(cfg.export_timeout_ms));
-  put("OTEL_EXPORTER_OTLP_CERTIFICATE", cfg.otlp_certificate);
-  put("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cfg.otlp_client_certificate);
-  put("OTEL_EXPORTER_OTLP_CLIENT_KEY", cfg.otlp_client_key);
-  put("OTEL_BSP_SCHEDULE_DELAY", std::to_string(cfg.export_interval_ms));
-  put("OTEL_BSP_MAX_QUEUE_SIZE", std::to_string(cfg.export_queue_size));
-  put("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", std::to_string(cfg.export_batch_size));
-  put("OTEL_BLRP_SCHEDULE_DELAY", std::to_string(cfg.export_interval_ms));
-  put("OTEL_BLRP_MAX_QUEUE_SIZE", std::to_string(cfg.export_queue_size));
-  put("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", std::to_string(cfg.export_batch_size));
-  auto opts = otlp::OptionsFromEnv(env, signal);
-  if (!opts.ok()) return opts.status();
-  opts->max_queue_bytes = cfg.export_queue_bytes;
-  opts->retry.max_attempts = static_cast<int>(cfg.retry_max_attempts);
-  opts->retry.initial_backoff = absl::Milliseconds(cfg.retry_initial_backoff_ms);
-  opts->retry.max_backoff = absl::Milliseconds(cfg.retry_max_backoff_ms);
-  opts->retry.max_server_delay = absl::Milliseconds(cfg.retry_max_server_delay_ms);
-  return opts;
+  if (auto st = otlp::ApplySignalEnv(otlp::ProcessEnv(), signal,
+                                     /*read_endpoint=*/signal != otlp::Signal::kTraces,
+                                     cfg.otlp_insecure, &o);
+      !st.ok())
+    return st;
+  // The spec: a batch larger than the queue is clamped to the queue.
+  o.max_batch_size = std::min(o.max_batch_size, o.max_queue_size);
+  o.max_queue_bytes = cfg.export_queue_bytes;
+  o.retry.max_attempts = static_cast<int>(cfg.retry_max_attempts);
+  o.retry.initial_backoff = absl::Milliseconds(cfg.retry_initial_backoff_ms);
+  o.retry.max_backoff = absl::Milliseconds(cfg.retry_max_backoff_ms);
+  o.retry.max_server_delay = absl::Milliseconds(cfg.retry_max_server_delay_ms);
+  return o;
 }
 
 absl::StatusOr<otlp::ExporterOptions> TraceExporterOptions(const config::Config& cfg) {
@@ -104,7 +124,8 @@ otlp::LogRecord VerdictLogRecord(const locate::Verdict& v) {
 // The counters a test or an operator reads after the daemon exited (log.stats_file /
 // --stats-file): the same numbers as the final log lines, machine-readable.
 void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool exporter_ok,
-                    const probes::L7Counters& pc, const correlate::TrackerStats& ts) {
+                    const probes::L7Counters& pc, const std::optional<probes::ProcCounters>& proc,
+                    const correlate::TrackerStats& ts) {
   std::string dropped = "{}";
   std::string failures = "{}";
   if (es != nullptr) {
@@ -128,8 +149,13 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
   std::string json = absl::StrCat(
       "{\"exporter\": ", exporter, ",\n \"probes\": {\"l7\": {\"received\": ", pc.received,
       ", \"malformed\": ", pc.malformed, ", \"ringbuf_drops\": ", pc.ringbuf_drops,
-      ", \"inflight_full\": ", pc.inflight_full, ", \"read_failures\": ", pc.read_failures,
-      "}},\n \"tracker\": {\"spans\": ", ts.spans,
+      ", \"inflight_full\": ", pc.inflight_full, ", \"read_failures\": ", pc.read_failures, "}",
+      proc ? absl::StrCat(", \"proc\": {\"received\": ", proc->received, ", \"malformed\": ",
+                          proc->malformed, ", \"ringbuf_drops\": ", proc->ringbuf_drops,
+                          ", \"path_too_long\": ", proc->path_too_long,
+                          ", \"inflight_full\": ", proc->inflight_full, "}")
+           : "",
+      "},\n \"tracker\": {\"spans\": ", ts.spans,
       ", \"connections_not_http\": ", ts.connections_not_http,
       ", \"connections_http2\": ", ts.connections_http2,
       ", \"connections_http2_undecodable\": ", ts.connections_http2_undecodable,
@@ -146,81 +172,88 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
 
 }  // namespace
 
-int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
-  probes::InstallLibbpfLogger(cfg.log_level == "debug" || cfg.log_level == "trace");
-  auto opts = TraceExporterOptions(cfg);
-  if (!opts.ok()) {
-    spdlog::error("exporter configuration: {}", opts.status().message());
-    return 2;
+Node::Node(const config::Config& cfg, NodeOptions options)
+    : cfg_(cfg), options_(options), pipeline_(cfg) {}
+
+Node::~Node() { Stop(); }
+
+metrics::SelfStats Node::SelfStats(const otlp::ExportStats* export_stats) const {
+  const auto ls = pipeline_.locate_stats();
+  const auto proc = pipeline_.proc_counters();
+  return api::SelfStatsFrom(pipeline_.probe_counters(), proc ? &*proc : nullptr,
+                            pipeline_.tracker_stats(), export_stats, &ls);
+}
+
+absl::Status Node::Start(int* exit_code) {
+  int ignored = 0;
+  int& rc = exit_code ? *exit_code : ignored;
+  auto config_error = [&](const char* what, const absl::Status& st) {
+    rc = 2;
+    return absl::Status(st.code(), absl::StrCat(what, st.message()));
+  };
+  // Every exporter's configuration before anything loads: a mistake costs no probe load.
+  std::optional<otlp::ExporterOptions> trace_opts, metrics_opts, logs_opts;
+  if (options_.serve) {
+    auto t = TraceExporterOptions(cfg_);
+    if (!t.ok()) return config_error("exporter configuration: ", t.status());
+    auto m = ExporterOptionsFor(cfg_, otlp::Signal::kMetrics);
+    if (!m.ok()) return config_error("metrics exporter configuration: ", m.status());
+    auto l = ExporterOptionsFor(cfg_, otlp::Signal::kLogs);
+    if (!l.ok()) return config_error("logs exporter configuration: ", l.status());
+    trace_opts = *std::move(t);
+    metrics_opts = *std::move(m);
+    logs_opts = *std::move(l);
   }
-  Pipeline pipeline(cfg);
-  if (auto st = pipeline.Start(); !st.ok()) {
-    spdlog::error("cannot start: {}", st.message());
-    return 1;
+  if (auto st = pipeline_.Start(); !st.ok()) {
+    rc = 1;
+    return absl::Status(st.code(), absl::StrCat("cannot start: ", st.message()));
   }
-  std::unique_ptr<otlp::TraceExporter> exporter;
-  if (opts->endpoint_configured) {
-    auto ex = otlp::TraceExporter::Create(*opts);
-    if (!ex.ok()) {
-      spdlog::error("exporter: {}", ex.status().message());
-      return 2;
-    }
-    exporter = std::move(*ex);
-    auto* raw = exporter.get();
-    pipeline.AddConsumer([raw](const std::shared_ptr<const correlate::Resource>& r,
-                               const correlate::Span& s) { raw->Enqueue(r, s); });
-    spdlog::info("exporting spans over OTLP/gRPC to {} ({})", opts->endpoint.target,
-                 opts->endpoint.insecure ? "plaintext" : "TLS");
-  } else {
+  started_ = true;
+  if (trace_opts && trace_opts->endpoint_configured) {
+    auto ex = otlp::TraceExporter::Create(*trace_opts);
+    if (!ex.ok()) return config_error("exporter: ", ex.status());
+    traces_ = std::move(*ex);
+    auto* raw = traces_.get();
+    pipeline_.AddConsumer([raw](const std::shared_ptr<const correlate::Resource>& r,
+                                const correlate::Span& s) { raw->Enqueue(r, s); });
+    spdlog::info("exporting spans over OTLP/gRPC to {} ({})", trace_opts->endpoint.target,
+                 trace_opts->endpoint.insecure ? "plaintext" : "TLS");
+  } else if (options_.serve) {
     spdlog::info("embedded mode: no OTLP endpoint; keeping the last {} spans in memory",
-                 cfg.embedded_spans);
+                 cfg_.embedded_spans);
   }
-  // Metrics (OTLP and /metrics) and the CLI's local API, fed by every span; self-telemetry
-  // is read on the poll thread once a second (daemon/api/services.h).
-  auto metrics_opts = ExporterOptionsFor(cfg, otlp::Signal::kMetrics);
-  if (!metrics_opts.ok()) {
-    spdlog::error("metrics exporter configuration: {}", metrics_opts.status().message());
-    return 2;
+  // Metrics (OTLP and /metrics) and the CLI's local API, fed by every span; without
+  // `serve` the aggregator alone (no socket, no port, no OTLP).
+  config::Config services_cfg = cfg_;
+  if (!options_.serve) {
+    services_cfg.api_socket.clear();
+    services_cfg.prometheus_listen.clear();
   }
   auto services = api::LocalServices::Start(
-      cfg, &*metrics_opts, pipeline.resolver().host_name(), [&pipeline, &cfg] {
+      services_cfg, metrics_opts ? &*metrics_opts : nullptr, pipeline_.resolver().host_name(),
+      [this] {
         std::vector<api::SpanWithResource> out;
-        for (auto& s : pipeline.store().Recent(cfg.embedded_spans))
+        for (auto& s : pipeline_.store().Recent(cfg_.embedded_spans))
           out.push_back({std::move(s.resource), std::move(s.span)});
         return out;
       },
-      [&pipeline](const api::VerdictQuery& q) {
-        return api::ReadVerdicts(pipeline.verdicts(), q);
-      });
-  if (!services.ok()) {
-    spdlog::error("{}", services.status().message());
-    return 2;
-  }
-  api::LocalServices* svc = services->get();
+      [this](const api::VerdictQuery& q) { return api::ReadVerdicts(pipeline_.verdicts(), q); });
+  if (!services.ok()) return config_error("", services.status());
+  services_ = std::move(*services);
+  api::LocalServices* svc = services_.get();
   // After the local API and /metrics are up (readiness follows the probes closely).
   // Verdicts: a log line each (rate-limited), and an OTLP log record when exporting.
-  std::unique_ptr<otlp::LogsExporter> logs;
-  if (exporter) {
-    auto lopts = ExporterOptionsFor(cfg, otlp::Signal::kLogs);
-    if (!lopts.ok()) {
-      spdlog::error("logs exporter configuration: {}", lopts.status().message());
-      return 2;
-    }
-    if (lopts->endpoint_configured) {
-      auto lx = otlp::LogsExporter::Create(*lopts);
-      if (!lx.ok()) {
-        spdlog::error("logs exporter: {}", lx.status().message());
-        return 2;
-      }
-      logs = std::move(*lx);
-    }
+  if (traces_ && logs_opts && logs_opts->endpoint_configured) {
+    auto lx = otlp::LogsExporter::Create(*logs_opts);
+    if (!lx.ok()) return config_error("logs exporter: ", lx.status());
+    logs_ = std::move(*lx);
   }
   {
-    otlp::LogsExporter* raw_logs = logs.get();
+    otlp::LogsExporter* raw_logs = logs_.get();
     auto last_log = std::make_shared<uint64_t>(0);
     auto suppressed = std::make_shared<uint64_t>(0);
-    pipeline.AddVerdictConsumer([raw_logs, last_log, suppressed](
-                                    const locate::Verdict& v, const std::shared_ptr<const correlate::Resource>& r) {
+    pipeline_.AddVerdictConsumer([raw_logs, last_log, suppressed](
+                                     const locate::Verdict& v, const std::shared_ptr<const correlate::Resource>& r) {
       if (raw_logs) raw_logs->Enqueue(r, VerdictLogRecord(v));
       // At most one line a second in the daemon's own log; the rest are counted.
       if (v.decided_unix_ns >= *last_log + 1000000000ull) {
@@ -234,31 +267,32 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
       }
     });
   }
-
-  pipeline.AddConsumer([svc](const std::shared_ptr<const correlate::Resource>& r,
-                             const correlate::Span& s) { svc->Record(r, s); });
-  otlp::TraceExporter* traces = exporter.get();
-  pipeline.AddTicker([svc, traces, &pipeline] {
+  pipeline_.AddConsumer([svc](const std::shared_ptr<const correlate::Resource>& r,
+                              const correlate::Span& s) { svc->Record(r, s); });
+  // Self-telemetry, read on the poll thread once a second (daemon/api/services.h).
+  pipeline_.AddTicker([this, svc] {
     std::optional<otlp::ExportStats> now;
-    if (traces) now = traces->Stats();
-    auto ls = pipeline.locate_stats();
-    svc->UpdateSelf(api::SelfStatsFrom(pipeline.probe_counters(), pipeline.tracker_stats(),
-                                       now ? &*now : nullptr, &ls));
+    if (traces_) now = traces_->Stats();
+    svc->UpdateSelf(SelfStats(now ? &*now : nullptr));
   });
+  rc = 0;
+  return absl::OkStatus();
+}
 
-  absl::Status run = pipeline.Run(stop);
-  if (!run.ok()) spdlog::error("poll loop: {}", run.message());
+absl::Status Node::Run(const std::atomic<bool>& stop) { return pipeline_.Run(stop); }
 
-  int rc = run.ok() ? 0 : 1;
-  const auto& ts = pipeline.tracker_stats();
-  auto pc = pipeline.probe_counters();
+void Node::Stop() {
+  if (stopped_ || !started_) return;
+  stopped_ = true;
+  const auto& ts = pipeline_.tracker_stats();
+  auto pc = pipeline_.probe_counters();
   std::optional<otlp::ExportStats> es;
   bool exporter_ok = true;
-  if (exporter) {
-    absl::Status st =
-        exporter->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
+  const auto deadline = [&] { return absl::Now() + absl::Milliseconds(cfg_.export_shutdown_timeout_ms); };
+  if (traces_) {
+    absl::Status st = traces_->Shutdown(deadline());
     exporter_ok = st.ok();
-    es = exporter->Stats();
+    es = traces_->Stats();
     std::vector<std::string> reasons;
     for (const auto& [reason, n] : es->dropped)
       if (n > 0) reasons.push_back(absl::StrCat(reason, "=", n));
@@ -267,21 +301,35 @@ int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
                  absl::StrJoin(reasons, " "), reasons.empty() ? "" : ")");
     if (!st.ok()) spdlog::warn("exporter: shutdown deadline passed");
   }
-  if (logs) {
-    absl::Status st = logs->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
-    auto ls = logs->Stats();
+  if (logs_) {
+    absl::Status st = logs_->Shutdown(deadline());
+    auto ls = logs_->Stats();
     spdlog::info("logs exporter: accepted {} sent {} dropped {}", ls.accepted, ls.sent, ls.dropped_total());
     if (!st.ok()) spdlog::warn("logs exporter: shutdown deadline passed");
   }
-  // Final counters, then the last OTLP metrics export.
-  const auto final_locate = pipeline.locate_stats();
-  svc->UpdateSelf(api::SelfStatsFrom(pc, ts, es ? &*es : nullptr, &final_locate));
-  svc->Shutdown(absl::Now() + absl::Milliseconds(cfg.export_shutdown_timeout_ms));
-  if (!cfg.stats_file.empty())
-    WriteStatsFile(cfg.stats_file, es ? &*es : nullptr, exporter_ok, pc, ts);
+  if (services_) {
+    // Final counters, then the last OTLP metrics export.
+    services_->UpdateSelf(SelfStats(es ? &*es : nullptr));
+    services_->Shutdown(deadline());
+  }
+  if (options_.serve && !cfg_.stats_file.empty())
+    WriteStatsFile(cfg_.stats_file, es ? &*es : nullptr, exporter_ok, pc, pipeline_.proc_counters(), ts);
   spdlog::info("stopped: {} spans, {} events, {} lost in the kernel, {} connections not HTTP",
                ts.spans, pc.received, pc.ringbuf_drops, ts.connections_not_http);
-  return rc;
+}
+
+int RunDaemon(const config::Config& cfg, const std::atomic<bool>& stop) {
+  probes::InstallLibbpfLogger(cfg.log_level == "debug" || cfg.log_level == "trace");
+  Node node(cfg);
+  int rc = 0;
+  if (auto st = node.Start(&rc); !st.ok()) {
+    spdlog::error("{}", st.message());
+    return rc;
+  }
+  absl::Status run = node.Run(stop);
+  if (!run.ok()) spdlog::error("poll loop: {}", run.message());
+  node.Stop();
+  return run.ok() ? 0 : 1;
 }
 
 }  // namespace isotrace::pipeline

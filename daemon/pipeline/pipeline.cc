@@ -66,6 +66,7 @@ absl::Status Pipeline::Start() {
   opts.capture_bytes = cfg_.capture_bytes;
   opts.ringbuf_bytes = cfg_.ringbuf_bytes;
   opts.target_tgid = cfg_.target_pid;
+  opts.vm_guest = resolver_.vm().guest;
   auto probe = probes::L7Probe::Create(opts, [this](const probes::SocketEvent& ev) {
     // A process's identity is looked at where a connection or a message begins, not on
     // every segment (exec and exit reach the resolver through the proc probe).
@@ -128,6 +129,11 @@ void Pipeline::StartProcProbe() {
 
 probes::L7Counters Pipeline::probe_counters() const {
   return probe_ ? probe_->counters() : probes::L7Counters{};
+}
+
+std::optional<probes::ProcCounters> Pipeline::proc_counters() const {
+  if (!proc_probe_) return std::nullopt;
+  return proc_probe_->counters();
 }
 
 void Pipeline::OnSpan(correlate::Span&& span) {

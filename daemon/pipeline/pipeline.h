@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -54,6 +55,8 @@ class Pipeline {
   SpanStore& store() { return store_; }
   const correlate::TrackerStats& tracker_stats() const { return tracker_.stats(); }
   probes::L7Counters probe_counters() const;
+  // The proc probe's (exec/exit/.wasm opens); nullopt when it could not load.
+  std::optional<probes::ProcCounters> proc_counters() const;
   layers::ProcessResolver& resolver() { return resolver_; }
 
  private:

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "daemon/correlate/resource.h"
+
 namespace isotrace::pipeline {
 
 namespace {
@@ -15,16 +17,9 @@ double PercentileMs(std::vector<uint64_t>& v, double q) {
 }
 }  // namespace
 
-std::string ServiceOf(const correlate::Resource& r) {
-  for (const auto& a : r.attributes)
-    if (a.key == "service.name")
-      if (auto* s = std::get_if<std::string>(&a.value)) return *s;
-  return "unknown";
-}
-
 void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, const correlate::Span& span) {
   std::lock_guard<std::mutex> lock(mu_);
-  Window& w = window_[ServiceOf(*resource)];
+  Window& w = window_[correlate::ServiceName(*resource)];
   w.requests++;
   if (!span.error_type.empty()) w.errors++;
   if (w.durations_ns.size() < kMaxSamples) w.durations_ns.push_back(span.end_unix_ns - span.start_unix_ns);

@@ -48,6 +48,4 @@ class SpanStore {
   std::map<std::string, Window> window_;
 };
 
-std::string ServiceOf(const correlate::Resource& r);
-
 }  // namespace isotrace::pipeline

@@ -22,9 +22,21 @@ bool g_verbose = false;
 
 int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG && !g_verbose) return 0;
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
-  std::string_view line(buf, n > 0 ? std::min<size_t>(n, sizeof(buf) - 1) : 0);
+  // A verifier log arrives as one message of up to tens of KiB: a fixed buffer would cut
+  // off the very line that says why a program was rejected.
+  char small[1024];
+  va_list again;
+  va_copy(again, args);
+  int n = vsnprintf(small, sizeof(small), fmt, args);
+  std::string big;
+  const char* buf = small;
+  if (n >= static_cast<int>(sizeof(small))) {
+    big.resize(static_cast<size_t>(n) + 1);
+    vsnprintf(big.data(), big.size(), fmt, again);
+    buf = big.data();
+  }
+  va_end(again);
+  std::string_view line(buf, n > 0 ? static_cast<size_t>(n) : 0);
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   if (level == LIBBPF_WARN)
     spdlog::warn("libbpf: {}", line);

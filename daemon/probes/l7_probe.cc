@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/util/errno.h"
 #include "l7.h"
 #include "l7.skel.h"
 #include "spdlog/spdlog.h"
@@ -57,15 +58,7 @@ std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
 }
 
 namespace {
-absl::Status Errno(int err, std::string_view what) {
-  int e = err < 0 ? -err : err;
-  std::string msg = absl::StrCat(std::string(what), ": ", std::string(std::strerror(e)));
-  if (e == EPERM || e == EACCES)
-    return absl::PermissionDeniedError(absl::StrCat(
-        msg, " — run as root, or grant CAP_BPF, CAP_PERFMON (and CAP_SYS_RESOURCE on kernels "
-             "before 5.11) to isotraced"));
-  return absl::InternalError(msg);
-}
+using util::Errno;
 }  // namespace
 
 namespace {
@@ -117,13 +110,6 @@ bool TracepointArgIsStructPtr(const btf* vmlinux, const char* tp, int index, con
   return t && btf_is_struct(t) && std::string_view(btf__name_by_offset(vmlinux, t->name_off)) == type;
 }
 
-bool IsVirtualMachine() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("flags", 0) == 0) return line.find(" hypervisor") != std::string::npos;
-  return false;
-}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& options, Sink sink) {
@@ -146,9 +132,10 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   bpf_map__set_max_entries(probe->skel_->maps.events, options.ringbuf_bytes);
   bpf_map__set_max_entries(probe->skel_->maps.inflight_calls, options.inflight_entries);
   bpf_map__set_max_entries(probe->skel_->maps.conns, options.conn_entries);
-  // No wake-up per record: the reader polls every poll_interval_ms; past an eighth of the
-  // ring the kernel wakes it early so a burst cannot fill the ring between two polls.
-  rodata->wakeup_bytes = options.wakeup_every_record ? 0 : options.ringbuf_bytes / 8;
+  // No wake-up per record: the reader polls on a short timer; past a quarter of the ring
+  // the kernel wakes it early (once per reader cycle) so a burst cannot fill the ring
+  // between two polls.
+  rodata->wakeup_bytes = options.wakeup_every_record ? 0 : options.ringbuf_bytes / 4;
 
   // Decide, from the kernel's own BTF, which optional hooks can load. Never by version.
   btf* vmlinux = btf__load_vmlinux_btf();
@@ -168,6 +155,10 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
         sk->progs.exit_recvmsg, sk->progs.exit_write, sk->progs.exit_sendto, sk->progs.exit_writev,
         sk->progs.exit_sendmsg, sk->progs.exit_sendfile})
     bpf_program__set_autoload(p, !f.sock_tracepoints);
+  // Socket-local storage needs every connection-state hook to hold a trusted socket,
+  // which the syscall tracepoints do not; the hash map is then the only store.
+  rodata->use_sk_storage = f.sock_tracepoints ? 1 : 0;
+  if (f.sock_tracepoints) bpf_map__set_max_entries(sk->maps.conns, 64);  // unused
   if (!f.sock_tracepoints)
     spdlog::info("no sock_send_length/sock_recv_length tracepoints (Linux < 6.3): socket data "
                  "through the per-syscall tracepoints, which cost every syscall on the node more");
@@ -223,7 +214,7 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   f.steal = f.thread_acct &&
             (StructHasMember(vmlinux, "rq", "prev_steal_time_rq") ||
              StructHasMember(vmlinux, "rq", "prev_steal_time")) &&
-            StructHasMember(vmlinux, "cfs_rq", "rq") && IsVirtualMachine();
+            StructHasMember(vmlinux, "cfs_rq", "rq") && options.vm_guest;
   rodata->steal_enabled = f.steal ? 1 : 0;
   if (f.thread_acct && !f.steal)
     spdlog::info("steal time not measurable here (bare metal, or no paravirt steal clock): "
@@ -234,10 +225,10 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   const char* throttling = StructHasMember(vmlinux, "task_struct", "throttled") ? "task"
                            : StructHasMember(vmlinux, "cfs_rq", "throttle_count") ? "hierarchy"
                                                                                   : "none";
-  spdlog::info("kernel features (BTF): breakdown={} memstall={} tcp_incidents={} oom={} steal={} "
-               "throttling={} sched_switch_prev_state={}",
-               f.thread_acct, f.memstall, f.tcp_incidents, f.oom, f.steal, throttling,
-               switch_args >= 4);
+  spdlog::info("kernel features (BTF): data={} breakdown={} memstall={} tcp_incidents={} oom={} "
+               "steal={} throttling={} sched_switch_prev_state={}",
+               f.sock_tracepoints ? "sock_tracepoints" : "syscall_tracepoints", f.thread_acct,
+               f.memstall, f.tcp_incidents, f.oom, f.steal, throttling, switch_args >= 4);
   btf__free(vmlinux);
 
   if (int err = l7_bpf__load(probe->skel_)) return Errno(err, "loading the l7 BPF programs");
@@ -267,6 +258,10 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
     return 0;
   }
   self->received_++;
+  if (raw->kind == L7_EV_DATA) {
+    self->segments_++;
+    if (captured) self->captured_++;
+  }
   // Built on the stack from the record in place: no allocation per event.
   SocketEvent ev;
   ev.kind = static_cast<SocketEvent::Kind>(raw->kind);
@@ -334,8 +329,8 @@ L7Counters L7Probe::counters() const {
   c.ringbuf_drops = sum(L7_CNT_RINGBUF_DROPS);
   c.inflight_full = sum(L7_CNT_ARGS_FULL);
   c.read_failures = sum(L7_CNT_READ_FAIL);
-  c.segments = sum(L7_CNT_SEGMENTS);
-  c.captured = sum(L7_CNT_CAPTURED);
+  c.segments = segments_;
+  c.captured = captured_;
   c.wakeups = sum(L7_CNT_WAKEUPS);
   return c;
 }

@@ -26,6 +26,9 @@ struct L7ProbeOptions {
   bool force_syscall_hooks = false;     // tests/benchmarks: the pre-6.3 data hooks
   uint32_t target_tgid = 0;             // 0: every process
   uint32_t self_tgid = 0;               // 0: this process
+  // The node is a VM guest (layers::DetectVm decides, once, for the vm layer too): steal
+  // is measured only there, on bare metal there is none.
+  bool vm_guest = false;
 };
 
 // What the running kernel let the probe measure (decided at load, logged once).
@@ -44,8 +47,8 @@ struct L7Counters {
   uint64_t ringbuf_drops = 0;  // kernel: ring buffer full (summed over CPUs)
   uint64_t inflight_full = 0;  // kernel: in-flight table full
   uint64_t read_failures = 0;  // kernel: payload not readable
-  uint64_t segments = 0;       // kernel: send/recv calls on traced TCP sockets
-  uint64_t captured = 0;       // kernel: of which carried payload (message starts)
+  uint64_t segments = 0;       // data records read (one per send/recv call)
+  uint64_t captured = 0;       // of which carried payload (message starts)
   uint64_t wakeups = 0;        // kernel: records that forced a reader wake-up
 };
 
@@ -73,6 +76,8 @@ class L7Probe {
   ring_buffer* rb_ = nullptr;
   uint64_t received_ = 0;
   uint64_t malformed_ = 0;
+  uint64_t segments_ = 0;
+  uint64_t captured_ = 0;
   L7Features features_;
 };
 

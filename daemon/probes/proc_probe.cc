@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/probes/environment.h"
+#include "daemon/util/errno.h"
 #include "proc.h"
 #include "proc.skel.h"
 
@@ -30,14 +31,7 @@ static_assert(offsetof(proc_fact, mnt_ns) == 60);
 static_assert(offsetof(proc_fact, path) == 64);
 
 namespace {
-absl::Status Errno(int err, std::string_view what) {
-  int e = err < 0 ? -err : err;
-  std::string msg = absl::StrCat(std::string(what), ": ", std::string(std::strerror(e)));
-  if (e == EPERM || e == EACCES)
-    return absl::PermissionDeniedError(
-        absl::StrCat(msg, " — run as root, or grant CAP_BPF and CAP_PERFMON to isotraced"));
-  return absl::InternalError(msg);
-}
+using util::Errno;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ProcProbe>> ProcProbe::Create(const ProcProbeOptions& options,

@@ -25,14 +25,17 @@ std::optional<std::string_view> Get(const EnvMap& env, const std::string& name) 
 
 // The signal-specific variable when set, else the generic one; `used` names the winner
 // for error messages.
+// With `specific_only`, the generic one is not looked at (its value is already in the
+// options the caller passes).
 std::optional<std::string_view> GetOtlp(const EnvMap& env, Signal signal, std::string_view suffix,
-                                        std::string* used) {
+                                        std::string* used, bool specific_only = false) {
   std::string specific =
       str::Cat("OTEL_EXPORTER_OTLP_", str::ToUpper(SignalName(signal)), "_", suffix);
   if (auto v = Get(env, specific)) {
     *used = specific;
     return v;
   }
+  if (specific_only) return std::nullopt;
   std::string generic = str::Cat("OTEL_EXPORTER_OTLP_", suffix);
   *used = generic;
   return Get(env, generic);
@@ -54,7 +57,9 @@ absl::StatusOr<int64_t> ParseNonNegative(std::string_view var, std::string_view 
   return *n;
 }
 
-absl::StatusOr<std::string> ReadFile(std::string_view var, std::string_view path) {
+}  // namespace
+
+absl::StatusOr<std::string> ReadPemFile(std::string_view var, std::string_view path) {
   std::ifstream in{std::string(path), std::ios::binary};
   if (!in) return Bad(var, path, "cannot open the file");
   std::ostringstream ss;
@@ -62,6 +67,8 @@ absl::StatusOr<std::string> ReadFile(std::string_view var, std::string_view path
   if (!in.good() && !in.eof()) return Bad(var, path, "cannot read the file");
   return ss.str();
 }
+
+namespace {
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -199,6 +206,21 @@ absl::StatusOr<Endpoint> ParseEndpoint(std::string_view value, bool insecure_wit
   if (host.empty() || host == "[]") {
     return absl::InvalidArgumentError(str::Cat("OTLP endpoint \"", v, "\" has no host"));
   }
+  // A host name (letters, digits, '-', '.', and '_' as container names use it), an IPv4
+  // address, or a bracketed IPv6 address (hex, ':', '.', a %zone). Anything else (a
+  // space, a comma, a quote) is a value that is not an endpoint at all, e.g. "not a url",
+  // which gRPC would only reject at the first export.
+  const bool bracketed = host.front() == '[';
+  for (char c : bracketed ? host.substr(1, host.size() - 2) : host) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    const bool ok = alnum || c == '.' || (bracketed ? (c == ':' || c == '%') : (c == '-' || c == '_'));
+    if (!ok) {
+      return absl::InvalidArgumentError(str::Cat(
+          "OTLP endpoint \"", v, "\" is not an endpoint: host \"", host,
+          "\" is not a host name or IP address; write scheme://host:port, e.g. "
+          "http://otel-collector:4317"));
+    }
+  }
   int port_num = default_port;
   if (!port.empty() || authority.back() == ':') {
     auto parsed = str::ParseInt<int>(port);
@@ -257,14 +279,21 @@ EnvMap ProcessEnv() {
   return env;
 }
 
-absl::StatusOr<ExporterOptions> OptionsFromEnv(const EnvMap& env, Signal signal) {
-  ExporterOptions o;
-  std::string var;
+namespace {
 
-  if (auto v = Get(env, "OTEL_EXPORTER_OTLP_PROTOCOL"); v && *v != "grpc") {
-    return Bad("OTEL_EXPORTER_OTLP_PROTOCOL", *v,
-               "isotrace exports OTLP over gRPC only; "
-               "set it to grpc or unset it");
+// The OTLP variables of one signal onto `o`: the signal-specific ones, and with
+// `specific_only` false the generic ones under them. `insecure` is what a scheme-less
+// endpoint means when no INSECURE variable says otherwise.
+absl::Status ApplyOtlpVars(const EnvMap& env, Signal signal, bool specific_only,
+                           bool read_endpoint, bool insecure, ExporterOptions* out) {
+  ExporterOptions& o = *out;
+  std::string var;
+  if (!specific_only) {
+    if (auto v = Get(env, "OTEL_EXPORTER_OTLP_PROTOCOL"); v && *v != "grpc") {
+      return Bad("OTEL_EXPORTER_OTLP_PROTOCOL", *v,
+                 "isotrace exports OTLP over gRPC only; "
+                 "set it to grpc or unset it");
+    }
   }
   std::string proto_var =
       str::Cat("OTEL_EXPORTER_OTLP_", str::ToUpper(SignalName(signal)), "_PROTOCOL");
@@ -272,49 +301,48 @@ absl::StatusOr<ExporterOptions> OptionsFromEnv(const EnvMap& env, Signal signal)
     return Bad(proto_var, *v, "isotrace exports OTLP over gRPC only; set it to grpc or unset it");
   }
 
-  bool insecure = false;
-  if (auto v = GetOtlp(env, signal, "INSECURE", &var)) {
+  if (auto v = GetOtlp(env, signal, "INSECURE", &var, specific_only)) {
     auto b = ParseBool(var, *v);
     if (!b.ok()) return b.status();
     insecure = *b;
   }
-  if (auto v = GetOtlp(env, signal, "ENDPOINT", &var)) {
+  if (auto v = read_endpoint ? GetOtlp(env, signal, "ENDPOINT", &var, specific_only) : std::nullopt) {
     auto ep = ParseEndpoint(*v, insecure);
     if (!ep.ok()) return absl::InvalidArgumentError(str::Cat(var, ": ", ep.status().message()));
     o.endpoint = *ep;
     o.endpoint_configured = true;
   }
 
-  if (auto v = GetOtlp(env, signal, "HEADERS", &var)) {
+  if (auto v = GetOtlp(env, signal, "HEADERS", &var, specific_only)) {
     auto h = ParseHeaders(*v);
     if (!h.ok()) return absl::InvalidArgumentError(str::Cat(var, ": ", h.status().message()));
     o.headers = *std::move(h);
   }
-  if (auto v = GetOtlp(env, signal, "TIMEOUT", &var)) {
+  if (auto v = GetOtlp(env, signal, "TIMEOUT", &var, specific_only)) {
     auto ms = ParseNonNegative(var, *v);
     if (!ms.ok()) return ms.status();
     if (*ms == 0) return Bad(var, *v, "the export timeout must be > 0 ms");
     o.timeout = absl::Milliseconds(*ms);
   }
-  if (auto v = GetOtlp(env, signal, "COMPRESSION", &var)) {
+  if (auto v = GetOtlp(env, signal, "COMPRESSION", &var, specific_only)) {
     if (*v == "gzip") {
       o.gzip = true;
     } else if (*v != "none") {
       return Bad(var, *v, "expected gzip or none");
     }
   }
-  if (auto v = GetOtlp(env, signal, "CERTIFICATE", &var)) {
-    auto pem = ReadFile(var, *v);
+  if (auto v = GetOtlp(env, signal, "CERTIFICATE", &var, specific_only)) {
+    auto pem = ReadPemFile(var, *v);
     if (!pem.ok()) return pem.status();
     o.root_certs_pem = *std::move(pem);
   }
-  if (auto v = GetOtlp(env, signal, "CLIENT_CERTIFICATE", &var)) {
-    auto pem = ReadFile(var, *v);
+  if (auto v = GetOtlp(env, signal, "CLIENT_CERTIFICATE", &var, specific_only)) {
+    auto pem = ReadPemFile(var, *v);
     if (!pem.ok()) return pem.status();
     o.client_cert_pem = *std::move(pem);
   }
-  if (auto v = GetOtlp(env, signal, "CLIENT_KEY", &var)) {
-    auto pem = ReadFile(var, *v);
+  if (auto v = GetOtlp(env, signal, "CLIENT_KEY", &var, specific_only)) {
+    auto pem = ReadPemFile(var, *v);
     if (!pem.ok()) return pem.status();
     o.client_key_pem = *std::move(pem);
   }
@@ -324,6 +352,23 @@ absl::StatusOr<ExporterOptions> OptionsFromEnv(const EnvMap& env, Signal signal)
         "together");
   }
 
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ApplySignalEnv(const EnvMap& env, Signal signal, bool read_endpoint,
+                            bool insecure_without_scheme, ExporterOptions* o) {
+  return ApplyOtlpVars(env, signal, /*specific_only=*/true, read_endpoint,
+                       insecure_without_scheme, o);
+}
+
+absl::StatusOr<ExporterOptions> OptionsFromEnv(const EnvMap& env, Signal signal) {
+  ExporterOptions o;
+  if (auto st = ApplyOtlpVars(env, signal, /*specific_only=*/false, /*read_endpoint=*/true,
+                              /*insecure=*/false, &o);
+      !st.ok())
+    return st;
   // Batching: the batch span processor's variables for traces, the batch log record
   // processor's for logs.
   const char* prefix = signal == Signal::kLogs ? "OTEL_BLRP_" : "OTEL_BSP_";

@@ -73,7 +73,17 @@ EnvMap ProcessEnv();
 // batching comes from OTEL_BSP_* (traces) or OTEL_BLRP_* (logs). Bad values fail with
 // InvalidArgument naming the variable. Also reads the certificate files named by
 // OTEL_EXPORTER_OTLP_CERTIFICATE / _CLIENT_CERTIFICATE / _CLIENT_KEY.
-// To apply a command-line --otlp-endpoint, set OTEL_EXPORTER_OTLP_ENDPOINT in the map.
 absl::StatusOr<ExporterOptions> OptionsFromEnv(const EnvMap& env, Signal signal);
+
+// Only the signal-specific variables (OTEL_EXPORTER_OTLP_<SIGNAL>_*), applied over `o`,
+// which already holds the generic settings from wherever they came (the daemon's merged
+// configuration: file < OTEL_* < flags). `read_endpoint` false leaves the endpoint as it
+// is; `insecure_without_scheme` is what a scheme-less signal endpoint means unless
+// OTEL_EXPORTER_OTLP_<SIGNAL>_INSECURE says.
+absl::Status ApplySignalEnv(const EnvMap& env, Signal signal, bool read_endpoint,
+                            bool insecure_without_scheme, ExporterOptions* o);
+
+// The PEM file a certificate setting names; errors name `setting` and the path.
+absl::StatusOr<std::string> ReadPemFile(std::string_view setting, std::string_view path);
 
 }  // namespace isotrace::otlp

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "absl/strings/string_view.h"
+#include "daemon/util/ascii.h"
 
 namespace isotrace::otlp::str {
 
@@ -40,37 +41,14 @@ std::string Cat(const Args&... args) {
   return out;
 }
 
-inline bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-inline std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-inline char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-inline char Upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-
-inline std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = Lower(c);
-  return out;
-}
-inline std::string ToUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = Upper(c);
-  return out;
-}
-
-inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (Lower(a[i]) != Lower(b[i])) return false;
-  }
-  return true;
-}
+// Case folding and trimming: the one ASCII helper set of the project.
+using ::isotrace::util::EqualsIgnoreCase;
+using ::isotrace::util::IsSpace;
+using ::isotrace::util::Lower;
+using ::isotrace::util::ToLower;
+using ::isotrace::util::ToUpper;
+using ::isotrace::util::Trim;
+using ::isotrace::util::Upper;
 
 // Whole-string decimal integer; nullopt on junk, sign where T is unsigned, or overflow.
 template <typename T>

@@ -247,13 +247,13 @@ def check_deploy(docs):
             if r.returncode != 0 or r.stderr.strip():
                 err("systemd-analyze verify: %s" % (r.stderr or r.stdout).strip())
 
-    # Dockerfile: multi-stage Debian, build packages = install-deps.sh's build groups.
+    # Dockerfile: multi-stage Debian, build packages = install-deps.sh's `run` profile.
     df = open(os.path.join(SRC, "deploy/Dockerfile")).read()
     froms = re.findall(r"^FROM\s+(\S+)", df, re.M)
     if len(froms) < 2 or not all(f.startswith("debian:") for f in froms):
         err("Dockerfile: want a multi-stage Debian build, got FROM %s" % froms)
     deps = open(os.path.join(SRC, "scripts/install-deps.sh")).read()
-    build_part = deps.split("# tests:")[0]
+    build_part = deps.split('if [ "$profile" = test ]')[0]
     wanted = {p for p in re.findall(r"\b([a-z0-9][a-z0-9.+-]*-dev)\b", build_part)} - {
         "libgtest-dev", "libgmock-dev", "libbenchmark-dev"}
     missing = sorted(p for p in wanted if p not in df)

@@ -1,8 +1,7 @@
-// libFuzzer harness for the HTTP/1.x framer.
-//
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     tests/fuzz/http1_fuzz.cc daemon/correlate/http1.cc -labsl_status -o /tmp/http1_fuzz
-//   /tmp/http1_fuzz -max_total_time=60
+// libFuzzer harness for the HTTP/1.x framer (bytes as the l7 probe captured them off
+// the wire). Built in the sanitizer tree (scripts/asan-tree.sh); run as CTest fuzz.http1
+// or longer with `make fuzz`. Only the Feed/Flush/Close/ExpectResponseTo calls touch
+// the parser's API, so a change of signature is a change of those lines.
 //
 // The first 4 input bytes choose a segmentation (a seed for segment lengths) and a
 // capture limit; the rest is the byte stream. Two properties are checked besides memory

@@ -1,10 +1,6 @@
 // libFuzzer harness for the HTTP/2 connection decoder (frames by hand, HPACK through
-// nghttp2's inflater). Built when the compiler is clang (tests/CMakeLists.txt); by hand:
-//
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     tests/fuzz/http2_fuzz.cc daemon/correlate/http2.cc -lnghttp2 -labsl_strings \
-//     -labsl_base -o /tmp/http2_fuzz
-//   /tmp/http2_fuzz -max_total_time=60
+// nghttp2's inflater). Built in the sanitizer tree (scripts/asan-tree.sh); run as CTest
+// fuzz.http2 from the seeds in tests/fuzz/corpus/http2/, or longer with `make fuzz`.
 //
 // Input: byte 0 chooses the mode (bit 0: start with a valid preface and SETTINGS on both
 // sides so the fuzzer reaches streams and HPACK at once; bits 1-3: capture limit; bit 4:

@@ -16,6 +16,7 @@ namespace isotrace::config {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string SourceDir() {
   // tests/unit/<this file> → the repository root.
@@ -89,10 +90,57 @@ TEST(ConfigErrors, UnknownKeySuggestsTheNearestOne) {
   EXPECT_THAT(Message(st), HasSubstr("'exporter.queue_sise'"));
   EXPECT_THAT(Message(st), HasSubstr("did you mean 'exporter.queue_size'"));
 
+  // A section name is suggested too; and only one name, never the vocabulary.
+  st = Load("exportr: {batch_size: 1}\n", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(Message(st), HasSubstr("unknown key 'exportr'; did you mean 'exporter'?"));
   st = Load("totally_new_section: {a: 1}\n", &c);
   ASSERT_FALSE(st.ok());
-  EXPECT_THAT(Message(st), HasSubstr("unknown key 'totally_new_section'"));
-  EXPECT_THAT(Message(st), HasSubstr("exporter"));  // lists the real sections
+  EXPECT_THAT(Message(st), HasSubstr("unknown key 'totally_new_section'; did you mean '"));
+  EXPECT_THAT(Message(st), Not(HasSubstr(", "))) << "lists keys: " << Message(st);
+  st = Load("exporter: {otlp: {endpiont: 'http://c:4317'}}\n", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(Message(st), HasSubstr("did you mean 'exporter.otlp.endpoint'?"));
+  EXPECT_THAT(Message(st), Not(HasSubstr("headers")));
+  // The fields of a layer rule likewise.
+  st = Load("layers: {rules: [{layer: sandbox, name: x, executabel: x}]}\n", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(Message(st), HasSubstr("unknown key 'layers.rules[0].executabel'; did you mean 'executable'?"));
+  EXPECT_THAT(Message(st), Not(HasSubstr("wasm_import"))) << Message(st);
+}
+
+// A value that is no endpoint at all fails where it was written (file, environment, flag,
+// a signal's own variable), saying what to write, not at the first export.
+TEST(ConfigErrors, AnEndpointThatIsNoUrlIsRefused) {
+  Config c;
+  auto st = ApplyEnvironment({{"OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"}}, &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(Message(st), HasSubstr("environment OTEL_EXPORTER_OTLP_ENDPOINT: OTLP endpoint \"not a url\" is not an endpoint"));
+  EXPECT_THAT(Message(st), HasSubstr("write scheme://host:port, e.g. http://otel-collector:4317"));
+  st = ApplyEnvironment({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://ok:4317"},
+                         {"OTEL_EXPORTER_OTLP_ENDPOINT", "collector,other:4317"}},
+                        &c);
+  EXPECT_THAT(Message(st), HasSubstr("OTEL_EXPORTER_OTLP_ENDPOINT")) << "the generic one is checked too";
+  st = Load("exporter: {otlp: {endpoint: 'not a url'}}", &c);
+  EXPECT_THAT(Message(st), HasSubstr("config key 'exporter.otlp.endpoint'"));
+  EXPECT_THAT(Message(st), HasSubstr("is not an endpoint"));
+
+  Config flag;
+  flag.otlp_endpoint = "not a url";  // --otlp-endpoint
+  auto opts = pipeline::TraceExporterOptions(flag);
+  ASSERT_FALSE(opts.ok());
+  EXPECT_THAT(Message(opts.status()), HasSubstr("--otlp-endpoint"));
+
+  setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "not a url", 1);
+  opts = pipeline::ExporterOptionsFor(Config{}, otlp::Signal::kMetrics);
+  unsetenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+  ASSERT_FALSE(opts.ok());
+  EXPECT_THAT(Message(opts.status()), HasSubstr("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: OTLP endpoint \"not a url\""));
+
+  // Real hosts still pass: names with '-', '_' and digits, IPv4, IPv6 with a zone.
+  for (const char* ok : {"http://otel-collector_1.ns.svc:4317", "10.0.0.1:4317", "https://[fe80::1%eth0]:4317",
+                         "unix:/run/otel.sock"})
+    EXPECT_TRUE(ApplyEnvironment({{"OTEL_EXPORTER_OTLP_ENDPOINT", ok}}, &c).ok()) << ok;
 }
 
 TEST(ConfigErrors, DuplicateKeysAreRefused) {

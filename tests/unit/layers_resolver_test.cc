@@ -463,5 +463,14 @@ TEST_F(ResolverTest, UserRulesReplaceTheTable) {
   EXPECT_FALSE(res->SetRules({bad}, true).ok());
 }
 
+// The `top` column's short form of isotrace.stack (one rule for the CLI and anyone else).
+TEST(Stack, Abbreviates) {
+  EXPECT_EQ(AbbreviateStack("vm:firecracker/container:runc/sandbox:bwrap/wasm:node-wasi"),
+            "firecracker/runc/bwrap/node-wasi");
+  EXPECT_EQ(AbbreviateStack("vm:kvm"), "kvm");
+  EXPECT_EQ(AbbreviateStack(""), "");
+  EXPECT_EQ(AbbreviateStack("plain/x:"), "plain/x:");
+}
+
 }  // namespace
 }  // namespace isotrace::layers

@@ -78,6 +78,25 @@ TEST(WasmImports, MalformedAndHostile) {
       WasmImportModules(kHeader + Section(2, Leb(1) + Name("m") + Name("f") + "\x09")).ok());
 }
 
+// Found by tests/fuzz/wasm_fuzz.cc: a memory64 limit whose LEB128 ran to 11 bytes was
+// shifted by 70 bits (undefined behaviour; UBSan stops the sanitizer tree on it). LEB128
+// values are at most ceil(bits / 7) bytes and the last byte must fit.
+TEST(WasmImports, Leb128IsBoundedByItsWidth) {
+  auto memory = [](const std::string& flags_and_limits) {
+    return kHeader + Section(2, Leb(1) + Name("env") + Name("memory") + "\x02" + flags_and_limits);
+  };
+  const std::string ff9(9, '\xff');
+  EXPECT_FALSE(WasmImportModules(memory("\x04" + std::string(10, '\xff') + "\x01")).ok());  // 11 bytes
+  EXPECT_FALSE(WasmImportModules(memory("\x04" + ff9 + "\x02")).ok());  // bit 64 set
+  auto max64 = WasmImportModules(memory("\x04" + ff9 + "\x01"));       // UINT64_MAX
+  ASSERT_TRUE(max64.ok()) << max64.status();
+  EXPECT_EQ(*max64, std::vector<std::string>{"env"});
+  // 32-bit limits: five bytes, the last with four bits.
+  EXPECT_TRUE(WasmImportModules(memory(std::string("\x00\xff\xff\xff\xff\x0f", 6))).ok());
+  EXPECT_FALSE(WasmImportModules(memory(std::string("\x00\xff\xff\xff\xff\x1f", 6))).ok());
+  EXPECT_FALSE(WasmImportModules(memory(std::string("\x00\x80\x80\x80\x80\x80\x00", 7))).ok());
+}
+
 TEST(WasmImports, BoundedNumberOfModules) {
   std::string imports = Leb(1000);
   for (int i = 0; i < 1000; i++)

@@ -331,14 +331,6 @@ TEST(Aggregator, SelfTelemetryFollowsTheContractNames) {
   EXPECT_EQ(FindMetric(*self, kExportQueueSize)->type, MetricType::kGauge);
 }
 
-TEST(Aggregator, AbbreviatesStacks) {
-  EXPECT_EQ(AbbreviateStack("vm:firecracker/container:runc/sandbox:bwrap/wasm:node-wasi"),
-            "firecracker/runc/bwrap/node-wasi");
-  EXPECT_EQ(AbbreviateStack("vm:kvm"), "kvm");
-  EXPECT_EQ(AbbreviateStack(""), "");
-  EXPECT_EQ(AbbreviateStack("plain/x:"), "plain/x:");
-}
-
 TEST(Aggregator, IncidentVocabulary) {
   EXPECT_EQ(IncidentOfEvent("tcp_retransmit"), Incident::kTcpRetransmit);
   EXPECT_EQ(IncidentOfEvent("isotrace.tcp_reset"), Incident::kTcpReset);
