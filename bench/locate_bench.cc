@@ -41,14 +41,14 @@ Span MakeSpan(SpanKind kind, uint64_t id, uint64_t parent, uint64_t start, uint6
   s.server_address = "127.0.0.1";
   s.server_port = 8080;
   const int64_t d = static_cast<int64_t>(end - start);
-  auto& a = s.attributes;
-  a.push_back({"isotrace.app.oncpu_ns", d / 4});
-  a.push_back({"isotrace.kernel.runq_ns", runq});
-  a.push_back({"isotrace.container.throttled_ns", int64_t{0}});
-  a.push_back({"isotrace.kernel.blkio_ns", int64_t{0}});
-  a.push_back({"isotrace.kernel.memstall_ns", int64_t{0}});
-  a.push_back({"isotrace.vm.steal_ns", int64_t{0}});
-  a.push_back({"isotrace.offcpu_other_ns", d - d / 4 - runq});
+  auto& b = s.breakdown;
+  b.oncpu_ns = d / 4;
+  b.runq_ns = runq;
+  b.throttled_ns = 0;
+  b.blkio_ns = 0;
+  b.memstall_ns = 0;
+  b.steal_ns = 0;
+  b.offcpu_other_ns = d - d / 4 - runq;
   return s;
 }
 

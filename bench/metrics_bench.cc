@@ -35,13 +35,13 @@ Span MakeSpan(uint64_t i) {
   s.start_unix_ns = 1'700'000'000'000'000'000ull;
   s.end_unix_ns = s.start_unix_ns + 200000 + (i % 97) * 10000;
   s.process.tgid = 42;
-  s.attributes = {{"isotrace.app.oncpu_ns", int64_t{100000}},
-                  {"isotrace.kernel.runq_ns", int64_t{20000}},
-                  {"isotrace.container.throttled_ns", int64_t{0}},
-                  {"isotrace.kernel.blkio_ns", int64_t{0}},
-                  {"isotrace.offcpu_other_ns", int64_t{80000}},
-                  {"isotrace.net.retransmits", int64_t{0}},
-                  {"isotrace.net.srtt_us", int64_t{40}}};
+  s.breakdown.oncpu_ns = 100000;
+  s.breakdown.runq_ns = 20000;
+  s.breakdown.throttled_ns = 0;
+  s.breakdown.blkio_ns = 0;
+  s.breakdown.offcpu_other_ns = 80000;
+  s.net.retransmits = 0;
+  s.net.srtt_us = 40;
   return s;
 }
 

@@ -1,7 +1,7 @@
 // Micro benchmark of the daemon's user-space hot path on one core:
 //   probe record (SocketEvent) → HTTP/1.x framing + correlation (ConnectionTracker)
-//   → OTLP encoding in batches of 512 (EncodeSpans + protobuf serialisation, what the
-//   exporter hands to gRPC).
+//   → OTLP encoding in batches of 512 (EncodeSpansWire: the request's protobuf wire bytes,
+//   what the exporter hands to gRPC).
 // The traffic is synthetic but shaped like the e2e tests' nginx traffic: keep-alive
 // connections from a few client processes, each request a GET with 8 ordinary headers
 // (half also carry a W3C traceparent + tracestate), each response a 200 with a
@@ -209,7 +209,7 @@ void BM_ParseCorrelate(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseCorrelate)->Unit(benchmark::kMillisecond);
 
-// encode: 512 spans → ExportTraceServiceRequest → wire bytes.
+// encode: 512 spans → ExportTraceServiceRequest wire bytes.
 void BM_EncodeBatch512(benchmark::State& state) {
   const Traffic& t = GetTraffic();
   auto resources = MakeResources();
@@ -231,13 +231,11 @@ void BM_EncodeBatch512(benchmark::State& state) {
   std::string wire;
   uint64_t bytes = 0;
   for (auto _ : state) {
-    otlp::otlp_collector_trace::ExportTraceServiceRequest req;
-    if (auto st = otlp::EncodeSpans(batch, scope, &req); !st.ok()) {
+    wire.clear();
+    if (auto st = otlp::EncodeSpansWire(batch, scope, &wire); !st.ok()) {
       state.SkipWithError(std::string(st.message()).c_str());
       return;
     }
-    wire.clear();
-    req.SerializeToString(&wire);
     bytes += wire.size();
     benchmark::DoNotOptimize(wire.data());
   }
@@ -262,10 +260,8 @@ void BM_ParseCorrelateEncode(benchmark::State& state) {
     ++spans;
     batch.push_back({resources[s.process.tgid % kProcesses], std::move(s)});
     if (batch.size() < kBatch) return;
-    otlp::otlp_collector_trace::ExportTraceServiceRequest req;
-    encode_ok &= otlp::EncodeSpans(batch, scope, &req).ok();
     wire.clear();
-    req.SerializeToString(&wire);
+    encode_ok &= otlp::EncodeSpansWire(batch, scope, &wire).ok();
     bytes += wire.size();
     ++batches;
     batch.clear();
@@ -278,7 +274,7 @@ void BM_ParseCorrelateEncode(benchmark::State& state) {
     ++rounds;
   }
   if (!encode_ok) {
-    state.SkipWithError("EncodeSpans failed");
+    state.SkipWithError("EncodeSpansWire failed");
     return;
   }
   if (!CheckSpans(state, spans, rounds, t)) return;

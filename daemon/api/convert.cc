@@ -4,11 +4,29 @@
 #include <variant>
 
 #include "daemon/correlate/resource.h"
+#include "exporters/otlp/span_attributes.h"
 
 namespace isotrace::api {
 
 namespace {
 std::string Bytes(const uint8_t* p, size_t n) { return std::string(reinterpret_cast<const char*>(p), n); }
+
+std::string ServiceName(const correlate::Resource* r) { return std::string(correlate::ServiceNameOf(r)); }
+
+// One typed measure as an API attribute (names from otlp/span_attributes.h, as OTLP has them).
+struct AddAttr {
+  google::protobuf::RepeatedPtrField<v1::Attribute>* out;
+  void operator()(std::string_view key, int64_t v) const { Add(key)->set_int_value(v); }
+  void operator()(std::string_view key, double v) const { Add(key)->set_double_value(v); }
+  void operator()(std::string_view key, std::string_view v) const {
+    Add(key)->set_string_value(std::string(v));
+  }
+  v1::Attribute* Add(std::string_view key) const {
+    auto* a = out->Add();
+    a->set_key(std::string(key));
+    return a;
+  }
+};
 }  // namespace
 
 void ToProto(const correlate::Attribute& a, v1::Attribute* out) {
@@ -101,14 +119,14 @@ v1::Span SpanToProto(const SpanWithResource& sw) {
   out.set_error_type(s.error_type);
   out.set_server_address(s.server_address);
   out.set_server_port(s.server_port);
-  for (const auto& a : s.attributes) ToProto(a, out.add_attributes());
+  otlp::ForEachIsotraceAttribute(s, AddAttr{out.mutable_attributes()});
   if (sw.resource)
     for (const auto& a : sw.resource->attributes) ToProto(a, out.add_resource());
-  for (const auto& e : s.events) {
+  for (const auto& e : s.incidents) {
     auto* ev = out.add_events();
     ev->set_time_unix_nano(e.time_unix_ns);
-    ev->set_name(e.name);
-    for (const auto& a : e.attributes) ToProto(a, ev->add_attributes());
+    ev->set_name(std::string(otlp::IncidentEventName(e.kind)));
+    otlp::ForEachIncidentAttribute(e, AddAttr{ev->mutable_attributes()});
   }
   return out;
 }

@@ -1,4 +1,5 @@
 #include "daemon/api/services.h"
+#include "exporters/otlp/semconv.h"
 
 #include <unistd.h>
 
@@ -33,13 +34,14 @@ absl::StatusOr<MetricsExporters> ParseMetricsExporters(const std::string& value)
 std::shared_ptr<const correlate::Resource> SelfResource(const config::Config& cfg,
                                                         const std::string& host_name) {
   auto r = std::make_shared<correlate::Resource>();
-  r->attributes = {{"service.name", std::string("isotraced")},
-                   {"service.version", std::string(otlp::Version())},
-                   {"host.name", host_name},
-                   {"process.pid", int64_t{getpid()}},
-                   {"process.executable.name", std::string("isotraced")}};
+  namespace semconv = otlp::semconv;
+  r->attributes = {{std::string(semconv::kServiceName), std::string("isotraced")},
+                   {std::string(semconv::kServiceVersion), std::string(otlp::Version())},
+                   {std::string(semconv::kHostName), host_name},
+                   {std::string(semconv::kProcessPid), int64_t{getpid()}},
+                   {std::string(semconv::kProcessExecutableName), std::string("isotraced")}};
   for (auto& a : layers::ParseResourceAttributes(cfg.resource_attributes)) {
-    if (a.key == "service.name") continue;  // the node's attributes, not isotrace's name
+    if (a.key == semconv::kServiceName) continue;  // the node's attributes, not isotrace's name
     r->attributes.push_back(std::move(a));
   }
   return r;

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "daemon/layers/identity.h"
 #include "daemon/util/ascii.h"
+#include "exporters/otlp/semconv.h"
 #include "nlohmann/json.hpp"
 
 namespace isotrace::cli {
@@ -410,13 +411,13 @@ struct BreakdownPart {
   std::string_view legend;
 };
 constexpr BreakdownPart kParts[] = {
-    {"isotrace.app.oncpu_ns", 'C', "cpu"},
-    {"isotrace.kernel.runq_ns", 'R', "run queue"},
-    {"isotrace.container.throttled_ns", 'T', "throttled"},
-    {"isotrace.kernel.blkio_ns", 'I', "block I/O"},
-    {"isotrace.kernel.memstall_ns", 'M', "memory stall"},
-    {"isotrace.vm.steal_ns", 'S', "steal"},
-    {"isotrace.offcpu_other_ns", 'o', "other off-CPU"},
+    {otlp::semconv::kAppOncpuNs, 'C', "cpu"},
+    {otlp::semconv::kKernelRunqNs, 'R', "run queue"},
+    {otlp::semconv::kContainerThrottledNs, 'T', "throttled"},
+    {otlp::semconv::kKernelBlkioNs, 'I', "block I/O"},
+    {otlp::semconv::kKernelMemstallNs, 'M', "memory stall"},
+    {otlp::semconv::kVmStealNs, 'S', "steal"},
+    {otlp::semconv::kOffcpuOtherNs, 'o', "other off-CPU"},
 };
 
 std::optional<double> NumberAttr(const v1::Span& s, std::string_view key) {
@@ -501,14 +502,14 @@ std::vector<std::string> RenderTrace(const v1::GetTraceResponse& trace, std::str
     double dur = static_cast<double>(s.end_time_unix_nano() - std::min(s.end_time_unix_nano(), s.start_time_unix_nano())) / 1e9;
     out.push_back(Fit(indent + what + "  " + who, left, true) + " " + Fit("+" + FormatSeconds(start), 8, false) +
                   " " + Fit(FormatSeconds(dur), 6, false) + " |" + Bar(s, kBar) + "|");
-    std::string verdict_layer = StringAttr(s, "isotrace.verdict.layer");
+    std::string verdict_layer = StringAttr(s, otlp::semconv::kVerdictLayer);
     if (!verdict_layer.empty()) {
       std::string v = indent + "  verdict: " + verdict_layer;
-      std::string cause = StringAttr(s, "isotrace.verdict.cause");
+      std::string cause = StringAttr(s, otlp::semconv::kVerdictCause);
       if (!cause.empty()) v += "/" + cause;
-      if (auto share = NumberAttr(s, "isotrace.verdict.share"))
+      if (auto share = NumberAttr(s, otlp::semconv::kVerdictShare))
         v += " " + Printf("%.0f", std::clamp(*share, 0.0, 1.0) * 100) + "%";
-      std::string svc = StringAttr(s, "isotrace.verdict.service");
+      std::string svc = StringAttr(s, otlp::semconv::kVerdictService);
       if (!svc.empty()) v += " in " + svc;
       out.push_back(Fit(v, width, true));
     }

@@ -131,10 +131,32 @@ struct ConnectionTracker::Conn {
   std::array<bool, 2> have_pos{};
   // Responses began in lost bytes: the next response seen answers the newest request.
   bool resp_resync = false;
+  // The addresses as text, formatted once per address rather than once per span.
+  struct AddressText {
+    uint8_t family = 0;
+    std::array<uint8_t, 16> addr{};
+    std::string text;
+    const std::string& Of(uint8_t f, const std::array<uint8_t, 16>& a) {
+      if (text.empty() || f != family || a != addr) {
+        family = f;
+        addr = a;
+        text = probes::FormatAddress(f, a);
+      }
+      return text;
+    }
+  };
+  AddressText local_text, remote_text;
 };
 
+namespace {
+// The only headers the tracker reads (FindHeader): the parsers store no others.
+constexpr std::string_view kHeadersRead[] = {"host", "traceparent", "tracestate"};
+}  // namespace
+
 ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink)
-    : limits_(limits), clock_(clock), sink_(std::move(sink)) {}
+    : limits_(limits), clock_(clock), sink_(std::move(sink)) {
+  limits_.parser.store_only = kHeadersRead;
+}
 
 ConnectionTracker::~ConnectionTracker() = default;
 
@@ -500,7 +522,8 @@ void ConnectionTracker::Expire(uint64_t now_mono_ns) {
 
 void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const Snap* end_snap,
                              uint64_t end_mono, std::string_view error_type) {
-  const HttpMessage& req = p.req;
+  // The request's strings move into the span: p is done with once the span is out.
+  HttpMessage& req = p.req;
   const uint32_t tid = p.tid;
   Span s;
   s.kind = c.role == Role::kClient ? SpanKind::kClient : SpanKind::kServer;
@@ -515,14 +538,13 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   s.parent_span_id = p.parent;
   s.local_parent = p.local_parent;
   s.trace_flags = p.flags;
-  s.tracestate = p.tracestate;
   s.remote_parent = p.remote_parent;
   if (s.kind == SpanKind::kServer) {
     RetireActive(c, p);
     auto u = unseen_wait_.find(ThreadKey(c.key.tgid, tid));
     uint64_t now_unseen = u == unseen_wait_.end() ? 0 : u->second;
-    s.attributes.push_back({"isotrace.downstream.unseen_ns",
-                            static_cast<int64_t>(now_unseen > p.unseen_start ? now_unseen - p.unseen_start : 0)});
+    s.breakdown.downstream_unseen_ns =
+        static_cast<int64_t>(now_unseen > p.unseen_start ? now_unseen - p.unseen_start : 0);
   } else if (!p.claimed) {
     // A SERVER request on this node may still come to claim it (see ClientCtx).
     if (c.recent_clients.size() >= Conn::kMaxRecentClients) c.recent_clients.pop_front();
@@ -530,20 +552,23 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
                                 p.header, req.method, req.target, false, p.stream_id});
   }
 
+  s.tracestate = std::move(p.tracestate);  // after recent_clients took its copy
   s.start_unix_ns = clock_->MonoToUnixNs(req.first_ts_ns);
   uint64_t end = std::max(end_mono, req.first_ts_ns);
   s.end_unix_ns = clock_->MonoToUnixNs(end);
 
-  s.method = req.method;
-  std::string_view target = req.target;
-  if (size_t q = target.find('?'); q != std::string_view::npos) {
-    s.path = std::string(target.substr(0, q));
-    s.query = std::string(target.substr(q + 1));
-  } else {
-    s.path = std::string(target);
+  s.method = std::move(req.method);
+  s.path = std::move(req.target);
+  if (size_t q = s.path.find('?'); q != std::string::npos) {
+    s.query = s.path.substr(q + 1);
+    s.path.resize(q);
   }
-  s.protocol_version = req.version;
-  s.host_header = std::string(FindHeader(req, "host"));
+  s.protocol_version = std::move(req.version);
+  for (auto& h : req.headers)
+    if (h.name == "host") {
+      s.host_header = std::move(h.value);
+      break;
+    }
   if (resp) s.status_code = resp->status;
   s.rpc = p.rpc;
   if (!error_type.empty()) {
@@ -555,8 +580,8 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
     s.error_type = std::to_string(s.status_code);
   }
 
-  std::string local = probes::FormatAddress(c.family, c.laddr);
-  std::string remote = probes::FormatAddress(c.family, c.raddr);
+  const std::string& local = c.local_text.Of(c.family, c.laddr);
+  const std::string& remote = c.remote_text.Of(c.family, c.raddr);
   if (s.kind == SpanKind::kServer) {
     s.client_address = remote;
     s.client_port = c.rport;
@@ -590,53 +615,49 @@ void ConnectionTracker::AddBreakdown(const Conn& c, const Pending& p, const Snap
     const auto& a = p.start->acct;
     const auto& b = end->acct;
     auto d = [](uint64_t x, uint64_t y) { return static_cast<int64_t>(y >= x ? y - x : 0); };
-    auto& at = s->attributes;
-    at.push_back({"isotrace.app.oncpu_ns", d(a.oncpu_ns, b.oncpu_ns)});
-    at.push_back({"isotrace.kernel.runq_ns", d(a.runq_ns, b.runq_ns)});
-    at.push_back({"isotrace.container.throttled_ns", d(a.throttled_ns, b.throttled_ns)});
-    at.push_back({"isotrace.kernel.blkio_ns", d(a.blkio_ns, b.blkio_ns)});
-    if (features_.memstall) at.push_back({"isotrace.kernel.memstall_ns", d(a.memstall_ns, b.memstall_ns)});
-    if (features_.steal) at.push_back({"isotrace.vm.steal_ns", d(a.steal_ns, b.steal_ns)});
-    at.push_back({"isotrace.offcpu_other_ns", d(a.sleep_ns, b.sleep_ns)});
-    int64_t throttled = d(a.throttled_ns, b.throttled_ns);
-    if (throttled > 0) {
-      SpanEvent e;
+    Breakdown& bd = s->breakdown;
+    bd.oncpu_ns = d(a.oncpu_ns, b.oncpu_ns);
+    bd.runq_ns = d(a.runq_ns, b.runq_ns);
+    bd.throttled_ns = d(a.throttled_ns, b.throttled_ns);
+    bd.blkio_ns = d(a.blkio_ns, b.blkio_ns);
+    if (features_.memstall) bd.memstall_ns = d(a.memstall_ns, b.memstall_ns);
+    if (features_.steal) bd.steal_ns = d(a.steal_ns, b.steal_ns);
+    bd.offcpu_other_ns = d(a.sleep_ns, b.sleep_ns);
+    if (*bd.throttled_ns > 0) {
+      Incident e;
+      e.kind = IncidentKind::kThrottling;
       e.time_unix_ns = s->end_unix_ns;
-      e.name = "throttling";
-      e.attributes.push_back({"isotrace.verdict.layer", std::string("container")});
-      e.attributes.push_back({"isotrace.container.throttled_ns", throttled});
-      e.attributes.push_back({"isotrace.container.throttle_count",
-                              static_cast<int64_t>(b.throttle_count - a.throttle_count)});
-      s->events.push_back(std::move(e));
+      e.throttled_ns = *bd.throttled_ns;
+      e.throttle_count = static_cast<int64_t>(b.throttle_count - a.throttle_count);
+      s->incidents.push_back(std::move(e));
     }
   }
-  if (features_.tcp_incidents && p.start && end) {
-    s->attributes.push_back(
-        {"isotrace.net.retransmits", static_cast<int64_t>(end->retransmits - p.start->retransmits)});
-  }
-  if (end && end->srtt_us) s->attributes.push_back({"isotrace.net.srtt_us", static_cast<int64_t>(end->srtt_us)});
+  if (features_.tcp_incidents && p.start && end)
+    s->net.retransmits = static_cast<int64_t>(end->retransmits - p.start->retransmits);
+  if (end && end->srtt_us) s->net.srtt_us = static_cast<int64_t>(end->srtt_us);
 
   const uint64_t from = p.req.first_ts_ns;
   for (const auto& inc : c.incidents) {
     if (inc.ts < from || inc.ts > end_mono) continue;
-    SpanEvent e;
+    Incident e;
     e.time_unix_ns = clock_->MonoToUnixNs(inc.ts);
-    e.name = inc.kind == SocketEvent::Kind::kRetransmit ? "tcp_retransmit" : "tcp_reset";
-    e.attributes.push_back({"isotrace.verdict.layer", std::string("network")});
-    if (inc.kind != SocketEvent::Kind::kRetransmit)
-      e.attributes.push_back({"isotrace.net.reset_by",
-                              std::string(inc.kind == SocketEvent::Kind::kResetReceived ? "peer" : "local")});
-    s->events.push_back(std::move(e));
+    if (inc.kind == SocketEvent::Kind::kRetransmit) {
+      e.kind = IncidentKind::kTcpRetransmit;
+    } else {
+      e.kind = IncidentKind::kTcpReset;
+      e.reset_by = inc.kind == SocketEvent::Kind::kResetReceived ? Incident::ResetBy::kPeer
+                                                                  : Incident::ResetBy::kLocal;
+    }
+    s->incidents.push_back(std::move(e));
   }
   for (const auto& oom : ooms_) {
     if (oom.ts < from || oom.ts > end_mono || oom.cgroup_id != c.cgroup_id) continue;
-    SpanEvent e;
+    Incident e;
+    e.kind = IncidentKind::kOomKill;
     e.time_unix_ns = clock_->MonoToUnixNs(oom.ts);
-    e.name = "oom_kill";
-    e.attributes.push_back({"isotrace.verdict.layer", std::string("container")});
-    e.attributes.push_back({"process.pid", static_cast<int64_t>(oom.victim_tgid)});
-    e.attributes.push_back({"process.executable.name", oom.comm});
-    s->events.push_back(std::move(e));
+    e.victim_pid = oom.victim_tgid;
+    e.victim_comm = oom.comm;
+    s->incidents.push_back(std::move(e));
   }
 }
 
@@ -698,8 +719,9 @@ void ConnectionTracker::StartContext(Conn& c, Pending& p) {
 void ConnectionTracker::RetireActive(const Conn& c, const Pending& p) {
   auto it = active_.find(ThreadKey(c.key.tgid, p.tid));
   if (it == active_.end()) return;
+  // An emptied list stays (Expire removes it): the thread's next request reuses it
+  // instead of allocating a map node and a vector again.
   std::erase_if(it->second, [&](const Active& a) { return a.pending_id == p.id; });
-  if (it->second.empty()) active_.erase(it);
 }
 
 ConnectionTracker::Pending* ConnectionTracker::FindEnclosing(const Conn& c, const Pending& client) {
@@ -889,21 +911,14 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
   int64_t retrans = 0;
   for (const auto& inc : ci->second->incidents) {
     if (inc.ts < from || inc.ts > to) continue;
-    SpanEvent e;
+    Incident e;
+    e.kind = inc.kind == SocketEvent::Kind::kRetransmit ? IncidentKind::kTcpRetransmit : IncidentKind::kTcpReset;
     e.time_unix_ns = clock_->MonoToUnixNs(inc.ts);
-    e.name = inc.kind == SocketEvent::Kind::kRetransmit ? "tcp_retransmit" : "tcp_reset";
-    e.attributes.push_back({"isotrace.verdict.layer", std::string("network")});
-    e.attributes.push_back({"isotrace.net.side", std::string("peer")});
+    e.peer_side = true;
     if (inc.kind == SocketEvent::Kind::kRetransmit) retrans++;
-    s->events.push_back(std::move(e));
+    s->incidents.push_back(std::move(e));
   }
-  if (retrans == 0) return;
-  for (auto& a : s->attributes)
-    if (a.key == "isotrace.net.retransmits") {
-      if (auto* v = std::get_if<int64_t>(&a.value)) *v += retrans;
-      return;
-    }
-  s->attributes.push_back({"isotrace.net.retransmits", retrans});
+  if (retrans > 0) s->net.retransmits = s->net.retransmits.value_or(0) + retrans;
 }
 
 }  // namespace isotrace::correlate

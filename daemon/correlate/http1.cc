@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -31,6 +32,30 @@ constexpr bool IsTargetByte(unsigned char c) { return c > 0x20 && c != 0x7f; }
 constexpr bool IsValueByte(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
 
 using util::EqualsIgnoreCase;
+
+// The scanner's inner loops, 8 bytes at a time: a word with no byte below `below` and
+// no DEL is skipped whole (SWAR "has less" / "has zero" tests, exact as booleans); a
+// word that has one is finished byte by byte. Heads are mostly printable ASCII, so this
+// is where the scanner spent most of its time.
+constexpr uint64_t kOnes = 0x0101010101010101ull;
+constexpr uint64_t kHighs = 0x8080808080808080ull;
+inline bool HasByteBelow(uint64_t x, uint8_t below) { return ((x - kOnes * below) & ~x & kHighs) != 0; }
+inline bool HasDel(uint64_t x) {
+  const uint64_t y = x ^ (kOnes * 0x7f);
+  return ((y - kOnes) & ~y & kHighs) != 0;
+}
+template <bool (*kOk)(unsigned char), uint8_t kBelow>
+size_t SkipWhile(const unsigned char* p, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    std::memcpy(&x, p + i, 8);
+    if (HasByteBelow(x, kBelow) || HasDel(x)) break;
+  }
+  while (i < n && kOk(p[i])) ++i;
+  return i;
+}
+
 
 constexpr int HexValue(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -136,6 +161,11 @@ void CommitHeader(std::string_view name, std::string_view value, const Http1Limi
     ParseConnection(value, info);
   }
   if (msg->headers.size() >= limits.max_headers) return;
+  if (!limits.store_only.empty() &&
+      std::none_of(limits.store_only.begin(), limits.store_only.end(),
+                   [&](std::string_view keep) { return EqualsIgnoreCase(name, keep); }))
+    return;
+  if (msg->headers.empty() && !limits.store_only.empty()) msg->headers.reserve(limits.store_only.size());
   HttpHeader& h = msg->headers.emplace_back();
   h.name.resize(name.size());
   std::transform(name.begin(), name.end(), h.name.begin(), util::Lower);
@@ -171,12 +201,16 @@ void ParseHead(std::string_view head, bool is_request, const Http1Limits& limits
     }
   }
   if (eol == std::string_view::npos) return;
-  // One allocation for the header vector instead of a growth series per message.
-  const size_t lines = static_cast<size_t>(std::count(head.begin() + eol + 1, head.end(), '\n'));
-  msg->headers.reserve(std::min(lines, limits.max_headers));
+  // One allocation for the header vector instead of a growth series per message (none
+  // when only listed headers are stored: CommitHeader reserves on the first one).
+  if (limits.store_only.empty()) {
+    const size_t lines = static_cast<size_t>(std::count(head.begin() + eol + 1, head.end(), '\n'));
+    msg->headers.reserve(std::min(lines, limits.max_headers));
+  }
 
   std::string_view name;
-  std::string value;  // a std::string because obs-fold joins lines
+  std::string_view value;  // into `head`, or into `folded` once obs-fold joined lines
+  std::string folded;
   bool have = false;
   size_t pos = eol + 1;
   while (pos < head.size()) {
@@ -190,15 +224,17 @@ void ParseHead(std::string_view head, bool is_request, const Http1Limits& limits
       // obs-fold (RFC 9112 §5.2): replaced by SP, as a user agent must.
       std::string_view more = TrimOws(line);
       if (have && !more.empty()) {
-        if (!value.empty()) value += ' ';
-        value.append(more);
+        if (value.data() != folded.data()) folded.assign(value);
+        if (!folded.empty()) folded += ' ';
+        folded.append(more);
+        value = folded;
       }
       continue;
     }
     if (have) CommitHeader(name, value, limits, msg, info);
     size_t colon = line.find(':');
     name = line.substr(0, colon);
-    value.assign(TrimOws(line.substr(colon + 1)));
+    value = TrimOws(line.substr(colon + 1));
     have = true;
   }
   if (have) CommitHeader(name, value, limits, msg, info);
@@ -265,9 +301,10 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
         }
         break;
       case Step::kTarget:
-        while (i < n && IsTargetByte(data[i])) {
-          ++i;
-          ++count;
+        {
+          const size_t k = SkipWhile<IsTargetByte, 0x21>(data + i, n - i);
+          i += k;
+          count += static_cast<uint32_t>(k);
         }
         if (i == n) break;
         if (data[i] != ' ' || count == 0) return bad();
@@ -305,7 +342,7 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
         break;
       case Step::kReason:
       case Step::kValue:
-        while (i < n && IsValueByte(data[i])) ++i;
+        i += SkipWhile<IsValueByte, 0x20>(data + i, n - i);
         if (i == n) break;
         if (data[i] == '\r') {
           step = step == Step::kReason ? Step::kStartLf : Step::kLineLf;
@@ -345,11 +382,13 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
         }
         break;
       case Step::kName:
+        while (i < n && IsTchar(data[i])) ++i;
+        if (i == n) break;
         // No whitespace before the colon (RFC 9112 §5.1): a classic smuggling vector.
-        if (c == ':') {
+        if (data[i] == ':') {
           step = Step::kValue;
           any_header = true;
-        } else if (!IsTchar(c)) {
+        } else {
           return bad();
         }
         break;

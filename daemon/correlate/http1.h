@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,6 +90,10 @@ struct Http1Limits {
   // after "100 Continue"). This many in a row and the stream is declared lost (error).
   // Skipping costs one bounded scan per segment and no memory.
   size_t max_resync_segments = 4096;
+  // Headers to store (lowercase names); empty: every header. The framing headers are
+  // read either way. The tracker stores only the few it reads: copying every header of
+  // every message was the largest allocation cost of the hot path (bench/pipeline_bench).
+  std::span<const std::string_view> store_only;
 };
 
 class Http1Parser {

@@ -11,9 +11,6 @@ const std::string* StringAttr(const std::vector<Attribute>& attrs, std::string_v
   return nullptr;
 }
 
-std::string ServiceName(const Resource& r) {
-  const std::string* s = StringAttr(r.attributes, "service.name");
-  return s ? *s : "unknown";
-}
+std::string ServiceName(const Resource& r) { return std::string(ServiceNameOf(&r)); }
 
 }  // namespace isotrace::correlate

@@ -6,9 +6,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include "exporters/otlp/semconv.h"
 
 namespace isotrace::correlate {
 
@@ -30,10 +33,56 @@ struct ProcessKey {
   bool operator==(const ProcessKey&) const = default;
 };
 
-struct SpanEvent {  // OTLP span event: kernel incidents during the span
+// The vertical breakdown of a span's own window, nanoseconds (DESIGN.md, "isotrace's
+// own attributes"). std::nullopt is "absent": a measure the kernel cannot provide (no
+// hook on this kernel, the request's ends on different threads) is left out, never 0.
+struct Breakdown {
+  // Per-thread accounting: all of the first four are there or none (thread_accounting());
+  // memstall and steal also need their kernel hooks.
+  std::optional<int64_t> oncpu_ns;         // serving thread on CPU
+  std::optional<int64_t> runq_ns;          // runnable, waiting for a CPU
+  std::optional<int64_t> throttled_ns;     // runnable, held back by the cgroup's CPU quota
+  std::optional<int64_t> blkio_ns;         // blocked on block I/O
+  std::optional<int64_t> memstall_ns;      // direct reclaim and major-fault stalls
+  std::optional<int64_t> steal_ns;         // hypervisor steal while on CPU
+  std::optional<int64_t> offcpu_other_ns;  // off CPU for any other reason
+  std::optional<int64_t> downstream_unseen_ns;  // SERVER: waits on non-HTTP sockets
+  std::optional<int64_t> downstream_ns;    // time in local child spans (set by locate)
+  std::optional<int64_t> connect_ns;       // CLIENT: connection setup inside the span
+
+  bool thread_accounting() const { return oncpu_ns.has_value(); }
+};
+
+// The span's connection as TCP saw it.
+struct Net {
+  std::optional<int64_t> retransmits;  // on the connection (and its local peer) in the span
+  std::optional<int64_t> srtt_us;      // smoothed RTT at the span's end
+};
+
+// Kernel incidents that touched the request (span events); the names are the verdict
+// vocabulary, written at OTLP encoding.
+enum class IncidentKind : uint8_t { kTcpRetransmit, kTcpReset, kOomKill, kThrottling, kCount };
+
+struct Incident {
+  enum class ResetBy : uint8_t { kUnknown, kPeer, kLocal };
+  IncidentKind kind = IncidentKind::kTcpRetransmit;
   uint64_t time_unix_ns = 0;
-  std::string name;
-  std::vector<Attribute> attributes;
+  // tcp_*: seen on the other end of the connection on this node (a CLIENT span's server).
+  bool peer_side = false;
+  ResetBy reset_by = ResetBy::kUnknown;  // tcp_reset on the span's own socket
+  int64_t throttled_ns = 0;              // throttling: quota-throttled time in the span
+  int64_t throttle_count = 0;            // throttling: periods throttled
+  uint32_t victim_pid = 0;               // oom_kill
+  std::string victim_comm;               // oom_kill
+};
+
+// The trace verdict, on the trace's root-most span on this node (daemon/locate).
+struct SpanVerdict {
+  std::string service;  // the service.name blamed
+  std::string layer;    // app, wasm, sandbox, container, kernel, network, vm, downstream
+  std::string cause;    // cpu, runqueue, throttling, block_io, memory, steal, ...
+  double share = 0;     // fraction of the span's duration the cause explains
+  std::string reason;   // "slow" or "failed"
 };
 
 struct Span {
@@ -82,9 +131,12 @@ struct Span {
   // span. Never exported; daemon/locate builds each trace's local tree from it.
   SpanId local_parent{};
 
-  // isotrace.* attributes (vertical breakdown, verdict), in export order.
-  std::vector<Attribute> attributes;
-  std::vector<SpanEvent> events;
+  // isotrace's own measures, typed: correlate writes them, locate and metrics read them,
+  // and only the encoders (OTLP, the local API) turn them into named attributes.
+  Breakdown breakdown;
+  Net net;
+  std::vector<Incident> incidents;
+  std::optional<SpanVerdict> verdict;
 };
 
 // Resource attributes for one process (service.name, process.pid, ...), built by
@@ -92,5 +144,14 @@ struct Span {
 struct Resource {
   std::vector<Attribute> attributes;
 };
+
+// service.name of a resource; "unknown" when absent (or no resource).
+inline std::string_view ServiceNameOf(const Resource* r) {
+  if (r != nullptr)
+    for (const auto& a : r->attributes)
+      if (a.key == otlp::semconv::kServiceName)
+        if (const auto* s = std::get_if<std::string>(&a.value)) return *s;
+  return "unknown";
+}
 
 }  // namespace isotrace::correlate

@@ -1,5 +1,7 @@
 #include "daemon/layers/identity.h"
 
+#include "exporters/otlp/semconv.h"
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -49,49 +51,51 @@ std::string ServiceNameOf(const Identity& id) {
   return id.executable_name;
 }
 
+namespace semconv = otlp::semconv;
+
 std::shared_ptr<const correlate::Resource> BuildResource(const Identity& id,
                                                          const ResourceContext& ctx) {
   auto res = std::make_shared<correlate::Resource>();
   auto& a = res->attributes;
-  auto put = [&](const char* key, const std::string& v) {
-    if (!v.empty()) a.push_back({key, v});
+  auto put = [&](std::string_view key, const std::string& v) {
+    if (!v.empty()) a.push_back({std::string(key), v});
   };
-  a.push_back({"service.name", ServiceNameOf(id)});
-  a.push_back({"host.name", ctx.host_name});
-  a.push_back({"process.pid", static_cast<int64_t>(id.pid)});
-  a.push_back({"process.executable.name", id.executable_name});
-  put("process.executable.path", id.executable_path);
-  put("process.command_line", id.command_line);
-  put("container.id", id.container_id);
+  a.push_back({std::string(semconv::kServiceName), ServiceNameOf(id)});
+  a.push_back({std::string(semconv::kHostName), ctx.host_name});
+  a.push_back({std::string(semconv::kProcessPid), static_cast<int64_t>(id.pid)});
+  a.push_back({std::string(semconv::kProcessExecutableName), id.executable_name});
+  put(semconv::kProcessExecutablePath, id.executable_path);
+  put(semconv::kProcessCommandLine, id.command_line);
+  put(semconv::kContainerId, id.container_id);
   if (!id.container_id.empty() || !id.container_name.empty())
-    put("container.runtime", id.container_runtime);
-  put("container.name", id.container_name);
-  put("k8s.pod.uid", id.pod_uid);
-  put("k8s.pod.name", id.pod_name);
-  put("k8s.namespace.name", id.pod_namespace);
-  put("k8s.container.name", id.k8s_container);
-  put("isotrace.k8s.qos_class", id.qos);
-  put("isotrace.systemd.unit", id.systemd_unit);
-  put("isotrace.sandbox.kind", id.sandbox);
-  put("isotrace.wasm.runtime", id.wasm_runtime);
-  put("isotrace.wasm.module", id.wasm_module);
+    put(semconv::kContainerRuntime, id.container_runtime);
+  put(semconv::kContainerName, id.container_name);
+  put(semconv::kK8sPodUid, id.pod_uid);
+  put(semconv::kK8sPodName, id.pod_name);
+  put(semconv::kK8sNamespaceName, id.pod_namespace);
+  put(semconv::kK8sContainerName, id.k8s_container);
+  put(semconv::kK8sQosClass, id.qos);
+  put(semconv::kSystemdUnit, id.systemd_unit);
+  put(semconv::kSandboxKind, id.sandbox);
+  put(semconv::kWasmRuntime, id.wasm_runtime);
+  put(semconv::kWasmModule, id.wasm_module);
   if (id.wasm_modules > 1)
-    a.push_back({"isotrace.wasm.module_count", static_cast<int64_t>(id.wasm_modules)});
+    a.push_back({std::string(semconv::kWasmModuleCount), static_cast<int64_t>(id.wasm_modules)});
   if (ctx.vm && ctx.vm->guest) {
-    put("isotrace.vm.hypervisor", ctx.vm->hypervisor);
-    put("isotrace.vm.vmm", ctx.vm->vmm);
+    put(semconv::kVmHypervisor, ctx.vm->hypervisor);
+    put(semconv::kVmVmm, ctx.vm->vmm);
   }
   if (ctx.vm) {
-    put("cloud.provider", ctx.vm->cloud_provider);
-    put("cloud.platform", ctx.vm->cloud_platform);
+    put(semconv::kCloudProvider, ctx.vm->cloud_provider);
+    put(semconv::kCloudPlatform, ctx.vm->cloud_platform);
   }
   static const VmInfo kNoVm;
-  put("isotrace.stack", StackOf(id, ctx.vm ? *ctx.vm : kNoVm));
+  put(semconv::kStack, StackOf(id, ctx.vm ? *ctx.vm : kNoVm));
   if (ctx.common) {
     // OTEL_RESOURCE_ATTRIBUTES adds what isotrace does not know; what it measured wins,
     // and service.name stays per process.
     for (const auto& c : *ctx.common) {
-      if (c.key == "service.name") continue;
+      if (c.key == semconv::kServiceName) continue;
       bool present = false;
       for (const auto& e : a) present |= e.key == c.key;
       if (!present) a.push_back(c);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/correlate/resource.h"
+#include "exporters/otlp/semconv.h"
 
 namespace isotrace::locate {
 
@@ -23,9 +24,11 @@ bool HasAttr(const correlate::Resource& r, std::string_view key) {
   return false;
 }
 
-// The vertical breakdown a span carries (connection_tracker.cc writes it).
+// The measures judging needs, read off the span's typed breakdown (connection_tracker.cc
+// writes it); an absent measure counts as 0 here, `acct` says whether the per-thread
+// accounting was there at all.
 struct Breakdown {
-  bool acct = false;  // the per-thread accounting attributes are there
+  bool acct = false;
   int64_t oncpu = 0, runq = 0, throttled = 0, blkio = 0, memstall = 0, steal = 0, other = 0;
   int64_t unseen = 0;
   int64_t retransmits = 0;
@@ -34,35 +37,22 @@ struct Breakdown {
 };
 
 Breakdown BreakdownOf(const Span& s) {
+  const correlate::Breakdown& k = s.breakdown;
   Breakdown b;
-  for (const auto& a : s.attributes) {
-    const int64_t* v = std::get_if<int64_t>(&a.value);
-    if (!v) continue;
-    if (a.key == "isotrace.app.oncpu_ns") {
-      b.oncpu = *v;
-      b.acct = true;
-    } else if (a.key == "isotrace.kernel.runq_ns") {
-      b.runq = *v;
-    } else if (a.key == "isotrace.container.throttled_ns") {
-      b.throttled = *v;
-    } else if (a.key == "isotrace.kernel.blkio_ns") {
-      b.blkio = *v;
-    } else if (a.key == "isotrace.kernel.memstall_ns") {
-      b.memstall = *v;
-    } else if (a.key == "isotrace.vm.steal_ns") {
-      b.steal = *v;
-    } else if (a.key == "isotrace.offcpu_other_ns") {
-      b.other = *v;
-    } else if (a.key == "isotrace.downstream.unseen_ns") {
-      b.unseen = *v;
-    } else if (a.key == "isotrace.net.retransmits") {
-      b.retransmits = *v;
-    }
-  }
-  for (const auto& e : s.events) {
-    if (e.name == "tcp_reset") b.reset = true;
-    if (e.name == "oom_kill") b.oom = true;
-    if (e.name == "tcp_retransmit" && b.retransmits == 0) b.retransmits = 1;
+  b.acct = k.thread_accounting();
+  b.oncpu = k.oncpu_ns.value_or(0);
+  b.runq = k.runq_ns.value_or(0);
+  b.throttled = k.throttled_ns.value_or(0);
+  b.blkio = k.blkio_ns.value_or(0);
+  b.memstall = k.memstall_ns.value_or(0);
+  b.steal = k.steal_ns.value_or(0);
+  b.other = k.offcpu_other_ns.value_or(0);
+  b.unseen = k.downstream_unseen_ns.value_or(0);
+  b.retransmits = s.net.retransmits.value_or(0);
+  for (const auto& e : s.incidents) {
+    if (e.kind == correlate::IncidentKind::kTcpReset) b.reset = true;
+    if (e.kind == correlate::IncidentKind::kOomKill) b.oom = true;
+    if (e.kind == correlate::IncidentKind::kTcpRetransmit && b.retransmits == 0) b.retransmits = 1;
   }
   return b;
 }
@@ -422,7 +412,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
 
   // Per-span downstream time (explained by child spans).
   for (auto& n : nodes)
-    if (!n.kids.empty()) n.h->span.attributes.push_back({"isotrace.downstream_ns", n.child_union});
+    if (!n.kids.empty()) n.h->span.breakdown.downstream_ns = n.child_union;
 
   if (slow || failed) {
     stats_.abnormal++;
@@ -450,7 +440,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     for (size_t i : path) {
       Node& n = nodes[i];
       const std::string svc = ServiceName(*n.h->resource);
-      const bool in_container = HasAttr(*n.h->resource, "container.id");
+      const bool in_container = HasAttr(*n.h->resource, otlp::semconv::kContainerId);
       auto base = [&](int c) { return n.med ? (*n.med)[c] : 0; };
       add(svc, {"app", "cpu"}, n.comp[kCpu], base(kCpu));
       add(svc, {"vm", "steal"}, n.comp[kSteal], base(kSteal));
@@ -573,12 +563,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
                                s.kind == SpanKind::kClient ? Peer(s) : "", Dur(s),
                                nodes[i].med ? (*nodes[i].med)[kDuration] : 0});
       }
-      auto& at = root.h->span.attributes;
-      at.push_back({"isotrace.verdict.service", v.service});
-      at.push_back({"isotrace.verdict.layer", v.layer});
-      at.push_back({"isotrace.verdict.cause", v.cause});
-      at.push_back({"isotrace.verdict.share", v.share});
-      at.push_back({"isotrace.verdict.reason", v.reason});
+      root.h->span.verdict = correlate::SpanVerdict{v.service, v.layer, v.cause, v.share, v.reason};
       stats_.verdicts++;
       on_verdict_(v, root.h->resource);
     }

@@ -12,11 +12,14 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/correlate/resource.h"
 #include "daemon/util/clock.h"
+#include "exporters/otlp/semconv.h"
+#include "exporters/otlp/span_attributes.h"
 
 namespace isotrace::metrics {
 
 namespace {
 
+namespace semconv = otlp::semconv;
 using correlate::Attribute;
 using correlate::AttrValue;
 
@@ -84,23 +87,11 @@ std::string ValueText(const AttrValue& v) {
 
 using correlate::StringAttr;
 
-std::optional<int64_t> IntAttr(const Attribute& a) {
-  if (const auto* i = std::get_if<int64_t>(&a.value)) return *i;
-  if (const auto* d = std::get_if<double>(&a.value)) return static_cast<int64_t>(*d);
-  return std::nullopt;
-}
-
-std::optional<double> DoubleAttr(const Attribute& a) {
-  if (const auto* d = std::get_if<double>(&a.value)) return *d;
-  if (const auto* i = std::get_if<int64_t>(&a.value)) return static_cast<double>(*i);
-  return std::nullopt;
-}
-
 // Keys that differ per process of one workload.
 bool PerProcessKey(std::string_view k) {
-  return k == "process.pid" || k == "process.parent_pid" || k == "process.command_line" ||
-         k == "process.command" || k == "process.command_args" ||
-         k == "process.creation.time";
+  return k == semconv::kProcessPid || k == semconv::kProcessParentPid ||
+         k == semconv::kProcessCommandLine || k == semconv::kProcessCommand ||
+         k == semconv::kProcessCommandArgs || k == semconv::kProcessCreationTime;
 }
 
 struct HistSeries {
@@ -121,44 +112,18 @@ struct HistMap {
 
 const std::array<CauseInfo, kCauses>& Causes() {
   static const std::array<CauseInfo, kCauses> kInfo = {{
-      {"isotrace.app.oncpu_ns", "app", "cpu", "CPU"},
-      {"isotrace.kernel.runq_ns", "kernel", "runqueue", "RUNQ"},
-      {"isotrace.container.throttled_ns", "container", "throttling", "THROT"},
-      {"isotrace.kernel.blkio_ns", "kernel", "block_io", "IO"},
-      {"isotrace.kernel.memstall_ns", "kernel", "memory", "STALL"},
-      {"isotrace.vm.steal_ns", "vm", "steal", "STEAL"},
-      {"isotrace.offcpu_other_ns", "other", "offcpu_other", "OTHER"},
+      {&correlate::Breakdown::oncpu_ns, "app", "cpu", "CPU"},
+      {&correlate::Breakdown::runq_ns, "kernel", "runqueue", "RUNQ"},
+      {&correlate::Breakdown::throttled_ns, "container", "throttling", "THROT"},
+      {&correlate::Breakdown::blkio_ns, "kernel", "block_io", "IO"},
+      {&correlate::Breakdown::memstall_ns, "kernel", "memory", "STALL"},
+      {&correlate::Breakdown::steal_ns, "vm", "steal", "STEAL"},
+      {&correlate::Breakdown::offcpu_other_ns, "other", "offcpu_other", "OTHER"},
   }};
   return kInfo;
 }
 
-std::string_view IncidentName(Incident i) {
-  switch (i) {
-    case Incident::kTcpRetransmit:
-      return "tcp_retransmit";
-    case Incident::kTcpReset:
-      return "tcp_reset";
-    case Incident::kOomKill:
-      return "oom_kill";
-    case Incident::kThrottling:
-      return "throttling";
-    case Incident::kCount:
-      break;
-  }
-  return "unknown";
-}
-
-std::optional<Incident> IncidentOfEvent(std::string_view name) {
-  for (std::string_view prefix : {"isotrace.", "kernel."})
-    if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
-  if (name == "tcp_retransmit" || name == "tcp.retransmit" || name == "retransmit")
-    return Incident::kTcpRetransmit;
-  if (name == "tcp_reset" || name == "tcp.reset" || name == "reset") return Incident::kTcpReset;
-  if (name == "oom_kill" || name == "oom.kill" || name == "oom") return Incident::kOomKill;
-  if (name == "throttling" || name == "cpu.throttled" || name == "throttled")
-    return Incident::kThrottling;
-  return std::nullopt;
-}
+std::string_view IncidentName(Incident i) { return otlp::IncidentEventName(i); }
 
 std::vector<Attribute> WorkloadAttributes(const correlate::Resource& resource) {
   std::vector<Attribute> out;
@@ -216,9 +181,11 @@ struct Aggregator::Workload {
     return s;
   }
 
+  std::string key_scratch;  // the lookup key, reused: no allocation per span
+
   // The series of `m` keyed `k` (its attributes made by `attrs` when new), bounded.
   template <typename MakeAttrs>
-  HistSeries& Series(HistMap& m, std::string k, MakeAttrs attrs) {
+  HistSeries& Series(HistMap& m, const std::string& k, MakeAttrs attrs) {
     auto it = m.index.find(k);
     size_t idx;
     if (it != m.index.end()) {
@@ -228,13 +195,13 @@ struct Aggregator::Workload {
       HistSeries s;
       attrs(&s.attributes);
       m.series.push_back(std::move(s));
-      m.index.emplace(std::move(k), idx);
+      m.index.emplace(k, idx);
     } else {
       // The OTel SDK's cardinality limit: one series stands for every set past the limit.
       auto ov = m.index.find("overflow");
       if (ov == m.index.end()) {
         HistSeries s;
-        s.attributes.push_back({"otel.metric.overflow", true});
+        s.attributes.push_back({std::string(semconv::kMetricOverflow), true});
         m.series.push_back(std::move(s));
         ov = m.index.emplace("overflow", m.series.size() - 1).first;
       }
@@ -256,24 +223,38 @@ struct Aggregator::Workload {
 
   void RecordDuration(HistMap& m, std::string_view method, int status,
                       const std::string& error_type, double seconds) {
-    Observe(Series(m, absl::StrCat(std::string(method), "|", status, "|", error_type),
+    std::string& k = key_scratch;
+    k.assign(method);
+    k += '|';
+    absl::StrAppend(&k, status);
+    k += '|';
+    k += error_type;
+    Observe(Series(m, k,
                    [&](std::vector<Attribute>* a) {
-                     a->push_back({"http.request.method", std::string(method)});
-                     if (status > 0) a->push_back({"http.response.status_code", int64_t{status}});
-                     if (!error_type.empty()) a->push_back({"error.type", error_type});
+                     a->push_back({std::string(semconv::kHttpRequestMethod), std::string(method)});
+                     if (status > 0) a->push_back({std::string(semconv::kHttpResponseStatusCode), int64_t{status}});
+                     if (!error_type.empty()) a->push_back({std::string(semconv::kErrorType), error_type});
                    }),
             seconds);
   }
 
   // RPC conventions: rpc.system, rpc.service, rpc.method, rpc.grpc.status_code.
   void RecordRpc(HistMap& m, const correlate::Span::Rpc& rpc, double seconds) {
-    Observe(Series(m, absl::StrCat(rpc.system, "|", rpc.service, "|", rpc.method, "|", rpc.grpc_status_code),
+    std::string& k = key_scratch;
+    k.assign(rpc.system);
+    k += '|';
+    k += rpc.service;
+    k += '|';
+    k += rpc.method;
+    k += '|';
+    absl::StrAppend(&k, rpc.grpc_status_code);
+    Observe(Series(m, k,
                    [&](std::vector<Attribute>* a) {
-                     a->push_back({"rpc.system", rpc.system});
-                     a->push_back({"rpc.service", rpc.service});
-                     a->push_back({"rpc.method", rpc.method});
+                     a->push_back({std::string(semconv::kRpcSystem), rpc.system});
+                     a->push_back({std::string(semconv::kRpcService), rpc.service});
+                     a->push_back({std::string(semconv::kRpcMethod), rpc.method});
                      if (rpc.grpc_status_code >= 0)
-                       a->push_back({"rpc.grpc.status_code", int64_t{rpc.grpc_status_code}});
+                       a->push_back({std::string(semconv::kRpcGrpcStatusCode), int64_t{rpc.grpc_status_code}});
                    }),
             seconds);
   }
@@ -329,9 +310,9 @@ Aggregator::Workload* Aggregator::FindOrCreate(
     r->attributes = attrs;
     w->resource = std::move(r);
     w->service = correlate::ServiceName(*w->resource);
-    if (const auto* ns = StringAttr(attrs, "k8s.namespace.name")) w->namespace_name = *ns;
-    if (const auto* st = StringAttr(attrs, "isotrace.stack")) w->stack = *st;
-    if (const auto* c = StringAttr(attrs, "container.id")) w->container_id = *c;
+    if (const auto* ns = StringAttr(attrs, semconv::kK8sNamespaceName)) w->namespace_name = *ns;
+    if (const auto* st = StringAttr(attrs, semconv::kStack)) w->stack = *st;
+    if (const auto* c = StringAttr(attrs, semconv::kContainerId)) w->container_id = *c;
     w->start_unix_ns = now;
     workloads_.emplace(key, std::move(owned));
   }
@@ -361,43 +342,22 @@ void Aggregator::Record(const std::shared_ptr<const correlate::Resource>& resour
 
   std::array<int64_t, kCauses> cause{};
   std::array<bool, kCauses> has{};
-  bool has_verdict = false;
-  bool has_retx = false;
-  int64_t retx = 0;
-  for (const auto& a : span.attributes) {
-    if (!a.key.starts_with("isotrace.")) continue;
-    bool matched = false;
-    for (size_t c = 0; c < kCauses; ++c) {
-      if (a.key == Causes()[c].attribute) {
-        if (auto v = IntAttr(a); v && *v >= 0) {
-          cause[c] = *v;
-          has[c] = true;
-        }
-        matched = true;
-        break;
-      }
-    }
-    if (matched) continue;
-    if (a.key == "isotrace.net.retransmits") {
-      if (auto v = IntAttr(a); v && *v >= 0) {
-        retx = *v;
-        has_retx = true;
-      }
-    } else if (a.key == "isotrace.verdict.layer") {
-      w->verdict_layer = ValueText(a.value);
-    } else if (a.key == "isotrace.verdict.cause") {
-      w->verdict_cause = ValueText(a.value);
-    } else if (a.key == "isotrace.verdict.service") {
-      w->verdict_service = ValueText(a.value);
-    } else if (a.key == "isotrace.verdict.share") {
-      w->verdict_share = DoubleAttr(a);
-      has_verdict = true;
+  for (size_t c = 0; c < kCauses; ++c) {
+    if (const auto& v = span.breakdown.*Causes()[c].measure; v && *v >= 0) {
+      cause[c] = *v;
+      has[c] = true;
     }
   }
-  if (has_verdict) {
+  const bool has_retx = span.net.retransmits && *span.net.retransmits >= 0;
+  const int64_t retx = has_retx ? *span.net.retransmits : 0;
+  if (const auto& v = span.verdict) {
+    w->verdict_service = v->service;
+    w->verdict_layer = v->layer;
+    w->verdict_cause = v->cause;
+    w->verdict_share = v->share;
     // Bounded like every series set: beyond it, new (service, layer, cause) triples are
     // folded into one "other" series rather than dropped.
-    std::tuple<std::string, std::string, std::string> k{w->verdict_service, w->verdict_layer, w->verdict_cause};
+    std::tuple<std::string, std::string, std::string> k{v->service, v->layer, v->cause};
     if (!verdicts_.count(k) && verdicts_.size() >= options_.max_series) k = {"other", "other", "other"};
     verdicts_[k]++;
   }
@@ -407,11 +367,10 @@ void Aggregator::Record(const std::shared_ptr<const correlate::Resource>& resour
     w->has_cause[c] = true;
   }
   if (has_retx) w->incidents[static_cast<size_t>(Incident::kTcpRetransmit)] += static_cast<uint64_t>(retx);
-  for (const auto& e : span.events) {
-    auto inc = IncidentOfEvent(e.name);
-    // The retransmit count attribute already holds every retransmit of the span.
-    if (!inc || (has_retx && *inc == Incident::kTcpRetransmit)) continue;
-    w->incidents[static_cast<size_t>(*inc)]++;
+  for (const auto& e : span.incidents) {
+    // The retransmit count already holds every retransmit of the span.
+    if (has_retx && e.kind == Incident::kTcpRetransmit) continue;
+    w->incidents[static_cast<size_t>(e.kind)]++;
   }
 
   if (span.process.tgid != 0) {
@@ -532,7 +491,7 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
   rm.resource = options_.self_resource;
   if (!rm.resource) {
     auto r = std::make_shared<correlate::Resource>();
-    r->attributes.push_back({"service.name", std::string("isotraced")});
+    r->attributes.push_back({std::string(semconv::kServiceName), std::string("isotraced")});
     rm.resource = std::move(r);
   }
   rm.start_unix_ns = start_unix_ns_;
@@ -541,13 +500,13 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
   Metric lost = Counter(kProbeEventsLost, "{event}",
                         "Events a probe lost, by reason (ring buffer full, in-flight table full, malformed, path too long).");
   for (const auto& p : self_.probes) {
-    AddPoint(events, static_cast<double>(p.events), {{"probe", p.name}});
+    AddPoint(events, static_cast<double>(p.events), {{std::string(semconv::kProbe), p.name}});
     if (p.lost_by_reason.empty()) {
-      AddPoint(lost, static_cast<double>(p.lost), {{"probe", p.name}});
+      AddPoint(lost, static_cast<double>(p.lost), {{std::string(semconv::kProbe), p.name}});
       continue;
     }
     for (const auto& [reason, n] : p.lost_by_reason)
-      AddPoint(lost, static_cast<double>(n), {{"probe", p.name}, {"reason", reason}});
+      AddPoint(lost, static_cast<double>(n), {{std::string(semconv::kProbe), p.name}, {std::string(semconv::kReason), reason}});
   }
   if (!events.points.empty()) {
     rm.metrics.push_back(std::move(events));
@@ -561,7 +520,7 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
     Metric cl = Counter(kCorrelateLost, "{item}",
                         "Requests or connections the correlator gave up on, by reason.");
     for (const auto& [reason, n] : self_.correlate_lost)
-      AddPoint(cl, static_cast<double>(n), {{"reason", reason}});
+      AddPoint(cl, static_cast<double>(n), {{std::string(semconv::kReason), reason}});
     rm.metrics.push_back(std::move(cl));
   }
 
@@ -575,7 +534,7 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
     rm.metrics.push_back(std::move(sent));
     Metric dropped = Counter(kExportSpansDropped, "{span}", "Spans the exporter dropped, by reason.");
     for (const auto& [reason, n] : self_.spans_dropped)
-      AddPoint(dropped, static_cast<double>(n), {{"reason", reason}});
+      AddPoint(dropped, static_cast<double>(n), {{std::string(semconv::kReason), reason}});
     rm.metrics.push_back(std::move(dropped));
     Metric q = Gauge(kExportQueueSize, "{span}", "Spans waiting in the export queue.");
     AddPoint(q, static_cast<double>(self_.queue_size));
@@ -585,13 +544,13 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
   if (!self_.links.empty()) {
     Metric m = Counter(kCorrelateLinks, "{span}",
                        "Span links decided by the correlator, by outcome (docs/locate.md).");
-    for (const auto& [outcome, n] : self_.links) AddPoint(m, static_cast<double>(n), {{"outcome", outcome}});
+    for (const auto& [outcome, n] : self_.links) AddPoint(m, static_cast<double>(n), {{std::string(semconv::kOutcome), outcome}});
     rm.metrics.push_back(std::move(m));
   }
   if (!self_.locate.empty()) {
     Metric m = Counter(kLocateTraces, "{trace}",
                        "Local traces daemon/locate judged or released unjudged, by outcome.");
-    for (const auto& [outcome, n] : self_.locate) AddPoint(m, static_cast<double>(n), {{"outcome", outcome}});
+    for (const auto& [outcome, n] : self_.locate) AddPoint(m, static_cast<double>(n), {{std::string(semconv::kOutcome), outcome}});
     rm.metrics.push_back(std::move(m));
   }
   {
@@ -599,9 +558,9 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
                        "Verdicts for slow or failed traces, by the (service, layer, cause) they blame.");
     for (const auto& [k, n] : verdicts_)
       AddPoint(m, static_cast<double>(n),
-               {{"isotrace.verdict.service", std::get<0>(k)},
-                {"isotrace.verdict.layer", std::get<1>(k)},
-                {"isotrace.verdict.cause", std::get<2>(k)}});
+               {{std::string(semconv::kVerdictService), std::get<0>(k)},
+                {std::string(semconv::kVerdictLayer), std::get<1>(k)},
+                {std::string(semconv::kVerdictCause), std::get<2>(k)}});
     if (!m.points.empty()) rm.metrics.push_back(std::move(m));
   }
 
@@ -617,8 +576,8 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
     ProcessStats ps = ReadProcessStats();
     if (ps.ok) {
       Metric cpu = Counter(kProcessCpuTime, "s", "CPU time isotrace used, by mode.", false);
-      AddPoint(cpu, ps.user_s, {{"cpu.mode", std::string("user")}});
-      AddPoint(cpu, ps.system_s, {{"cpu.mode", std::string("system")}});
+      AddPoint(cpu, ps.user_s, {{std::string(semconv::kCpuMode), std::string("user")}});
+      AddPoint(cpu, ps.system_s, {{std::string(semconv::kCpuMode), std::string("system")}});
       rm.metrics.push_back(std::move(cpu));
       Metric mem = Gauge(kProcessMemoryUsage, "By", "isotrace's resident memory (RSS).");
       AddPoint(mem, static_cast<double>(ps.rss_bytes));
@@ -657,22 +616,22 @@ Snapshot Aggregator::Collect() {
       for (size_t c = 0; c < 6; ++c)
         if (w->requests[k][c] > 0)
           AddPoint(req, static_cast<double>(w->requests[k][c]),
-                   {{"span.kind", std::string(k == 0 ? "server" : "client")},
-                    {"isotrace.status_class", std::string(StatusClass(c == 0 ? 0 : static_cast<int>(c) * 100))}});
+                   {{std::string(semconv::kSpanKind), std::string(k == 0 ? "server" : "client")},
+                    {std::string(semconv::kStatusClass), std::string(StatusClass(c == 0 ? 0 : static_cast<int>(c) * 100))}});
     rm.metrics.push_back(std::move(req));
     Metric lt = Counter(kLayerTime, "s",
                         "Request time by isolation layer and cause (the vertical breakdown).", false);
     for (size_t c = 0; c < kCauses; ++c)
       if (w->has_cause[c])
         AddPoint(lt, static_cast<double>(w->cause_ns[c]) / 1e9,
-                 {{"isotrace.layer", std::string(Causes()[c].layer)},
-                  {"isotrace.cause", std::string(Causes()[c].cause)}});
+                 {{std::string(semconv::kLayer), std::string(Causes()[c].layer)},
+                  {std::string(semconv::kCause), std::string(Causes()[c].cause)}});
     if (!lt.points.empty()) rm.metrics.push_back(std::move(lt));
     Metric inc = Counter(kKernelIncidents, "{incident}",
                          "Kernel incidents that touched this workload's requests.");
     for (size_t i = 0; i < kIncidents; ++i)
       AddPoint(inc, static_cast<double>(w->incidents[i]),
-               {{"isotrace.incident", std::string(IncidentName(static_cast<Incident>(i)))}});
+               {{std::string(semconv::kIncident), std::string(IncidentName(static_cast<Incident>(i)))}});
     rm.metrics.push_back(std::move(inc));
     out.resources.push_back(std::move(rm));
   }

@@ -70,26 +70,24 @@ inline constexpr std::string_view kProcessMemoryUsage = "process.memory.usage";
 inline constexpr std::array<double, 14> kHttpDurationBounds = {
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10};
 
-// The vertical breakdown as span attributes carry it (DESIGN.md), in display order.
+// The vertical breakdown's causes (correlate::Breakdown), in display order.
 enum class Cause : uint8_t { kCpu, kRunq, kThrottled, kBlkio, kMemstall, kSteal, kOther, kCount };
 inline constexpr size_t kCauses = static_cast<size_t>(Cause::kCount);
 // The six shares `top` shows (kOther is exported as layer time but not shown).
 inline constexpr size_t kShownCauses = 6;
 struct CauseInfo {
-  std::string_view attribute;  // span attribute, integer ns
-  std::string_view layer;      // isotrace.layer value on isotrace.layer.time
-  std::string_view cause;      // isotrace.cause value
-  std::string_view column;     // `top` column header
+  std::optional<int64_t> correlate::Breakdown::*measure;  // the span's measure, ns
+  std::string_view layer;   // isotrace.layer value on isotrace.layer.time
+  std::string_view cause;   // isotrace.cause value
+  std::string_view column;  // `top` column header
 };
 const std::array<CauseInfo, kCauses>& Causes();
 
-// Kernel incidents counted per workload (isotrace.kernel.incidents{isotrace.incident}).
-enum class Incident : uint8_t { kTcpRetransmit, kTcpReset, kOomKill, kThrottling, kCount };
+// Kernel incidents counted per workload (isotrace.kernel.incidents{isotrace.incident}):
+// the spans' typed incidents, named as their span events are.
+using Incident = correlate::IncidentKind;
 inline constexpr size_t kIncidents = static_cast<size_t>(Incident::kCount);
 std::string_view IncidentName(Incident i);
-// The incident a span event names, if it is one (the verdict vocabulary: tcp_retransmit,
-// tcp_reset, oom_kill, throttling, with or without an "isotrace." prefix).
-std::optional<Incident> IncidentOfEvent(std::string_view event_name);
 
 // What the daemon knows about itself, pushed from the poll thread (the only thread that
 // may read the probe and tracker counters) by UpdateSelf.

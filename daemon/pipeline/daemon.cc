@@ -18,6 +18,7 @@
 #include "daemon/util/fmt.h"
 #include "daemon/probes/environment.h"
 #include "exporters/otlp/exporter.h"
+#include "exporters/otlp/semconv.h"
 #include "spdlog/spdlog.h"
 
 namespace isotrace::pipeline {
@@ -97,27 +98,29 @@ otlp::LogRecord VerdictLogRecord(const locate::Verdict& v) {
   r.trace_id = v.trace_id;
   r.span_id = v.span_id;
   r.trace_flags = 1;
+  namespace sc = otlp::semconv;
   auto& a = r.attributes;
-  a.push_back({"event.name", std::string("isotrace.verdict")});
-  a.push_back({"isotrace.verdict.service", v.service});
-  a.push_back({"isotrace.verdict.layer", v.layer});
-  a.push_back({"isotrace.verdict.cause", v.cause});
-  a.push_back({"isotrace.verdict.share", v.share});
-  a.push_back({"isotrace.verdict.reason", v.reason});
-  a.push_back({"isotrace.verdict.root_service", v.root_service});
-  a.push_back({"isotrace.verdict.duration_ns", v.duration_ns});
-  a.push_back({"isotrace.verdict.baseline_ns", v.baseline_ns});
-  a.push_back({"http.request.method", v.method});
-  a.push_back({"url.path", v.path});
-  if (v.status_code) a.push_back({"http.response.status_code", static_cast<int64_t>(v.status_code)});
-  if (!v.error_type.empty()) a.push_back({"error.type", v.error_type});
+  auto put = [&a](std::string_view key, correlate::AttrValue v) { a.push_back({std::string(key), std::move(v)}); };
+  put(sc::kEventName, std::string(sc::kEventNameVerdict));
+  put(sc::kVerdictService, v.service);
+  put(sc::kVerdictLayer, v.layer);
+  put(sc::kVerdictCause, v.cause);
+  put(sc::kVerdictShare, v.share);
+  put(sc::kVerdictReason, v.reason);
+  put(sc::kVerdictRootService, v.root_service);
+  put(sc::kVerdictDurationNs, v.duration_ns);
+  put(sc::kVerdictBaselineNs, v.baseline_ns);
+  put(sc::kHttpRequestMethod, v.method);
+  put(sc::kUrlPath, v.path);
+  if (v.status_code) put(sc::kHttpResponseStatusCode, static_cast<int64_t>(v.status_code));
+  if (!v.error_type.empty()) put(sc::kErrorType, v.error_type);
   if (!v.evidence.empty()) {
-    a.push_back({"isotrace.verdict.value_ns", v.evidence.front().value_ns});
-    a.push_back({"isotrace.verdict.excess_ns", v.evidence.front().excess_ns});
+    put(sc::kVerdictValueNs, v.evidence.front().value_ns);
+    put(sc::kVerdictExcessNs, v.evidence.front().excess_ns);
   }
-  a.push_back({"isotrace.verdict.evidence", locate::EvidenceText(v)});
-  a.push_back({"isotrace.verdict.path", locate::PathText(v)});
-  a.push_back({"isotrace.verdict.spans", static_cast<int64_t>(v.spans)});
+  put(sc::kVerdictEvidence, locate::EvidenceText(v));
+  put(sc::kVerdictPath, locate::PathText(v));
+  put(sc::kVerdictSpans, static_cast<int64_t>(v.spans));
   return r;
 }
 

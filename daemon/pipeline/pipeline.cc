@@ -154,7 +154,7 @@ void Pipeline::OnSpan(correlate::Span&& span) {
 
 void Pipeline::Release(const std::shared_ptr<const correlate::Resource>& resource, correlate::Span&& span) {
   for (auto& c : consumers_) c(resource, span);
-  store_.Add(resource, span);
+  store_.Add(resource, std::move(span));  // the last user: moved, not copied
 }
 
 absl::Status Pipeline::PollOnce(int timeout_ms) {

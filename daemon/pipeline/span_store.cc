@@ -17,13 +17,15 @@ double PercentileMs(std::vector<uint64_t>& v, double q) {
 }
 }  // namespace
 
-void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, const correlate::Span& span) {
+std::string ServiceOf(const correlate::Resource& r) { return std::string(correlate::ServiceNameOf(&r)); }
+
+void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span) {
   std::lock_guard<std::mutex> lock(mu_);
   Window& w = window_[correlate::ServiceName(*resource)];
   w.requests++;
   if (!span.error_type.empty()) w.errors++;
   if (w.durations_ns.size() < kMaxSamples) w.durations_ns.push_back(span.end_unix_ns - span.start_unix_ns);
-  ring_.push_back({std::move(resource), span});
+  ring_.push_back({std::move(resource), std::move(span)});
   if (ring_.size() > capacity_) ring_.pop_front();
   total_++;
 }

@@ -30,7 +30,7 @@ struct ServiceSummary {
 class SpanStore {
  public:
   explicit SpanStore(size_t capacity = 4096) : capacity_(capacity) {}
-  void Add(std::shared_ptr<const correlate::Resource> resource, const correlate::Span& span);
+  void Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span);
   std::vector<StoredSpan> Recent(size_t max) const;
   // Per service, for the spans added since the previous call (and resets that window).
   std::vector<ServiceSummary> TakeWindow();

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
 
 #include "exporters/otlp/semconv.h"
+#include "exporters/otlp/span_attributes.h"
 #include "exporters/otlp/str_util.h"
+#include "exporters/otlp/wire.h"
 
 namespace isotrace::otlp {
 namespace {
@@ -66,20 +69,7 @@ std::pair<std::string_view, uint16_t> SplitAuthority(std::string_view authority)
   return {host, 0};
 }
 
-void AddString(std::string_view key, std::string_view value,
-               RepeatedPtrField<otlp_common::KeyValue>* out) {
-  auto* kv = out->Add();
-  kv->set_key(std::string(key));
-  kv->mutable_value()->set_string_value(Utf8(value));
-}
-
-void AddInt(std::string_view key, int64_t value, RepeatedPtrField<otlp_common::KeyValue>* out) {
-  auto* kv = out->Add();
-  kv->set_key(std::string(key));
-  kv->mutable_value()->set_int_value(value);
-}
-
-otlp_trace::Status::StatusCode StatusFor(const correlate::Span& s) {
+bool IsError(const correlate::Span& s) {
   // HTTP conventions: a server answering 4xx did its job (the client erred), so only 5xx
   // marks a SERVER span; for a CLIENT span any 4xx/5xx is an error. A request that ended
   // without a response (reset, timeout) carries error.type and is an error for both.
@@ -91,17 +81,19 @@ otlp_trace::Status::StatusCode StatusFor(const correlate::Span& s) {
     const int c = s.rpc->grpc_status_code;
     error = s.kind == correlate::SpanKind::kClient ? c != 0
                                                    : (c == 2 || c == 4 || c == 12 || c == 13 || c == 14 || c == 15);
-    return error ? otlp_trace::Status::STATUS_CODE_ERROR : otlp_trace::Status::STATUS_CODE_UNSET;
+    return error;
   }
   if (s.kind == correlate::SpanKind::kClient) {
     error = s.status_code >= 400 || !s.error_type.empty();
   } else {
     error = s.status_code >= 500 || (s.status_code == 0 && !s.error_type.empty());
   }
-  return error ? otlp_trace::Status::STATUS_CODE_ERROR : otlp_trace::Status::STATUS_CODE_UNSET;
+  return error;
 }
 
 // Groups items by resource pointer, first-seen order, without reordering within a group.
+// A batch holds few distinct resources (processes), so a linear scan of the groups beats
+// hashing.
 template <typename Item>
 std::vector<std::pair<const correlate::Resource*, std::vector<const Item*>>> GroupByResource(
     absl::Span<const Item> batch) {
@@ -136,6 +128,13 @@ std::string_view Version() { return kVersion; }
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0;
   const size_t n = s.size();
+  // Almost every string is ASCII: skip it 8 bytes at a time.
+  while (i + 8 <= n) {
+    uint64_t chunk;
+    std::memcpy(&chunk, s.data() + i, 8);
+    if (chunk & 0x8080808080808080ull) break;
+    i += 8;
+  }
   while (i < n) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
@@ -240,35 +239,147 @@ std::string SpanName(const correlate::Span& span) {
   return std::string(semconv::kSpanNameUnknownMethod);
 }
 
-void EncodeSpan(const correlate::Span& s, otlp_trace::Span* out) {
-  out->set_trace_id(Bytes(s.trace_id));
-  out->set_span_id(Bytes(s.span_id));
-  if (!AllZero(s.parent_span_id)) out->set_parent_span_id(Bytes(s.parent_span_id));
-  if (!s.tracestate.empty()) out->set_trace_state(Utf8(s.tracestate));
-  out->set_flags(static_cast<uint32_t>(s.trace_flags) | kFlagHasIsRemote |
-                 (s.remote_parent ? kFlagIsRemote : 0));
-  out->set_name(SpanName(s));
-  out->set_kind(s.kind == correlate::SpanKind::kClient ? otlp_trace::Span::SPAN_KIND_CLIENT
-                                                       : otlp_trace::Span::SPAN_KIND_SERVER);
-  out->set_start_time_unix_nano(s.start_unix_ns);
-  out->set_end_time_unix_nano(std::max(s.end_unix_ns, s.start_unix_ns));
+namespace {
 
-  auto* attrs = out->mutable_attributes();
-  attrs->Reserve(16 + static_cast<int>(s.attributes.size()));
-  if (IsKnownMethod(s.method)) {
-    AddString(semconv::kHttpRequestMethod, s.method, attrs);
+using wire::VarintSize;
+using wire::Writer;
+
+// Field numbers of the OTLP messages written below (opentelemetry/proto/*.proto).
+namespace f {
+constexpr uint32_t kRequestResourceSpans = 1;
+constexpr uint32_t kResourceSpansResource = 1, kResourceSpansScopeSpans = 2;
+constexpr uint32_t kResourceAttributes = 1;
+constexpr uint32_t kScopeSpansScope = 1, kScopeSpansSpans = 2, kScopeSpansSchemaUrl = 3;
+constexpr uint32_t kScopeName = 1, kScopeVersion = 2;
+constexpr uint32_t kSpanTraceId = 1, kSpanSpanId = 2, kSpanTraceState = 3, kSpanParentSpanId = 4,
+                   kSpanName = 5, kSpanKind = 6, kSpanStart = 7, kSpanEnd = 8, kSpanAttributes = 9,
+                   kSpanEvents = 11, kSpanStatus = 15, kSpanFlags = 16;
+constexpr uint32_t kEventTime = 1, kEventName = 2, kEventAttributes = 3;
+constexpr uint32_t kStatusCode = 3;
+constexpr uint32_t kKvKey = 1, kKvValue = 2;
+constexpr uint32_t kAnyString = 1, kAnyBool = 2, kAnyInt = 3, kAnyDouble = 4;
+}  // namespace f
+
+constexpr int kStatusCodeError = 2;  // Status.StatusCode STATUS_CODE_ERROR
+
+// Per-batch scratch: strings that must be built or repaired before they are written.
+struct Scratch {
+  std::string utf8;  // a value that was not valid UTF-8, repaired
+  std::string text;  // url.full, authority
+};
+
+// The value as proto3 requires it (UTF-8), repaired into `scratch` only when it is not.
+std::string_view Utf8View(std::string_view v, std::string* scratch) {
+  if (IsValidUtf8(v)) return v;
+  *scratch = SanitizeUtf8(v);
+  return *scratch;
+}
+
+// A KeyValue as field `field` of the enclosing message, up to its AnyValue's content
+// (`any` bytes, written by the caller); the lengths are known, so no placeholder is
+// needed. The key is one of semconv's (valid UTF-8) or already checked.
+void KvHead(Writer& w, uint32_t field, std::string_view key, size_t any) {
+  const size_t kv = 1 + VarintSize(key.size()) + key.size() + 1 + VarintSize(any) + any;
+  w.Tag(field, wire::kLen);
+  w.Varint(kv);
+  w.Bytes(f::kKvKey, key);
+  w.Tag(f::kKvValue, wire::kLen);
+  w.Varint(any);
+}
+void KvString(Writer& w, uint32_t field, std::string_view key, std::string_view value) {
+  KvHead(w, field, key, 1 + VarintSize(value.size()) + value.size());
+  w.Bytes(f::kAnyString, value);
+}
+void KvInt(Writer& w, uint32_t field, std::string_view key, int64_t value) {
+  KvHead(w, field, key, 1 + VarintSize(static_cast<uint64_t>(value)));
+  w.Int(f::kAnyInt, value);
+}
+void KvDouble(Writer& w, uint32_t field, std::string_view key, double value) {
+  KvHead(w, field, key, 9);
+  w.Double(f::kAnyDouble, value);
+}
+void KvBool(Writer& w, uint32_t field, std::string_view key, bool value) {
+  KvHead(w, field, key, 2);
+  w.Int(f::kAnyBool, value ? 1 : 0);
+}
+
+// Generic attributes (resources): keys and string values from outside, both checked.
+void KvAttr(Writer& w, uint32_t field, const correlate::Attribute& a, Scratch* sc) {
+  std::string key_fixed;
+  std::string_view key = IsValidUtf8(a.key) ? std::string_view(a.key) : (key_fixed = SanitizeUtf8(a.key));
+  std::visit(
+      [&](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          const std::string_view value = Utf8View(v, &sc->utf8);
+          w.Reserve(32 + 2 * key.size() + value.size());
+          KvString(w, field, key, value);
+        } else {
+          w.Reserve(32 + 2 * key.size());
+          if constexpr (std::is_same_v<T, int64_t>) KvInt(w, field, key, v);
+          if constexpr (std::is_same_v<T, double>) KvDouble(w, field, key, v);
+          if constexpr (std::is_same_v<T, bool>) KvBool(w, field, key, v);
+        }
+      },
+      a.value);
+}
+
+// An upper bound of one span's encoding: fixed fields and keys, plus every string it may
+// write (url.full repeats host, path and query; a repaired string grows up to 3x).
+size_t SpanBound(const correlate::Span& s) {
+  size_t strings = s.tracestate.size() + s.method.size() + s.path.size() + s.query.size() +
+                   s.protocol_version.size() + s.host_header.size() + s.client_address.size() +
+                   s.server_address.size() + s.error_type.size() +
+                   (s.rpc ? 2 * (s.rpc->service.size() + s.rpc->method.size()) + 64 : 0);
+  size_t n = 1024 + 8 * strings;
+  if (s.verdict) n += 256 + 3 * (s.verdict->service.size() + s.verdict->layer.size() +
+                                 s.verdict->cause.size() + s.verdict->reason.size());
+  for (const auto& e : s.incidents) n += 256 + 3 * e.victim_comm.size();
+  return n;
+}
+
+void WriteSpan(Writer& w, const correlate::Span& s, Scratch* sc) {
+  w.Reserve(SpanBound(s) + 16);
+  const size_t body = w.Begin(f::kScopeSpansSpans);
+  auto id = [](const auto& a) {
+    return std::string_view(reinterpret_cast<const char*>(a.data()), a.size());
+  };
+  w.Bytes(f::kSpanTraceId, id(s.trace_id));
+  w.Bytes(f::kSpanSpanId, id(s.span_id));
+  if (!s.tracestate.empty()) w.Bytes(f::kSpanTraceState, Utf8View(s.tracestate, &sc->utf8));
+  if (!AllZero(s.parent_span_id)) w.Bytes(f::kSpanParentSpanId, id(s.parent_span_id));
+  const bool known_method = IsKnownMethod(s.method);
+  if (s.rpc) {
+    // RPC conventions: "{rpc.service}/{rpc.method}" (low cardinality by construction).
+    sc->utf8.assign(s.rpc->service);
+    sc->utf8 += '/';
+    sc->utf8 += s.rpc->method;
+    w.Bytes(f::kSpanName, sc->utf8);
   } else {
-    AddString(semconv::kHttpRequestMethod, semconv::kMethodOther, attrs);
-    if (!s.method.empty()) AddString(semconv::kHttpRequestMethodOriginal, s.method, attrs);
+    w.Bytes(f::kSpanName, known_method ? std::string_view(s.method) : semconv::kSpanNameUnknownMethod);
   }
-  if (!s.path.empty()) AddString(semconv::kUrlPath, s.path, attrs);
-  if (!s.query.empty()) AddString(semconv::kUrlQuery, s.query, attrs);
-  AddString(semconv::kUrlScheme, semconv::kSchemeHttp, attrs);
-  if (s.status_code > 0) AddInt(semconv::kHttpResponseStatusCode, s.status_code, attrs);
-  AddString(semconv::kNetworkProtocolName, semconv::kProtocolHttp, attrs);
-  if (!s.protocol_version.empty()) {
-    AddString(semconv::kNetworkProtocolVersion, s.protocol_version, attrs);
+  w.Int(f::kSpanKind, s.kind == correlate::SpanKind::kClient ? 3 : 2);
+  if (s.start_unix_ns != 0) w.Fixed64(f::kSpanStart, s.start_unix_ns);
+  if (const uint64_t end = std::max(s.end_unix_ns, s.start_unix_ns); end != 0)
+    w.Fixed64(f::kSpanEnd, end);
+
+  // Attributes: HTTP semantic conventions first, then isotrace's own.
+  constexpr uint32_t kA = f::kSpanAttributes;
+  auto str = [&](std::string_view key, std::string_view value) {
+    KvString(w, kA, key, Utf8View(value, &sc->utf8));
+  };
+  if (known_method) {
+    KvString(w, kA, semconv::kHttpRequestMethod, s.method);
+  } else {
+    KvString(w, kA, semconv::kHttpRequestMethod, semconv::kMethodOther);
+    if (!s.method.empty()) str(semconv::kHttpRequestMethodOriginal, s.method);
   }
+  if (!s.path.empty()) str(semconv::kUrlPath, s.path);
+  if (!s.query.empty()) str(semconv::kUrlQuery, s.query);
+  KvString(w, kA, semconv::kUrlScheme, semconv::kSchemeHttp);
+  if (s.status_code > 0) KvInt(w, kA, semconv::kHttpResponseStatusCode, s.status_code);
+  KvString(w, kA, semconv::kNetworkProtocolName, semconv::kProtocolHttp);
+  if (!s.protocol_version.empty()) str(semconv::kNetworkProtocolVersion, s.protocol_version);
 
   const auto [host_header_host, host_header_port] = SplitAuthority(s.host_header);
   if (s.kind == correlate::SpanKind::kClient) {
@@ -276,67 +387,140 @@ void EncodeSpan(const correlate::Span& s, otlp_trace::Span* out) {
     std::string_view address =
         !host_header_host.empty() ? host_header_host : std::string_view(s.server_address);
     uint16_t port = s.server_port != 0 ? s.server_port : host_header_port;
-    if (!address.empty()) AddString(semconv::kServerAddress, address, attrs);
-    if (port != 0) AddInt(semconv::kServerPort, port, attrs);
+    if (!address.empty()) str(semconv::kServerAddress, address);
+    if (port != 0) KvInt(w, kA, semconv::kServerPort, port);
     if (!address.empty()) {
       // url.full is required on CLIENT spans; the authority is the one the client used.
-      std::string authority;
+      std::string& full = sc->text;
+      full.assign(semconv::kSchemeHttp);
+      full += "://";
       if (!s.host_header.empty()) {
-        authority = s.host_header;
+        full += s.host_header;
       } else {
         const bool v6 = address.find(':') != std::string_view::npos;
-        authority = v6 ? str::Cat("[", address, "]") : std::string(address);
-        if (port != 0 && port != 80) authority += str::Cat(":", port);
+        if (v6) full += '[';
+        full += address;
+        if (v6) full += ']';
+        if (port != 0 && port != 80) {
+          full += ':';
+          full += std::to_string(port);
+        }
       }
-      std::string full =
-          str::Cat(semconv::kSchemeHttp, "://", authority, s.path.empty() ? "/" : s.path);
-      if (!s.query.empty()) full += str::Cat("?", s.query);
-      AddString(semconv::kUrlFull, full, attrs);
+      full += s.path.empty() ? std::string_view("/") : std::string_view(s.path);
+      if (!s.query.empty()) {
+        full += '?';
+        full += s.query;
+      }
+      std::string repaired;
+      str(semconv::kUrlFull, IsValidUtf8(full) ? std::string_view(full) : (repaired = SanitizeUtf8(full)));
     }
   } else {
     std::string_view address =
         !s.server_address.empty() ? std::string_view(s.server_address) : host_header_host;
     uint16_t port = s.server_port != 0 ? s.server_port : host_header_port;
-    if (!address.empty()) AddString(semconv::kServerAddress, address, attrs);
-    if (port != 0) AddInt(semconv::kServerPort, port, attrs);
-    if (!s.client_address.empty()) AddString(semconv::kClientAddress, s.client_address, attrs);
-    if (s.client_port != 0) AddInt(semconv::kClientPort, s.client_port, attrs);
+    if (!address.empty()) str(semconv::kServerAddress, address);
+    if (port != 0) KvInt(w, kA, semconv::kServerPort, port);
+    if (!s.client_address.empty()) str(semconv::kClientAddress, s.client_address);
+    if (s.client_port != 0) KvInt(w, kA, semconv::kClientPort, s.client_port);
   }
-  if (!s.error_type.empty()) AddString(semconv::kErrorType, s.error_type, attrs);
+  if (!s.error_type.empty()) str(semconv::kErrorType, s.error_type);
   if (s.rpc) {
-    AddString(semconv::kRpcSystem, s.rpc->system, attrs);
-    if (!s.rpc->service.empty()) AddString(semconv::kRpcService, s.rpc->service, attrs);
-    if (!s.rpc->method.empty()) AddString(semconv::kRpcMethod, s.rpc->method, attrs);
-    if (s.rpc->grpc_status_code >= 0) AddInt(semconv::kRpcGrpcStatusCode, s.rpc->grpc_status_code, attrs);
+    str(semconv::kRpcSystem, s.rpc->system);
+    if (!s.rpc->service.empty()) str(semconv::kRpcService, s.rpc->service);
+    if (!s.rpc->method.empty()) str(semconv::kRpcMethod, s.rpc->method);
+    if (s.rpc->grpc_status_code >= 0) KvInt(w, kA, semconv::kRpcGrpcStatusCode, s.rpc->grpc_status_code);
   }
-  AddAttributes(s.attributes, attrs);
+  auto typed = [&](uint32_t field) {
+    return [&w, sc, field](std::string_view key, auto value) {
+      using T = decltype(value);
+      if constexpr (std::is_same_v<T, int64_t>) KvInt(w, field, key, value);
+      if constexpr (std::is_same_v<T, double>) KvDouble(w, field, key, value);
+      if constexpr (std::is_same_v<T, std::string_view>) KvString(w, field, key, Utf8View(value, &sc->utf8));
+    };
+  };
+  ForEachIsotraceAttribute(s, typed(kA));
 
-  out->mutable_events()->Reserve(static_cast<int>(s.events.size()));
-  for (const auto& e : s.events) {
-    auto* ev = out->add_events();
-    ev->set_time_unix_nano(e.time_unix_ns);
-    ev->set_name(Utf8(e.name));
-    AddAttributes(e.attributes, ev->mutable_attributes());
+  for (const auto& e : s.incidents) {
+    const size_t ev = w.Begin(f::kSpanEvents);
+    if (e.time_unix_ns != 0) w.Fixed64(f::kEventTime, e.time_unix_ns);
+    w.Bytes(f::kEventName, IncidentEventName(e.kind));
+    ForEachIncidentAttribute(e, typed(f::kEventAttributes));
+    w.End(ev);
   }
+  if (IsError(s)) {
+    const size_t st = w.Begin(f::kSpanStatus);
+    w.Int(f::kStatusCode, kStatusCodeError);
+    w.End(st);
+  }
+  w.Fixed32(f::kSpanFlags, static_cast<uint32_t>(s.trace_flags) | kFlagHasIsRemote |
+                               (s.remote_parent ? kFlagIsRemote : 0));
+  w.End(body);
+}
 
-  const auto code = StatusFor(s);
-  if (code != otlp_trace::Status::STATUS_CODE_UNSET) out->mutable_status()->set_code(code);
+void WriteResource(Writer& w, const correlate::Resource* r, Scratch* sc) {
+  w.Reserve(16);
+  const size_t body = w.Begin(f::kResourceSpansResource);
+  if (r != nullptr)
+    for (const auto& a : r->attributes) KvAttr(w, f::kResourceAttributes, a, sc);
+  w.End(body);
+}
+
+void WriteScope(Writer& w, const Scope& scope, Scratch* sc) {
+  const std::string_view name = Utf8View(scope.name, &sc->utf8);
+  std::string version_fixed;
+  const std::string_view version =
+      IsValidUtf8(scope.version) ? std::string_view(scope.version) : (version_fixed = SanitizeUtf8(scope.version));
+  w.Reserve(32 + name.size() + version.size());
+  const size_t body = w.Begin(f::kScopeSpansScope);
+  if (!name.empty()) w.Bytes(f::kScopeName, name);
+  if (!version.empty()) w.Bytes(f::kScopeVersion, version);
+  w.End(body);
+}
+
+}  // namespace
+
+void EncodeSpan(const correlate::Span& s, otlp_trace::Span* out) {
+  std::string bytes;
+  {
+    Writer w(&bytes);
+    Scratch sc;
+    WriteSpan(w, s, &sc);
+  }
+  // WriteSpan wrote the span as field 2 of ScopeSpans: parse it back through one.
+  otlp_trace::ScopeSpans ss;
+  ss.ParseFromString(bytes);
+  if (ss.spans_size() == 1) out->Swap(ss.mutable_spans(0));
+}
+
+absl::Status EncodeSpansWire(absl::Span<const SpanItem> batch, const Scope& scope, std::string* out) {
+  for (const auto& item : batch) {
+    if (auto st = ValidateSpan(item.record); !st.ok()) return st;
+  }
+  Writer w(out);
+  Scratch sc;
+  for (const auto& [resource, items] : GroupByResource(batch)) {
+    w.Reserve(16);
+    const size_t rs = w.Begin(f::kRequestResourceSpans);
+    WriteResource(w, resource, &sc);
+    w.Reserve(16);
+    const size_t ss = w.Begin(f::kResourceSpansScopeSpans);
+    WriteScope(w, scope, &sc);
+    for (const SpanItem* item : items) WriteSpan(w, item->record, &sc);
+    w.Reserve(16 + semconv::kSchemaUrl.size());
+    w.Bytes(f::kScopeSpansSchemaUrl, semconv::kSchemaUrl);
+    w.End(ss);
+    w.End(rs);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status EncodeSpans(absl::Span<const SpanItem> batch, const Scope& scope,
                          otlp_collector_trace::ExportTraceServiceRequest* out) {
-  for (const auto& item : batch) {
-    if (auto st = ValidateSpan(item.record); !st.ok()) return st;
-  }
-  for (const auto& [resource, items] : GroupByResource(batch)) {
-    auto* rs = out->add_resource_spans();
-    EncodeResource(resource, rs->mutable_resource());
-    auto* ss = rs->add_scope_spans();
-    EncodeScope(scope, ss->mutable_scope());
-    ss->set_schema_url(std::string(semconv::kSchemaUrl));
-    ss->mutable_spans()->Reserve(static_cast<int>(items.size()));
-    for (const SpanItem* item : items) EncodeSpan(item->record, ss->add_spans());
-  }
+  std::string bytes;
+  if (auto st = EncodeSpansWire(batch, scope, &bytes); !st.ok()) return st;
+  otlp_collector_trace::ExportTraceServiceRequest parsed;
+  if (!parsed.ParseFromString(bytes)) return absl::InternalError("otlp: encoded spans do not parse");
+  out->MergeFrom(parsed);
   return absl::OkStatus();
 }
 

@@ -60,9 +60,15 @@ using LogItem = WithResource<LogRecord>;
 // A span OTLP receivers accept: non-zero trace and span ids.
 absl::Status ValidateSpan(const correlate::Span& span);
 
-// Appends one ResourceSpans per distinct resource (first-seen order), each with one
-// ScopeSpans for `scope`, to `out`. Fails with InvalidArgument (leaving `out` untouched)
-// when a span does not pass ValidateSpan.
+// The exporter's path: appends the ExportTraceServiceRequest wire bytes of `batch` to
+// `out`, one ResourceSpans per distinct resource (first-seen order; each resource's
+// attributes encoded once per batch), each with one ScopeSpans for `scope`. Written
+// directly in the protobuf wire format (wire.h), no message objects. Fails with
+// InvalidArgument (leaving `out` untouched) when a span does not pass ValidateSpan.
+absl::Status EncodeSpansWire(absl::Span<const SpanItem> batch, const Scope& scope, std::string* out);
+
+// The same request as a message (tests, tools): EncodeSpansWire parsed back, merged
+// into `out`.
 absl::Status EncodeSpans(absl::Span<const SpanItem> batch, const Scope& scope,
                          otlp_collector_trace::ExportTraceServiceRequest* out);
 
@@ -70,9 +76,10 @@ absl::Status EncodeSpans(absl::Span<const SpanItem> batch, const Scope& scope,
 absl::Status EncodeLogs(absl::Span<const LogItem> batch, const Scope& scope,
                         otlp_collector_logs::ExportLogsServiceRequest* out);
 
-// Building blocks, public for tests and for the metrics encoder to come.
+// Building blocks, public for tests and for the metrics encoder.
 
-// One span into an OTLP Span (HTTP semantic conventions; see docs/otlp.md).
+// One span into an OTLP Span (HTTP semantic conventions, isotrace's attributes from
+// span_attributes.h; see docs/otlp.md), through the same wire encoder.
 void EncodeSpan(const correlate::Span& span, otlp_trace::Span* out);
 
 // Span name per the HTTP conventions: "{method}" (no http.route is known to isotrace),

@@ -892,12 +892,7 @@ const Span* Find(const std::vector<Span>& spans, uint32_t tgid, SpanKind kind) {
   return nullptr;
 }
 
-int64_t IntAttr(const Span& s, std::string_view key) {
-  for (const auto& a : s.attributes)
-    if (a.key == key)
-      if (auto* v = std::get_if<int64_t>(&a.value)) return *v;
-  return -1;
-}
+int64_t Measure(const std::optional<int64_t>& v) { return v.value_or(-1); }
 
 }  // namespace links
 
@@ -1117,7 +1112,7 @@ TEST_F(ConnectionTrackerTest, WaitsForANonHttpAnswerCountAsUnseenDownstream) {
   Recv(db, "more of the same answer"sv, 45);  // not a new wait
   Send(c.a_in, Response(200, "OK", "r"), 100);
   ASSERT_EQ(spans_.size(), 1u);
-  EXPECT_EQ(links::IntAttr(spans_[0], "isotrace.downstream.unseen_ns"),
+  EXPECT_EQ(links::Measure(spans_[0].breakdown.downstream_unseen_ns),
             static_cast<int64_t>(Exit(44) - Exit(4)));
 }
 }  // namespace

@@ -64,16 +64,16 @@ class LocateTest : public ::testing::Test {
       s.server_address = "10.0.0.2";
       s.server_port = 9090;
     }
-    auto& at = s.attributes;
-    at.push_back({"isotrace.app.oncpu_ns", a.oncpu});
-    at.push_back({"isotrace.kernel.runq_ns", a.runq});
-    at.push_back({"isotrace.container.throttled_ns", a.throttled});
-    at.push_back({"isotrace.kernel.blkio_ns", a.blkio});
-    at.push_back({"isotrace.kernel.memstall_ns", a.memstall});
-    at.push_back({"isotrace.vm.steal_ns", a.steal});
-    at.push_back({"isotrace.offcpu_other_ns", a.other});
-    if (kind == SpanKind::kServer) at.push_back({"isotrace.downstream.unseen_ns", a.unseen});
-    else at.push_back({"isotrace.net.retransmits", a.retransmits});
+    auto& bd = s.breakdown;
+    bd.oncpu_ns = a.oncpu;
+    bd.runq_ns = a.runq;
+    bd.throttled_ns = a.throttled;
+    bd.blkio_ns = a.blkio;
+    bd.memstall_ns = a.memstall;
+    bd.steal_ns = a.steal;
+    bd.offcpu_other_ns = a.other;
+    if (kind == SpanKind::kServer) bd.downstream_unseen_ns = a.unseen;
+    else s.net.retransmits = a.retransmits;
     return s;
   }
 
@@ -130,13 +130,9 @@ Acct Usual() {
   return a;
 }
 
-std::string Attr(const Span& s, const std::string& key) {
-  for (const auto& a : s.attributes)
-    if (a.key == key) {
-      if (auto* v = std::get_if<std::string>(&a.value)) return *v;
-      if (auto* d = std::get_if<double>(&a.value)) return std::to_string(*d);
-    }
-  return "";
+// The verdict's fields as the span carries them ("" when the span has no verdict).
+std::string VerdictField(const Span& s, std::string correlate::SpanVerdict::*field) {
+  return s.verdict ? (*s.verdict).*field : "";
 }
 
 TEST_F(LocateTest, HoldsATreeUntilItsRootEndedAndReleasesItWholeInArrivalOrder) {
@@ -147,9 +143,8 @@ TEST_F(LocateTest, HoldsATreeUntilItsRootEndedAndReleasesItWholeInArrivalOrder) 
   EXPECT_EQ(released_[1].second.kind, SpanKind::kClient);
   EXPECT_EQ(released_[2].first, front_res_);
   // Downstream time (explained by children) on the spans that have local children.
-  EXPECT_NE(std::find_if(released_[1].second.attributes.begin(), released_[1].second.attributes.end(),
-                         [](const auto& a) { return a.key == "isotrace.downstream_ns"; }),
-            released_[1].second.attributes.end());
+  EXPECT_TRUE(released_[1].second.breakdown.downstream_ns.has_value());
+  EXPECT_FALSE(released_[0].second.breakdown.downstream_ns.has_value()) << "a leaf has no downstream time";
   EXPECT_EQ(locator_->stats().held, 0u);
   EXPECT_EQ(locator_->stats().traces, 1u);
   EXPECT_EQ(locator_->stats().learning, 1u);
@@ -186,10 +181,11 @@ TEST_F(LocateTest, NamesWhatIsAbnormalNotWhatIsLargest) {
   ASSERT_EQ(released_.size(), 3u);
   const Span& root = released_[2].second;
   EXPECT_EQ(root.span_id, v.span_id);
-  EXPECT_EQ(Attr(root, "isotrace.verdict.service"), "back");
-  EXPECT_EQ(Attr(root, "isotrace.verdict.layer"), "container");
-  EXPECT_EQ(Attr(root, "isotrace.verdict.cause"), "throttling");
-  EXPECT_EQ(Attr(released_[0].second, "isotrace.verdict.cause"), "") << "only on the root-most span";
+  EXPECT_EQ(VerdictField(root, &correlate::SpanVerdict::service), "back");
+  EXPECT_EQ(VerdictField(root, &correlate::SpanVerdict::layer), "container");
+  EXPECT_EQ(VerdictField(root, &correlate::SpanVerdict::cause), "throttling");
+  EXPECT_EQ(VerdictField(root, &correlate::SpanVerdict::reason), "slow");
+  EXPECT_FALSE(released_[0].second.verdict.has_value()) << "only on the root-most span";
 }
 
 TEST_F(LocateTest, EachCauseMapsToItsLayer) {

@@ -144,18 +144,23 @@ TEST(Aggregator, ProcessesOfOneServiceAreOneWorkloadWithoutPid) {
   EXPECT_THAT(top.rows[1].pids, ::testing::ElementsAre(101u, 100u));
 }
 
-TEST(Aggregator, LayerTimeAndIncidentsFromSpanAttributesAndEvents) {
+TEST(Aggregator, LayerTimeAndIncidentsFromTheSpansBreakdownAndIncidents) {
   Fixture f;
   auto s = MakeSpan(10000000);
-  s.attributes = {{"isotrace.app.oncpu_ns", int64_t{4000000}},
-                  {"isotrace.kernel.runq_ns", int64_t{3000000}},
-                  {"isotrace.container.throttled_ns", int64_t{1000000}},
-                  {"isotrace.net.retransmits", int64_t{2}}};
-  // The retransmit events repeat what the attribute counts; the reset and OOM do not.
-  s.events.push_back({kT0, "tcp_retransmit", {}});
-  s.events.push_back({kT0, "tcp_reset", {}});
-  s.events.push_back({kT0, "isotrace.oom_kill", {}});
-  s.events.push_back({kT0, "something_else", {}});
+  s.breakdown.oncpu_ns = 4000000;
+  s.breakdown.runq_ns = 3000000;
+  s.breakdown.throttled_ns = 1000000;
+  s.net.retransmits = 2;
+  // The retransmit incidents repeat what the count holds; the reset and OOM do not.
+  auto incident = [](correlate::IncidentKind k) {
+    correlate::Incident e;
+    e.kind = k;
+    e.time_unix_ns = kT0;
+    return e;
+  };
+  s.incidents.push_back(incident(correlate::IncidentKind::kTcpRetransmit));
+  s.incidents.push_back(incident(correlate::IncidentKind::kTcpReset));
+  s.incidents.push_back(incident(correlate::IncidentKind::kOomKill));
   f.agg.Record(Res("api", 1), s);
   Snapshot snap = f.agg.Collect();
   const auto* rm = FindResource(snap, "api");
@@ -188,11 +193,9 @@ TEST(Aggregator, TopWindowRatesPercentilesSharesAndVerdict) {
   for (int i = 0; i < 98; ++i) f.agg.Record(r, MakeSpan(1000000));
   auto slow = MakeSpan(100000000);
   slow.trace_id[1] = 0x77;
-  slow.attributes = {{"isotrace.app.oncpu_ns", int64_t{20000000}},
-                     {"isotrace.kernel.runq_ns", int64_t{60000000}},
-                     {"isotrace.verdict.layer", std::string("kernel")},
-                     {"isotrace.verdict.cause", std::string("runqueue")},
-                     {"isotrace.verdict.share", 0.6}};
+  slow.breakdown.oncpu_ns = 20000000;
+  slow.breakdown.runq_ns = 60000000;
+  slow.verdict = correlate::SpanVerdict{"", "kernel", "runqueue", 0.6, "slow"};
   f.agg.Record(r, slow);
   f.agg.Record(r, MakeSpan(100000000, 503));
 
@@ -332,11 +335,10 @@ TEST(Aggregator, SelfTelemetryFollowsTheContractNames) {
 }
 
 TEST(Aggregator, IncidentVocabulary) {
-  EXPECT_EQ(IncidentOfEvent("tcp_retransmit"), Incident::kTcpRetransmit);
-  EXPECT_EQ(IncidentOfEvent("isotrace.tcp_reset"), Incident::kTcpReset);
-  EXPECT_EQ(IncidentOfEvent("oom_kill"), Incident::kOomKill);
-  EXPECT_EQ(IncidentOfEvent("throttling"), Incident::kThrottling);
-  EXPECT_EQ(IncidentOfEvent("exception"), std::nullopt);
+  EXPECT_EQ(IncidentName(Incident::kTcpRetransmit), "tcp_retransmit");
+  EXPECT_EQ(IncidentName(Incident::kTcpReset), "tcp_reset");
+  EXPECT_EQ(IncidentName(Incident::kOomKill), "oom_kill");
+  EXPECT_EQ(IncidentName(Incident::kThrottling), "throttling");
 }
 
 }  // namespace

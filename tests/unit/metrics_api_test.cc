@@ -74,11 +74,9 @@ api::v1::TopResponse SampleTop() {
   for (int i = 0; i < 9; ++i) agg.Record(checkout, Span(1, 0, 0, 2000000));
   agg.Record(checkout, Span(2, 0, 0, 2000000, 500));
   auto slow = Span(3, 0, 0, 50000000);
-  slow.attributes = {{"isotrace.app.oncpu_ns", int64_t{10000000}},
-                     {"isotrace.kernel.blkio_ns", int64_t{30000000}},
-                     {"isotrace.verdict.layer", std::string("kernel")},
-                     {"isotrace.verdict.cause", std::string("block_io")},
-                     {"isotrace.verdict.share", 0.6}};
+  slow.breakdown.oncpu_ns = 10000000;
+  slow.breakdown.blkio_ns = 30000000;
+  slow.verdict = correlate::SpanVerdict{"", "kernel", "block_io", 0.6, "slow"};
   agg.Record(db, slow);
   now += 2 * kSec;
   return api::TopResponseFrom(agg.Top(5), "node-1", "daemon");
@@ -255,14 +253,16 @@ TEST(TopRender, JsonCarriesTheSameNumbers) {
 TEST(TraceRender, IndentedTreeWithBreakdownBars) {
   std::vector<api::SpanWithResource> spans;
   auto root = Span(1, 0, 0, 100000000);
-  root.attributes = {{"isotrace.app.oncpu_ns", int64_t{50000000}},
-                     {"isotrace.kernel.runq_ns", int64_t{25000000}},
-                     {"isotrace.verdict.layer", std::string("app")},
-                     {"isotrace.verdict.cause", std::string("cpu")}};
+  root.breakdown.oncpu_ns = 50000000;
+  root.breakdown.runq_ns = 25000000;
+  root.verdict = correlate::SpanVerdict{"frontend", "app", "cpu", 0.5, "slow"};
   auto child = Span(2, 1, 10000000, 40000000);
   child.kind = correlate::SpanKind::kClient;
   auto grandchild = Span(3, 2, 12000000, 30000000);
-  grandchild.events.push_back({kT0, "tcp_retransmit", {}});
+  correlate::Incident retransmit;
+  retransmit.kind = correlate::IncidentKind::kTcpRetransmit;
+  retransmit.time_unix_ns = kT0;
+  grandchild.incidents.push_back(retransmit);
   spans.push_back({Res("frontend", "", ""), grandchild});  // order of arrival: leaves first
   spans.push_back({Res("frontend", "", ""), child});
   spans.push_back({Res("frontend", "", ""), root});

@@ -53,12 +53,14 @@ correlate::Span ServerSpan() {
   s.client_port = 51234;
   s.server_address = "10.0.0.1";
   s.server_port = 8080;
-  s.attributes = {{"isotrace.app.oncpu_ns", int64_t{1200}},
-                  {"isotrace.verdict.layer", std::string("kernel")},
-                  {"isotrace.verdict.share", 0.75},
-                  {"isotrace.flag", true}};
-  s.events = {
-      {1'700'000'000'100'000'000ULL, "tcp.retransmit", {{"isotrace.net.retransmits", int64_t{2}}}}};
+  s.breakdown.oncpu_ns = 1200;
+  s.net.retransmits = 2;
+  s.verdict = correlate::SpanVerdict{"db", "kernel", "runqueue", 0.75, "slow"};
+  correlate::Incident e;
+  e.kind = correlate::IncidentKind::kTcpReset;
+  e.time_unix_ns = 1'700'000'000'100'000'000ULL;
+  e.reset_by = correlate::Incident::ResetBy::kPeer;
+  s.incidents = {e};
   return s;
 }
 
@@ -123,7 +125,9 @@ TEST(OtlpEncode, ServerSpanFields) {
                           "http.response.status_code", "network.protocol.name",
                           "network.protocol.version", "server.address", "server.port",
                           "client.address", "client.port", "isotrace.app.oncpu_ns",
-                          "isotrace.verdict.layer", "isotrace.verdict.share", "isotrace.flag"));
+                          "isotrace.net.retransmits", "isotrace.verdict.service",
+                          "isotrace.verdict.layer", "isotrace.verdict.cause",
+                          "isotrace.verdict.share", "isotrace.verdict.reason"));
   const auto a = Attrs(span.attributes());
   EXPECT_EQ(a.at("http.request.method"), "s:GET");
   EXPECT_EQ(a.at("url.path"), "s:/api/items");
@@ -137,17 +141,24 @@ TEST(OtlpEncode, ServerSpanFields) {
   EXPECT_EQ(a.at("client.address"), "s:10.0.0.7");
   EXPECT_EQ(a.at("client.port"), "i:51234");
   EXPECT_EQ(a.at("isotrace.app.oncpu_ns"), "i:1200");
+  EXPECT_EQ(a.at("isotrace.net.retransmits"), "i:2");
+  EXPECT_EQ(a.at("isotrace.verdict.service"), "s:db");
   EXPECT_EQ(a.at("isotrace.verdict.layer"), "s:kernel");
+  EXPECT_EQ(a.at("isotrace.verdict.cause"), "s:runqueue");
   EXPECT_EQ(a.at("isotrace.verdict.share"), "d:0.750000");
-  EXPECT_EQ(a.at("isotrace.flag"), "b:true");
+  EXPECT_EQ(a.at("isotrace.verdict.reason"), "s:slow");
+  // Measures the span does not carry are absent, not zero.
+  EXPECT_EQ(a.count("isotrace.kernel.runq_ns"), 0u);
+  EXPECT_EQ(a.count("isotrace.kernel.memstall_ns"), 0u);
+  EXPECT_EQ(a.count("isotrace.net.srtt_us"), 0u);
   EXPECT_EQ(a.count("error.type"), 0u);
   EXPECT_EQ(a.count("url.full"), 0u);
 
   ASSERT_EQ(span.events_size(), 1);
-  EXPECT_EQ(span.events(0).name(), "tcp.retransmit");
+  EXPECT_EQ(span.events(0).name(), "tcp_reset");
   EXPECT_EQ(span.events(0).time_unix_nano(), 1'700'000'000'100'000'000ULL);
   EXPECT_THAT(Attrs(span.events(0).attributes()),
-              ElementsAre(Pair("isotrace.net.retransmits", "i:2")));
+              ElementsAre(Pair("isotrace.net.reset_by", "s:peer"), Pair("isotrace.verdict.layer", "s:network")));
 }
 
 TEST(OtlpEncode, RootSpanHasNoParentAndNoOptionalFields) {
@@ -160,8 +171,10 @@ TEST(OtlpEncode, RootSpanHasNoParentAndNoOptionalFields) {
   s.status_code = 0;
   s.protocol_version.clear();
   s.client_port = 0;
-  s.attributes.clear();
-  s.events.clear();
+  s.breakdown = {};
+  s.net = {};
+  s.verdict.reset();
+  s.incidents.clear();
   const auto span = EncodeOne(s);
   EXPECT_TRUE(span.parent_span_id().empty());
   EXPECT_TRUE(span.trace_state().empty());
@@ -198,8 +211,10 @@ TEST(OtlpEncode, ClientSpanAddressesTheServerAsTheClientNamedIt) {
   s.client_address = "10.0.0.1";
   s.client_port = 40000;
   s.status_code = 200;
-  s.attributes.clear();
-  s.events.clear();
+  s.breakdown = {};
+  s.net = {};
+  s.verdict.reset();
+  s.incidents.clear();
   auto span = EncodeOne(s);
   EXPECT_EQ(span.kind(), otlp_trace::Span::SPAN_KIND_CLIENT);
   EXPECT_EQ(span.name(), "GET");
@@ -313,6 +328,106 @@ TEST(OtlpEncode, InvalidSpanFailsTheBatchWithoutTouchingOutput) {
   s = ServerSpan();
   s.span_id = {};
   EXPECT_FALSE(ValidateSpan(s).ok());
+}
+
+TEST(OtlpEncode, BreakdownMeasuresAbsentStayAbsentZeroStaysZero) {
+  auto s = ServerSpan();
+  s.breakdown = {};
+  s.net = {};
+  s.verdict.reset();
+  s.breakdown.oncpu_ns = 0;
+  s.breakdown.runq_ns = 7;
+  s.breakdown.throttled_ns = 0;
+  s.breakdown.blkio_ns = 0;
+  s.breakdown.offcpu_other_ns = 9;
+  s.breakdown.downstream_unseen_ns = 0;
+  s.breakdown.downstream_ns = 11;
+  s.net.srtt_us = 42;  // memstall, steal, retransmits, connect: absent (no kernel hook)
+  const auto a = Attrs(EncodeOne(s).attributes());
+  EXPECT_EQ(a.at("isotrace.app.oncpu_ns"), "i:0");
+  EXPECT_EQ(a.at("isotrace.kernel.runq_ns"), "i:7");
+  EXPECT_EQ(a.at("isotrace.offcpu_other_ns"), "i:9");
+  EXPECT_EQ(a.at("isotrace.downstream.unseen_ns"), "i:0");
+  EXPECT_EQ(a.at("isotrace.downstream_ns"), "i:11");
+  EXPECT_EQ(a.at("isotrace.net.srtt_us"), "i:42");
+  for (const char* absent : {"isotrace.kernel.memstall_ns", "isotrace.vm.steal_ns",
+                             "isotrace.net.retransmits", "isotrace.net.connect_ns",
+                             "isotrace.verdict.layer"})
+    EXPECT_EQ(a.count(absent), 0u) << absent;
+}
+
+TEST(OtlpEncode, EveryIncidentKindAsASpanEvent) {
+  auto s = ServerSpan();
+  s.incidents.clear();
+  correlate::Incident r;
+  r.kind = correlate::IncidentKind::kTcpRetransmit;
+  r.time_unix_ns = 5;
+  s.incidents.push_back(r);
+  r.peer_side = true;  // seen on the connection's other end
+  s.incidents.push_back(r);
+  correlate::Incident t;
+  t.kind = correlate::IncidentKind::kThrottling;
+  t.time_unix_ns = 6;
+  t.throttled_ns = 3000;
+  t.throttle_count = 2;
+  s.incidents.push_back(t);
+  correlate::Incident o;
+  o.kind = correlate::IncidentKind::kOomKill;
+  o.time_unix_ns = 7;
+  o.victim_pid = 321;
+  o.victim_comm = "worker";
+  s.incidents.push_back(o);
+  correlate::Incident reset;
+  reset.kind = correlate::IncidentKind::kTcpReset;
+  reset.reset_by = correlate::Incident::ResetBy::kLocal;
+  s.incidents.push_back(reset);
+  const auto span = EncodeOne(s);
+  ASSERT_EQ(span.events_size(), 5);
+  EXPECT_EQ(span.events(0).name(), "tcp_retransmit");
+  EXPECT_THAT(Attrs(span.events(0).attributes()), ElementsAre(Pair("isotrace.verdict.layer", "s:network")));
+  EXPECT_THAT(Attrs(span.events(1).attributes()),
+              ElementsAre(Pair("isotrace.net.side", "s:peer"), Pair("isotrace.verdict.layer", "s:network")));
+  EXPECT_EQ(span.events(2).name(), "throttling");
+  EXPECT_THAT(Attrs(span.events(2).attributes()),
+              ElementsAre(Pair("isotrace.container.throttle_count", "i:2"),
+                          Pair("isotrace.container.throttled_ns", "i:3000"),
+                          Pair("isotrace.verdict.layer", "s:container")));
+  EXPECT_EQ(span.events(3).name(), "oom_kill");
+  EXPECT_THAT(Attrs(span.events(3).attributes()),
+              ElementsAre(Pair("isotrace.verdict.layer", "s:container"), Pair("process.executable.name", "s:worker"),
+                          Pair("process.pid", "i:321")));
+  EXPECT_EQ(span.events(4).time_unix_nano(), 0u);
+  EXPECT_THAT(Attrs(span.events(4).attributes()),
+              ElementsAre(Pair("isotrace.net.reset_by", "s:local"), Pair("isotrace.verdict.layer", "s:network")));
+}
+
+// The wire encoder writes what protobuf's own serializer writes for the same message:
+// parsing its bytes and serialising them again gives the same bytes (canonical lengths,
+// field order), also for spans over 127 bytes, 16 KiB strings and repaired UTF-8.
+TEST(OtlpEncode, WireBytesAreCanonicalProtobuf) {
+  auto web = MakeResource("web", 100);
+  std::vector<SpanItem> batch;
+  for (int i = 0; i < 300; ++i) {
+    auto s = ServerSpan();
+    s.span_id = Sid(static_cast<uint8_t>(i + 1));
+    if (i % 3 == 0) s.path = "/" + std::string(static_cast<size_t>(i) * 55, 'p');
+    if (i % 7 == 0) s.query = "q=\xFF\xFE" + std::to_string(i);
+    if (i % 2 == 0) s.kind = correlate::SpanKind::kClient;
+    if (i % 5 == 0) s.verdict.reset();
+    batch.push_back({i % 4 == 0 ? nullptr : web, s});
+  }
+  std::string wire;
+  ASSERT_TRUE(EncodeSpansWire(batch, Scope{}, &wire).ok());
+  otlp_collector_trace::ExportTraceServiceRequest req;
+  ASSERT_TRUE(req.ParseFromString(wire));
+  EXPECT_EQ(req.SerializeAsString(), wire);
+  ASSERT_EQ(req.resource_spans_size(), 2);
+  EXPECT_EQ(req.resource_spans(0).scope_spans(0).spans_size() + req.resource_spans(1).scope_spans(0).spans_size(),
+            300);
+  // Appends: what was in the buffer stays in front.
+  std::string more = "prefix";
+  ASSERT_TRUE(EncodeSpansWire(batch, Scope{}, &more).ok());
+  EXPECT_EQ(more, "prefix" + wire);
 }
 
 TEST(OtlpEncode, LogRecordFields) {

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "exporters/otlp/exporter.h"
+#include "opentelemetry/proto/collector/logs/v1/logs_service.grpc.pb.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 #include "exporters/otlp/retry.h"
 #include "google/protobuf/duration.pb.h"
 #include "grpcpp/grpcpp.h"

@@ -174,9 +174,9 @@ correlate::Span Span(uint8_t n) {
   s.client_port = 40000;
   s.server_address = "127.0.0.1";
   s.server_port = 8080;
-  s.attributes = {{"isotrace.kernel.runq_ns", int64_t{123456789012}},
-                  {"isotrace.verdict.share", 0.25},
-                  {"isotrace.big", int64_t{9007199254740993}}};
+  s.breakdown.runq_ns = 123456789012;
+  s.breakdown.downstream_ns = 9007199254740993;  // above 2^53: a string in the JSON
+  s.verdict = correlate::SpanVerdict{"api", "kernel", "runqueue", 0.25, "slow"};
   return s;
 }
 
@@ -203,8 +203,11 @@ TEST_F(OtlpRoundTrip, NodeReceiverDecodesOurSpansAndLogs) {
   child.status_code = 503;
   child.error_type = "503";
   child.query = "q=1";
-  child.events = {
-      {1'700'000'000'000'000'010ULL, "tcp.retransmit", {{"isotrace.net.retransmits", int64_t{1}}}}};
+  child.verdict.reset();
+  correlate::Incident retransmit;
+  retransmit.kind = correlate::IncidentKind::kTcpRetransmit;
+  retransmit.time_unix_ns = 1'700'000'000'000'000'010ULL;
+  child.incidents = {retransmit};
   auto third = Span(3);
   third.status_code = 500;
   third.error_type = "500";
@@ -268,7 +271,10 @@ TEST_F(OtlpRoundTrip, NodeReceiverDecodesOurSpansAndLogs) {
   EXPECT_THAT(r, HasSubstr(R"("client.address":"127.0.0.1","client.port":40000)"));
   EXPECT_THAT(r, HasSubstr(R"("isotrace.kernel.runq_ns":123456789012)"));
   EXPECT_THAT(r, HasSubstr(R"("isotrace.verdict.share":0.25)"));
-  EXPECT_THAT(r, HasSubstr(R"("isotrace.big":"9007199254740993")"));
+  EXPECT_THAT(r, HasSubstr(R"("isotrace.downstream_ns":"9007199254740993")"));
+  EXPECT_THAT(r, HasSubstr(R"("isotrace.verdict.service":"api","isotrace.verdict.layer":"kernel",)"
+                           R"("isotrace.verdict.cause":"runqueue","isotrace.verdict.share":0.25,)"
+                           R"("isotrace.verdict.reason":"slow")"));
   EXPECT_THAT(r, HasSubstr(R"("isotrace.kernel.runq_ns":"int")"));
   EXPECT_THAT(r, HasSubstr(R"("isotrace.verdict.share":"double")"));
   EXPECT_THAT(r, HasSubstr(R"("status":{"code":0,"message":""})"));
@@ -282,7 +288,8 @@ TEST_F(OtlpRoundTrip, NodeReceiverDecodesOurSpansAndLogs) {
   EXPECT_THAT(
       c,
       HasSubstr(
-          R"("events":[{"name":"tcp.retransmit","timeUnixNano":"1700000000000000010","attributes":{"isotrace.net.retransmits":1}}])"));
+          R"("events":[{"name":"tcp_retransmit","timeUnixNano":"1700000000000000010","attributes":{"isotrace.verdict.layer":"network"}}])"));
+  EXPECT_THAT(c, Not(HasSubstr("isotrace.verdict.share")));
   EXPECT_THAT(c, HasSubstr(R"("status":{"code":2,"message":""})"));
 
   EXPECT_THAT(t, HasSubstr(R"("resource":{"service.name":"api"})"));
