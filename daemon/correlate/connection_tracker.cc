@@ -150,7 +150,9 @@ struct ConnectionTracker::Conn {
 
 namespace {
 // The only headers the tracker reads (FindHeader): the parsers store no others.
-constexpr std::string_view kHeadersRead[] = {"host", "traceparent", "tracestate"};
+// upgrade, http2-settings and content-type: an h2c upgrade (UpgradeToHttp2).
+constexpr std::string_view kHeadersRead[] = {"host",    "traceparent",    "tracestate",
+                                             "upgrade", "http2-settings", "content-type"};
 }  // namespace
 
 ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink)
