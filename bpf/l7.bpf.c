@@ -36,7 +36,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFSOCK 0140000
 #define MSG_PEEK 2
 #define PF_KTHREAD 0x00200000
-#define L7_MAX_IOV 4
+/* iovecs copied from one segment (until capture_bytes are copied) by the unrolled loop;
+ * with bpf_loop (5.17+, `use_bpf_loop`) up to L7_MAX_IOV_LOOP. HTTP/2 writers put frame
+ * headers, header blocks and payloads in iovecs of their own, several frames per write,
+ * and gRPC's HPACK writes a slice per field (a unary call's HEADERS + DATA: 20+). */
+#define L7_MAX_IOV 16
+#define L7_MAX_IOV_LOOP 256
 /* include/net/tcp_states.h */
 #define ISO_TCP_ESTABLISHED 1
 #define ISO_TCP_SYN_SENT 2
@@ -52,6 +57,7 @@ const volatile __u32 self_tgid = 0;         /* never trace the daemon's own traf
 const volatile __u32 target_tgid = 0;       /* 0: every process */
 const volatile __u32 capture_bytes = 1024;  /* per message, at most L7_MAX_CAPTURE */
 const volatile __u64 wakeup_bytes = 0;      /* force a wake-up past this; 0: every record */
+const volatile __u8 use_bpf_loop = 0;       /* the kernel has bpf_loop: copy many iovecs */
 /* 1 when every hook that touches connection state gets a trusted struct sock (the
  * socket tracepoints are loaded): state then lives in socket-local storage. */
 const volatile __u8 use_sk_storage = 0;
@@ -330,11 +336,15 @@ static __always_inline void emit_simple(struct conn_state *cs, const struct sock
 /* ---- message starts ---------------------------------------------------------------- */
 
 /* The first bytes of a segment open like an HTTP/1.x start line (a method token and a
- * space, or "HTTP/1."), or like the HTTP/2 connection preface ("PRI * HTTP/2.0"). The
+ * space, or "HTTP/1."), or like the HTTP/2 connection preface ("PRI * HTTP/2.0"), or —
+ * at the very start of a direction (`first`) — like a SETTINGS frame, the server's
+ * preface, which many servers (gRPC among them) send before they read the client's. The
  * cheap test that decides what is copied; user space does the real framing. */
 enum start_kind { START_NONE = 0, START_HTTP1 = 1, START_H2 = 2 };
-static __always_inline int start_kind(const __u8 b[8]) {
+static __always_inline int start_kind(const __u8 b[8], bool first) {
   if (b[0] == 'P' && b[1] == 'R' && b[2] == 'I' && b[3] == ' ' && b[4] == '*') return START_H2;
+  /* length < 64 KiB, type SETTINGS (4), no flags (not an ACK), stream 0 */
+  if (first && b[0] == 0 && b[3] == 4 && b[4] == 0 && b[5] == 0 && b[6] == 0 && b[7] == 0) return START_H2;
   if (b[0] == 'H' && b[1] == 'T' && b[2] == 'T' && b[3] == 'P' && b[4] == '/') return START_HTTP1;
   /* A method token of 3 to 7 capitals, then a space. Written out: an indexed read
    * b[n] compiles to pointer arithmetic the verifier refuses on the stack. */
@@ -372,7 +382,45 @@ static __always_inline bool peek8(const struct seg_buf *b, __u8 out[8]) {
   return bpf_probe_read_user(out, 8, (void *)p) == 0;
 }
 
+/* bpf_loop callback: copies iovec `i` into the per-CPU scratch event (looked up here, so
+ * no pointer has to travel through the context). Returns 1 to stop. */
+struct iov_copy {
+  __u64 iov_ptr;
+  __u64 left;
+  __u32 iovcnt;
+  __u32 off;
+};
+static long copy_one_iov(__u64 i, void *data) {
+  struct iov_copy *c = data;
+  if (i >= c->iovcnt || c->left == 0) return 1;
+  __u32 zero = 0;
+  struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &zero);
+  if (!s) return 1;
+  struct iovec iov = {};
+  if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(c->iov_ptr + i * sizeof(struct iovec)))) return 1;
+  __u64 k = iov.iov_len;
+  if (k > c->left) k = c->left;
+  barrier_var(k);
+  if (k > L7_MAX_CAPTURE) k = L7_MAX_CAPTURE;
+  barrier_var(k);
+  __u32 off = c->off & (L7_MAX_CAPTURE - 1);
+  barrier_var(off);
+  if (k && bpf_probe_read_user(&s->ev.data[off], k, iov.iov_base)) {
+    count(L7_CNT_READ_FAIL);
+    return 1;
+  }
+  c->off = off + k;
+  c->left -= k;
+  return 0;
+}
+
+/* `ev` is the per-CPU scratch event when is_vec (on_segment). */
 static __always_inline __u32 capture_iov(struct l7_event *ev, __u64 iov_ptr, __u32 iovcnt, __u64 want) {
+  if (use_bpf_loop) {
+    struct iov_copy c = {.iov_ptr = iov_ptr, .left = want, .iovcnt = iovcnt, .off = 0};
+    bpf_loop(L7_MAX_IOV_LOOP, copy_one_iov, &c, 0);
+    return c.off;
+  }
   __u64 left = want;
   __u32 off = 0;
 #pragma unroll
@@ -436,7 +484,7 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
     test = true;
   } else {
     __u8 peek[8] = {};
-    int k = peek8(b, peek) ? start_kind(peek) : START_NONE;
+    int k = peek8(b, peek) ? start_kind(peek, pos == 0) : START_NONE;
     if (k == START_H2) cs->flags |= CS_CAPTURE_ALL;
     if (k != START_NONE) {
       start = true;
@@ -490,7 +538,7 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
         count(L7_CNT_READ_FAIL);
     }
     if (test) {
-      int k = n >= 8 ? start_kind(ev->data) : START_NONE;
+      int k = n >= 8 ? start_kind(ev->data, pos == 0) : START_NONE;
       if (k == START_H2) cs->flags |= CS_CAPTURE_ALL;
       if (k != START_NONE) start = true;
       if (start) {
@@ -509,8 +557,12 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
   if (start) ev->flags |= L7_F_MSG_START;
   acct_snapshot(&ev->acct, now);
   if (s) {
-    ev->captured = n;
     if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
+    barrier_var(n);
+    /* A no-op for n <= 4096 that the verifier sees on the register the size is read from
+     * (the clamp above compiles to a select on a copy). */
+    n &= (2 * L7_MAX_CAPTURE - 1);
+    ev->captured = n;
     if (bpf_ringbuf_output(&events, ev, L7_EVENT_HEADER_SIZE + n, flags)) {
       count(L7_CNT_RINGBUF_DROPS);
       return;

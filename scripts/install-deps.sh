@@ -22,6 +22,9 @@ pkgs=(
   libre2-dev nlohmann-json3-dev
   # metrics: the Prometheus /metrics endpoint (small, bounded HTTP server; docs/metrics.md)
   libmicrohttpd-dev
+  # correlate: HPACK for HTTP/2 through nghttp2's inflater (its deflater and sessions
+  # also make the unit tests' independent frames)
+  libnghttp2-dev
 )
 if [ "$profile" = test ]; then
   pkgs+=(
@@ -41,8 +44,12 @@ if [ "$profile" = test ]; then
     # kernel tests (scripts/kernels, docs/kernels.md): QEMU boots Debian's 6.1 kernel
     # (fetched with apt-get download, never installed); kmod indexes and loads its modules
     qemu-system-x86 kmod e2fsprogs
-    # bench/steady_rate.sh: fixed-rate HTTP/1.1 load (h2load)
+    # bench/steady_rate.sh: fixed-rate HTTP/1.1 load (h2load); HTTP/2 e2e: h2load, nghttp
     nghttp2-client
+    # gRPC e2e: a real gRPC server and client (Debian's python3-grpcio, for /usr/bin/python3)
+    python3-grpcio
+    # h2c upgrade e2e (HTTP/1.1 Upgrade: h2c → 101) from a real server: Apache mod_http2
+    apache2
   )
   # Node.js (for the npm OTLP receiver): the image may ship its own; take Debian's only
   # when there is none, since Debian's nodejs conflicts with a separately installed npm.

@@ -56,7 +56,9 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
              {"peer", tracker.links_peer},
              {"peer_ambiguous", tracker.links_peer_ambiguous},
              {"peer_unmatched", tracker.links_peer_unmatched},
-             {"app_traceparent", tracker.app_traceparents}};
+             {"app_traceparent", tracker.app_traceparents},
+             {"process", tracker.links_process},
+             {"process_ambiguous", tracker.links_process_ambiguous}};
   if (ls != nullptr)
     s.locate = {{"normal", ls->traces - ls->abnormal},
                 {"slow", ls->slow},
@@ -91,7 +93,9 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
                       {"requests_unanswered", tracker.requests_unanswered},
                       {"responses_unmatched", tracker.responses_unmatched},
                       {"stream_gaps", tracker.stream_gaps},
-                      {"requests_lost_in_gap", tracker.requests_lost_in_gap}};
+                      {"requests_lost_in_gap", tracker.requests_lost_in_gap},
+                      {"http2_connections_undecodable", tracker.connections_http2_undecodable},
+                      {"http2_streams_dropped", tracker.http2_streams_dropped}};
   if (es != nullptr) {
     s.exporting = true;
     s.spans_accepted = es->accepted;

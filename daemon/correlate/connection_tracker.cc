@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "daemon/correlate/traceparent.h"
+#include "spdlog/spdlog.h"
 
 namespace isotrace::correlate {
 
@@ -16,6 +17,13 @@ std::string_view FindHeader(const HttpMessage& m, std::string_view lower_name) {
   for (const auto& h : m.headers)
     if (h.name == lower_name) return h.value;
   return {};
+}
+
+// An Upgrade header value that offers h2c ("h2c", "websocket, h2c"), any case.
+bool IsH2cUpgrade(std::string_view v) {
+  for (size_t i = 0; i + 3 <= v.size(); i++)
+    if ((v[i] | 0x20) == 'h' && v[i + 1] == '2' && (v[i + 2] | 0x20) == 'c') return true;
+  return false;
 }
 
 // A method token followed by a space at the very start: the cheap test that decides
@@ -60,6 +68,10 @@ struct ConnectionTracker::Pending {
   bool claimed = false;                // CLIENT: a SERVER request on this node answers it
   uint32_t client_children = 0;        // SERVER: CLIENT requests parented to it
   uint64_t unseen_start = 0;           // SERVER: the thread's unseen_wait_ at the start
+  // HTTP/2: the stream, and the RPC it carries (gRPC) with its grpc-status once known.
+  bool h2 = false;
+  uint32_t stream_id = 0;
+  std::optional<Span::Rpc> rpc;
 };
 
 // What a SERVER request on this node needs of its caller's CLIENT request, kept a little
@@ -76,6 +88,7 @@ struct ConnectionTracker::ClientCtx {
   std::string method;
   std::string target;
   bool claimed = false;
+  uint32_t stream_id = 0;  // HTTP/2: the stream (the same id on both ends)
 };
 
 struct ConnectionTracker::Conn {
@@ -105,6 +118,12 @@ struct ConnectionTracker::Conn {
   std::deque<ClientCtx> recent_clients;  // answered CLIENT requests, newest last
   uint32_t last_tid = 0;
   uint64_t opaque_sent_ts = 0;  // not HTTP: exit of the last write not yet answered
+  // HTTP/2: the connection's decoder once it speaks HTTP/2 (prior knowledge, or after an
+  // answered Upgrade: h2c, when `upgrading` is set by the 101).
+  std::unique_ptr<Http2Connection> h2;
+  bool upgrading = false;
+  bool h2_failed = false;  // counted as undecodable
+  std::deque<uint32_t> self_streams;  // streams of isotrace's own exports (bounded)
   int32_t fd = -1;
   // Per direction ([0] ingress, [1] egress): the byte position the next record should
   // start at (bpf/l7.h), once one record was seen.
@@ -131,7 +150,9 @@ struct ConnectionTracker::Conn {
 
 namespace {
 // The only headers the tracker reads (FindHeader): the parsers store no others.
-constexpr std::string_view kHeadersRead[] = {"host", "traceparent", "tracestate"};
+// upgrade, http2-settings and content-type: an h2c upgrade (UpgradeToHttp2).
+constexpr std::string_view kHeadersRead[] = {"host",    "traceparent",    "tracestate",
+                                             "upgrade", "http2-settings", "content-type"};
 }  // namespace
 
 ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink)
@@ -271,6 +292,12 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
 
 void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   const bool ingress = ev.dir == SocketEvent::Direction::kIngress;
+  // HTTP/2 (prior knowledge, or an h2c upgrade done): the one dispatch point.
+  if (c.h2 || (!c.requests && StartHttp2(c, ev) == H2Start::kYes)) {
+    OnHttp2Data(c, ev);
+    return;
+  }
+  if (c.disabled) return;  // an HTTP/2 connection we cannot decode (counted)
   if (!c.requests) {
     // The first bytes we see decide the role; a connection we joined mid-response
     // waits for the next request start.
@@ -290,13 +317,7 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   const uint64_t ts = (c.role == Role::kClient && !ingress) ? ev.ts_enter_ns : ev.ts_exit_ns;
   const uint64_t total = ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0;
   if (is_request_dir) c.last_tid = ev.tid;
-  // Byte positions: a jump means records were lost in between; their bytes are skipped
-  // by count. A position behind the expected one (synthetic input, a socket two
-  // processes write) is taken as the new start.
-  const size_t di = ingress ? 0 : 1;
-  if (c.have_pos[di] && ev.pos > c.next_pos[di]) OnGap(c, is_request_dir, ev.pos - c.next_pos[di], ts);
-  c.have_pos[di] = true;
-  c.next_pos[di] = ev.pos + total;
+  if (uint64_t lost = AdvancePosition(c, ev)) OnGap(c, is_request_dir, lost, ts);
 
   // A message whose end cannot be framed (head cut by the capture, close-delimited)
   // ends where the other direction starts: flush the opposite parser first. Flush leaves
@@ -316,12 +337,27 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   Dispatch(c);
   // 101 Switching Protocols / CONNECT 2xx: the rest of the connection is not HTTP/1.x.
   if (c.responses->tunneled() && !c.requests->tunneled()) c.requests->EnterTunnel();
+  if (c.upgrading && c.responses->tunneled()) {
+    UpgradeToHttp2(c, ev, !is_request_dir, ts);
+    return;
+  }
   if (!st.ok()) {
     // Not (or no longer) HTTP/1.x: stop parsing this socket; what was pending ends now.
     c.disabled = true;
     stats_.connections_not_http++;
     FinishConn(c, ev.ts_exit_ns);
   }
+}
+
+uint64_t ConnectionTracker::AdvancePosition(Conn& c, const SocketEvent& ev) {
+  // Byte positions: a jump means records were lost in between; their bytes are skipped
+  // by count. A position behind the expected one (synthetic input, a socket two
+  // processes write) is taken as the new start.
+  const size_t di = ev.dir == SocketEvent::Direction::kIngress ? 0 : 1;
+  const uint64_t lost = c.have_pos[di] && ev.pos > c.next_pos[di] ? ev.pos - c.next_pos[di] : 0;
+  c.have_pos[di] = true;
+  c.next_pos[di] = ev.pos + (ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0);
+  return lost;
 }
 
 void ConnectionTracker::Dispatch(Conn& c) {
@@ -412,6 +448,13 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
     stats_.responses_unmatched++;
     return;
   }
+  // An answered Upgrade: h2c. The request becomes HTTP/2 stream 1, whose response is
+  // still to come over HTTP/2 (UpgradeToHttp2, once the parser entered the tunnel).
+  if (resp.status == 101 && c.pending.size() == 1 &&
+      IsH2cUpgrade(FindHeader(c.pending.front().req, "upgrade"))) {
+    c.upgrading = true;
+    return;
+  }
   if (c.resp_resync) {
     c.resp_resync = false;
     while (c.pending.size() > 1) {
@@ -430,7 +473,8 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
 }
 
 void ConnectionTracker::FinishConn(Conn& c, uint64_t ts_mono) {
-  if (c.requests) {
+  if (c.h2) CloseHttp2(c, ts_mono);
+  if (c.requests && !c.h2) {
     // Close() also reports messages cut short (aborted); a request cut short has no
     // response and is not worth a span.
     std::vector<HttpMessage> flushed;
@@ -507,7 +551,7 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
     // A SERVER request on this node may still come to claim it (see ClientCtx).
     if (c.recent_clients.size() >= Conn::kMaxRecentClients) c.recent_clients.pop_front();
     c.recent_clients.push_back({p.id, p.trace_id, p.span_id, p.flags, p.tracestate, p.app_propagated,
-                                p.header, req.method, req.target, false});
+                                p.header, req.method, req.target, false, p.stream_id});
   }
 
   s.tracestate = std::move(p.tracestate);  // after recent_clients took its copy
@@ -528,8 +572,12 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
       break;
     }
   if (resp) s.status_code = resp->status;
+  s.rpc = p.rpc;
   if (!error_type.empty()) {
     s.error_type = std::string(error_type);
+  } else if (s.rpc && s.rpc->grpc_status_code > 0) {
+    // gRPC reports failures in grpc-status, usually under HTTP 200.
+    s.error_type = std::string(GrpcStatusName(s.rpc->grpc_status_code));
   } else if (s.status_code >= 500 || (s.kind == SpanKind::kClient && s.status_code >= 400)) {
     s.error_type = std::to_string(s.status_code);
   }
@@ -679,18 +727,40 @@ void ConnectionTracker::RetireActive(const Conn& c, const Pending& p) {
 }
 
 ConnectionTracker::Pending* ConnectionTracker::FindEnclosing(const Conn& c, const Pending& client) {
-  auto it = active_.find(ThreadKey(c.key.tgid, client.tid));
-  if (it == active_.end()) return nullptr;
   struct Cand {
     Conn* conn;
     Pending* p;
   };
+  // The SERVER requests a thread's list names that are still in flight and began before
+  // the client request.
+  const auto collect = [&](const std::vector<Active>& list, std::vector<Cand>* live) {
+    for (const auto& a : list) {
+      auto ci = conns_.find(a.conn);
+      if (ci == conns_.end()) continue;
+      for (auto& p : ci->second->pending)
+        if (p.id == a.pending_id && p.req.first_ts_ns <= client.req.first_ts_ns)
+          live->push_back({ci->second.get(), &p});
+    }
+  };
   std::vector<Cand> live;
-  for (const auto& a : it->second) {
-    auto ci = conns_.find(a.conn);
-    if (ci == conns_.end()) continue;
-    for (auto& p : ci->second->pending)
-      if (p.id == a.pending_id && p.req.first_ts_ns <= client.req.first_ts_ns) live.push_back({ci->second.get(), &p});
+  if (auto it = active_.find(ThreadKey(c.key.tgid, client.tid)); it != active_.end()) collect(it->second, &live);
+  if (live.empty()) {
+    // gRPC servers read requests on a poller thread and run handlers on a pool, so the
+    // thread rule cannot see a gRPC handler's calls. For HTTP/2 on either side, the
+    // process's one SERVER request in flight owns the call; several: unlinked, counted.
+    std::vector<Cand> proc;
+    for (const auto& [key, list] : active_)
+      if (key >> 32 == c.key.tgid) collect(list, &proc);
+    if (proc.empty() || !(client.h2 || std::any_of(proc.begin(), proc.end(), [](const Cand& x) { return x.p->h2; })))
+      return nullptr;
+    if (proc.size() > 1) {
+      stats_.links_process_ambiguous++;
+      return nullptr;
+    }
+    stats_.links_process++;
+    ResolveServer(*proc[0].conn, *proc[0].p);
+    proc[0].p->client_children++;
+    return proc[0].p;
   }
   Cand pick{nullptr, nullptr};
   if (live.size() == 1) {
@@ -710,6 +780,7 @@ ConnectionTracker::Pending* ConnectionTracker::FindEnclosing(const Conn& c, cons
     pick = same[0];
   }
   if (!pick.p) return nullptr;
+  stats_.links_thread++;
   ResolveServer(*pick.conn, *pick.p);
   pick.p->client_children++;
   return pick.p;
@@ -723,10 +794,7 @@ void ConnectionTracker::ResolveClient(Conn& c, Pending& p) {
   // by the app for this call (proxies pass request headers through).
   const bool passthrough = p.header && enc && enc->header && p.header->trace_id == enc->header->trace_id &&
                            p.header->parent_id == enc->header->parent_id;
-  if (enc) {
-    p.local_parent = enc->span_id;
-    stats_.links_thread++;
-  }
+  if (enc) p.local_parent = enc->span_id;  // counted by FindEnclosing (thread or process)
   if (p.header && !passthrough) {
     p.app_propagated = true;
     stats_.app_traceparents++;
@@ -752,18 +820,24 @@ std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeer(const C
   auto ci = conns_.find(bt->second);
   if (ci == conns_.end() || ci->second.get() == &c || ci->second->role != Role::kClient) return std::nullopt;
   Conn& peer = *ci->second;
-  // Request order on the connection: the oldest client request nobody claimed yet,
-  // answered ones (recent_clients) before pending ones.
+  // HTTP/1: request order on the connection, the oldest client request nobody claimed
+  // yet, answered ones (recent_clients) before pending ones. HTTP/2: streams run
+  // concurrently, but both ends number them alike: the caller's request on the same stream.
+  // An h2c upgrade's request is stream 1 on the server as soon as it answered 101, while
+  // the caller's side may not have read that 101 yet (still HTTP/1, stream 0).
+  const auto mine = [&](uint32_t stream, bool claimed) {
+    return !claimed && (!server.h2 || stream == server.stream_id || (server.stream_id == 1 && stream == 0));
+  };
   ClientCtx* oldest_recent = nullptr;
   for (auto& r : peer.recent_clients)
-    if (!r.claimed) {
+    if (mine(r.stream_id, r.claimed)) {
       oldest_recent = &r;
       break;
     }
   Pending* oldest_pending = nullptr;
   if (!oldest_recent)
     for (auto& q : peer.pending)
-      if (!q.claimed) {
+      if (mine(q.stream_id, q.claimed)) {
         oldest_pending = &q;
         break;
       }
@@ -788,7 +862,7 @@ std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeer(const C
   if (!q.resolved) ResolveClient(peer, q);
   q.claimed = true;
   return ClientCtx{q.id, q.trace_id, q.span_id, q.flags, q.tracestate, q.app_propagated, q.header,
-                   q.req.method, q.req.target, true};
+                   q.req.method, q.req.target, true, q.stream_id};
 }
 
 void ConnectionTracker::ResolveServer(Conn& c, Pending& p) {
@@ -847,6 +921,197 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
     s->incidents.push_back(std::move(e));
   }
   if (retrans > 0) s->net.retransmits = s->net.retransmits.value_or(0) + retrans;
+}
+
+}  // namespace isotrace::correlate
+
+// HTTP/2 and gRPC (docs/protocols.md): detection, the decoder's events → the same
+// Pending/Emit path as HTTP/1, one request per stream.
+namespace isotrace::correlate {
+
+ConnectionTracker::H2Start ConnectionTracker::StartHttp2(Conn& c, const SocketEvent& ev) {
+  const bool ingress = ev.dir == SocketEvent::Direction::kIngress;
+  std::string_view p = ev.payload;
+  if (Http2Connection::LooksLikePreface(p)) {
+    c.role = ingress ? Role::kServer : Role::kClient;  // the preface is the client's
+  } else if (Http2Connection::LooksLikeSettings(p)) {
+    // The server's SETTINGS first (gRPC servers write it before they read the client's
+    // preface), so the sender is the server; the preface must follow from the other side.
+    c.role = ingress ? Role::kClient : Role::kServer;
+  } else if (!LooksLikeRequestStart(p) && Http2Connection::LooksLikeFrames(p)) {
+    // HTTP/2 whose start we missed (the connection predates the daemon): a fresh HPACK
+    // table cannot decode it. Counted, then treated like any opaque socket.
+    c.disabled = true;
+    c.h2_failed = true;
+    stats_.connections_http2_undecodable++;
+    spdlog::debug("http2: pid {} connection {} began before the daemon saw it: not decoded", c.key.tgid,
+                  c.key.conn_id);
+    return H2Start::kUndecodable;
+  } else {
+    return H2Start::kNo;
+  }
+  c.h2 = std::make_unique<Http2Connection>(limits_.http2);
+  stats_.connections_http2++;
+  spdlog::debug("http2: pid {} connection {} is HTTP/2 ({})", c.key.tgid, c.key.conn_id,
+                c.role == Role::kServer ? "server" : "client");
+  return H2Start::kYes;
+}
+
+void ConnectionTracker::OnHttp2Data(Conn& c, const SocketEvent& ev) {
+  const bool ingress = ev.dir == SocketEvent::Direction::kIngress;
+  const bool from_client = (c.role == Role::kServer) == ingress;
+  // The same syscall edges as HTTP/1 (header comment).
+  const uint64_t ts = (c.role == Role::kClient && !ingress) ? ev.ts_enter_ns : ev.ts_exit_ns;
+  const uint64_t total = ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0;
+  if (from_client) c.last_tid = ev.tid;
+  auto& snaps = from_client ? c.req_snaps : c.resp_snaps;
+  if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
+  snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
+  if (uint64_t lost = AdvancePosition(c, ev)) {
+    // Records the probe lost: the decoder skips their bytes where it can prove the frame
+    // boundaries (inside DATA), else the connection becomes undecodable.
+    stats_.stream_gaps++;
+    stats_.stream_gap_bytes += lost;
+    FeedHttp2(c, from_client, {}, lost, ts);
+    if (c.disabled) return;
+  }
+  FeedHttp2(c, from_client, ev.payload, total, ts);
+}
+
+void ConnectionTracker::FeedHttp2(Conn& c, bool from_client, std::string_view bytes, uint64_t total,
+                                  uint64_t ts) {
+  h2_scratch_.clear();
+  c.h2->Feed(from_client ? Http2Connection::Side::kClient : Http2Connection::Side::kServer, bytes, total, ts,
+             &h2_scratch_);
+  std::vector<Http2Event> events;
+  events.swap(h2_scratch_);
+  for (auto& e : events) {
+    if (e.kind == Http2Event::Kind::kRequest)
+      OnHttp2Request(c, std::move(e.exchange));
+    else
+      OnHttp2Done(c, std::move(e.exchange), ts);
+  }
+  events.clear();
+  h2_scratch_.swap(events);  // keep the capacity
+  if (c.h2->failed() && !c.h2_failed) {
+    // Undecodable from here on: the streams in flight are dropped, never guessed (the
+    // decoder counted them); the socket is opaque from now on (unseen downstream waits).
+    c.h2_failed = true;
+    c.disabled = true;
+    stats_.connections_http2_undecodable++;
+    spdlog::debug("http2: pid {} connection {} undecodable ({}: {}), {} streams dropped", c.key.tgid,
+                  c.key.conn_id, Http2Connection::FailureName(c.h2->failure()), c.h2->failure_detail(),
+                  c.h2->streams_dropped());
+    for (const auto& p : c.pending)
+      if (c.role != Role::kClient) RetireActive(c, p);
+    c.pending.clear();
+  }
+}
+
+void ConnectionTracker::UpgradeToHttp2(Conn& c, const SocketEvent& ev, bool response_dir, uint64_t ts) {
+  c.upgrading = false;
+  c.h2 = std::make_unique<Http2Connection>(limits_.http2);
+  stats_.connections_http2++;
+  Pending& p = c.pending.front();
+  Http2Exchange req;
+  req.method = p.req.method;
+  req.path = p.req.target;
+  req.authority = std::string(FindHeader(p.req, "host"));
+  req.content_type = std::string(FindHeader(p.req, "content-type"));
+  req.request_first_ts_ns = p.req.first_ts_ns;
+  req.request_last_ts_ns = p.req.last_ts_ns;
+  c.h2->StartAfterUpgrade(std::move(req), FindHeader(p.req, "http2-settings"));
+  p.h2 = true;
+  p.stream_id = 1;
+  p.req.version = "2";  // answered over HTTP/2
+  if (!response_dir) return;
+  // The server's first frames may share the 101's segment: they start after its head.
+  std::string_view seg = ev.payload;
+  size_t status = seg.find("HTTP/1.1 101");
+  size_t end = seg.find("\r\n\r\n", status == std::string_view::npos ? 0 : status);
+  const uint64_t total = ev.ret > 0 ? static_cast<uint64_t>(ev.ret) : 0;
+  if (end == std::string_view::npos || end + 4 > total) {
+    FeedHttp2(c, /*from_client=*/false, {}, total, ts);  // where HTTP/2 starts is unknown: a gap
+    return;
+  }
+  end += 4;
+  FeedHttp2(c, /*from_client=*/false, seg.substr(end), total - end, ts);
+}
+
+void ConnectionTracker::OnHttp2Request(Conn& c, Http2Exchange&& x) {
+  if (x.user_agent.rfind("isotrace/", 0) == 0) {
+    stats_.requests_self++;
+    if (c.self_streams.size() >= limits_.max_pending_per_connection) c.self_streams.pop_front();
+    c.self_streams.push_back(x.stream_id);
+    return;
+  }
+  if (c.pending.size() >= limits_.max_pending_per_connection) {
+    stats_.requests_overflow++;
+    return;
+  }
+  // The request as HTTP/1 requests are kept, so links, contexts and Emit apply as they are.
+  HttpMessage req;
+  req.is_request = true;
+  req.method = std::move(x.method);
+  req.target = std::move(x.path);
+  req.version = "2";
+  if (!x.authority.empty()) req.headers.push_back({"host", std::move(x.authority)});
+  if (!x.traceparent.empty()) req.headers.push_back({"traceparent", std::move(x.traceparent)});
+  if (!x.tracestate.empty()) req.headers.push_back({"tracestate", std::move(x.tracestate)});
+  req.first_ts_ns = x.request_first_ts_ns;
+  req.last_ts_ns = x.request_last_ts_ns ? x.request_last_ts_ns : x.request_first_ts_ns;
+  auto start = FindSnap(c.req_snaps, req.first_ts_ns);
+  Pending& p = c.pending.emplace_back();
+  p.tid = start ? start->tid : c.last_tid;
+  p.start = start;
+  p.h2 = true;
+  p.stream_id = x.stream_id;
+  x.path = req.target;  // RpcService/RpcMethod read the path
+  if (x.grpc && !x.RpcService().empty())
+    p.rpc = Span::Rpc{"grpc", std::string(x.RpcService()), std::string(x.RpcMethod()), -1};
+  p.req = std::move(req);
+  StartContext(c, p);
+}
+
+void ConnectionTracker::OnHttp2Done(Conn& c, Http2Exchange&& x, uint64_t ts) {
+  auto it = std::find_if(c.pending.begin(), c.pending.end(),
+                         [&](const Pending& p) { return p.h2 && p.stream_id == x.stream_id; });
+  if (it == c.pending.end()) {
+    auto self = std::find(c.self_streams.begin(), c.self_streams.end(), x.stream_id);
+    if (self != c.self_streams.end())
+      c.self_streams.erase(self);
+    else
+      stats_.responses_unmatched++;  // its request was over the pending limit
+    return;
+  }
+  if (c.role != Role::kClient) ResolveServer(c, *it);
+  Pending p = std::move(*it);
+  c.pending.erase(it);
+  if (p.rpc) p.rpc->grpc_status_code = x.grpc_status;
+  HttpMessage resp;
+  resp.status = x.status;
+  resp.last_ts_ns = x.response_last_ts_ns;
+  std::string_view error;
+  uint64_t end_mono = x.response_last_ts_ns;
+  if (x.end != Http2Exchange::End::kComplete) {
+    // Reset (a gRPC cancel or deadline, a refused stream) or the connection went away.
+    end_mono = ts;
+    error = x.end == Http2Exchange::End::kReset ? "stream_reset" : (c.reset ? "tcp_reset" : "connection_closed");
+    stats_.requests_unanswered++;
+  }
+  auto end = FindSnap(c.resp_snaps, end_mono);
+  Emit(c, p, x.status ? &resp : nullptr, end ? &*end : nullptr, end_mono, error);
+}
+
+void ConnectionTracker::CloseHttp2(Conn& c, uint64_t ts_mono) {
+  h2_scratch_.clear();
+  c.h2->Close(&h2_scratch_);
+  std::vector<Http2Event> events;
+  events.swap(h2_scratch_);
+  for (auto& e : events)
+    if (e.kind == Http2Event::Kind::kDone) OnHttp2Done(c, std::move(e.exchange), ts_mono);
+  stats_.http2_streams_dropped += c.h2->streams_dropped();
+  c.h2.reset();  // FinishConn may run once more (Drop after close): count once
 }
 
 }  // namespace isotrace::correlate

@@ -42,6 +42,7 @@
 
 #include "absl/random/random.h"
 #include "daemon/correlate/http1.h"
+#include "daemon/correlate/http2.h"
 #include "daemon/correlate/span.h"
 #include "daemon/probes/socket_event.h"
 #include "daemon/util/clock.h"
@@ -53,6 +54,7 @@ struct TrackerLimits {
   size_t max_pending_per_connection = 64;  // pipelined requests awaiting a response
   uint64_t idle_timeout_ns = 300'000'000'000ull;  // no activity → forgotten
   Http1Parser::Limits parser;
+  Http2Limits http2;
 };
 
 struct TrackerStats {
@@ -74,6 +76,17 @@ struct TrackerStats {
   uint64_t links_peer_ambiguous = 0;     // the caller's next request differs: unlinked
   uint64_t links_peer_unmatched = 0;     // caller's connection seen, no request to match
   uint64_t app_traceparents = 0;         // CLIENT requests carrying the app's own context
+  // CLIENT on an HTTP/2 connection (or under an HTTP/2 SERVER request) parented to the one
+  // SERVER request its process is serving (gRPC hands requests to thread pools).
+  uint64_t links_process = 0;
+  uint64_t links_process_ambiguous = 0;  // several SERVER requests in flight: unlinked
+  // HTTP/2 (docs/protocols.md).
+  uint64_t connections_http2 = 0;              // decoded from their start (preface or upgrade)
+  uint64_t connections_http2_undecodable = 0;  // start missed, bytes lost, or broken framing
+  uint64_t http2_streams_dropped = 0;          // exchanges given up (undecodable, limits, GOAWAY)
+  // Requests isotrace itself sent (its OTLP exports, user-agent isotrace/...) as their
+  // receiver got them: never spans, or every export would make the next one.
+  uint64_t requests_self = 0;
   // Byte positions (bpf/l7.h): records the probe lost show up as jumps.
   uint64_t stream_gaps = 0;              // jumps seen
   uint64_t stream_gap_bytes = 0;         // bytes skipped over them
@@ -130,10 +143,21 @@ class ConnectionTracker {
   // skips exactly that many; where it cannot stay in frame it resyncs.
   void OnGap(Conn& c, bool is_request_dir, uint64_t bytes, uint64_t ts);
   void OnFin(Conn& c, const probes::SocketEvent& ev);
+  // Moves the direction's expected byte position past `ev`; the bytes lost before it.
+  uint64_t AdvancePosition(Conn& c, const probes::SocketEvent& ev);
   Conn* FindByConnId(uint64_t conn_id);
   void Dispatch(Conn& c);
   void OnRequest(Conn& c, HttpMessage&& req);
   void OnResponse(Conn& c, HttpMessage&& resp);
+  // HTTP/2 (connection_tracker.cc, last section): the dispatch point and what follows it.
+  enum class H2Start : uint8_t { kNo, kYes, kUndecodable };
+  H2Start StartHttp2(Conn& c, const probes::SocketEvent& ev);
+  void OnHttp2Data(Conn& c, const probes::SocketEvent& ev);
+  void FeedHttp2(Conn& c, bool from_client, std::string_view bytes, uint64_t total, uint64_t ts);
+  void UpgradeToHttp2(Conn& c, const probes::SocketEvent& ev, bool response_dir, uint64_t ts);
+  void OnHttp2Request(Conn& c, Http2Exchange&& x);
+  void OnHttp2Done(Conn& c, Http2Exchange&& x, uint64_t ts);
+  void CloseHttp2(Conn& c, uint64_t ts_mono);
   void FinishConn(Conn& c, uint64_t ts_mono);
   struct Snap;
   struct Pending;
@@ -195,6 +219,7 @@ class ConnectionTracker {
   LruList lru_;  // front: most recently active
   TrackerStats stats_;
   std::vector<HttpMessage> scratch_;
+  std::vector<Http2Event> h2_scratch_;
 };
 
 }  // namespace isotrace::correlate

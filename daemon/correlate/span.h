@@ -109,6 +109,15 @@ struct Span {
   uint16_t server_port = 0;
   std::string error_type;        // error.type (e.g. "500", "connection_reset"), empty when fine
 
+  // RPC semantic conventions (gRPC over HTTP/2); absent when the span is not an RPC.
+  struct Rpc {
+    std::string system;         // rpc.system ("grpc")
+    std::string service;        // rpc.service ("helloworld.Greeter")
+    std::string method;         // rpc.method ("SayHello")
+    int grpc_status_code = -1;  // rpc.grpc.status_code; -1 when no grpc-status was seen
+  };
+  std::optional<Rpc> rpc;
+
   // Who served/sent it.
   ProcessKey process;
   uint32_t tid = 0;

@@ -99,7 +99,10 @@ std::string Peer(const Span& s) {
 constexpr int64_t kMinMemExcessNs = 1'000'000;
 
 bool Failed(const Span& s) {
-  return s.status_code >= 500 || s.error_type == "tcp_reset" || s.error_type == "connection_closed";
+  // A non-zero grpc-status fails the call whatever the HTTP status (usually 200).
+  if (s.rpc && s.rpc->grpc_status_code > 0) return true;
+  return s.status_code >= 500 || s.error_type == "tcp_reset" || s.error_type == "connection_closed" ||
+         s.error_type == "stream_reset";
 }
 
 }  // namespace
@@ -215,7 +218,8 @@ std::string Locator::RouteKey(const Held& h) {
   const std::string service = ServiceName(*h.resource);
   // Routes are the path without the query; a service with very many distinct paths
   // (ids in the path) shares one baseline beyond the first max_routes_per_service.
-  std::string route = h.span.path;
+  // An RPC's route is its service/method (rpc.service, rpc.method).
+  std::string route = h.span.rpc ? absl::StrCat(h.span.rpc->service, "/", h.span.rpc->method) : h.span.path;
   auto& seen = routes_[service];
   if (!seen.count(route)) {
     if (seen.size() >= opt_.max_routes_per_service)

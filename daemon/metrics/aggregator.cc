@@ -163,6 +163,7 @@ struct Aggregator::Workload {
   uint64_t last_seen_ns = 0;
   uint64_t last_server_ns = 0;
   HistMap server, client;
+  HistMap rpc_server, rpc_client;  // RPC spans (gRPC) go here instead of server/client
   std::array<std::array<uint64_t, 6>, 2> requests{};  // [server, client][status class]
   std::array<uint64_t, kCauses> cause_ns{};
   std::array<bool, kCauses> has_cause{};
@@ -180,16 +181,11 @@ struct Aggregator::Workload {
     return s;
   }
 
-  std::string key_scratch;  // RecordDuration's lookup key, reused: no allocation per span
+  std::string key_scratch;  // the lookup key, reused: no allocation per span
 
-  void RecordDuration(HistMap& m, std::string_view method, int status,
-                      const std::string& error_type, double seconds) {
-    std::string& k = key_scratch;
-    k.assign(method);
-    k += '|';
-    absl::StrAppend(&k, status);
-    k += '|';
-    k += error_type;
+  // The series of `m` keyed `k` (its attributes made by `attrs` when new), bounded.
+  template <typename MakeAttrs>
+  HistSeries& Series(HistMap& m, const std::string& k, MakeAttrs attrs) {
     auto it = m.index.find(k);
     size_t idx;
     if (it != m.index.end()) {
@@ -197,9 +193,7 @@ struct Aggregator::Workload {
     } else if (m.series.size() + 1 < max_series) {
       idx = m.series.size();
       HistSeries s;
-      s.attributes.push_back({std::string(semconv::kHttpRequestMethod), std::string(method)});
-      if (status > 0) s.attributes.push_back({std::string(semconv::kHttpResponseStatusCode), int64_t{status}});
-      if (!error_type.empty()) s.attributes.push_back({std::string(semconv::kErrorType), error_type});
+      attrs(&s.attributes);
       m.series.push_back(std::move(s));
       m.index.emplace(k, idx);
     } else {
@@ -213,7 +207,10 @@ struct Aggregator::Workload {
       }
       idx = ov->second;
     }
-    HistSeries& s = m.series[idx];
+    return m.series[idx];
+  }
+
+  static void Observe(HistSeries& s, double seconds) {
     size_t b = static_cast<size_t>(
         std::lower_bound(kHttpDurationBounds.begin(), kHttpDurationBounds.end(), seconds) -
         kHttpDurationBounds.begin());
@@ -222,6 +219,44 @@ struct Aggregator::Workload {
     if (s.count == 0 || seconds > s.max) s.max = seconds;
     s.count++;
     s.sum += seconds;
+  }
+
+  void RecordDuration(HistMap& m, std::string_view method, int status,
+                      const std::string& error_type, double seconds) {
+    std::string& k = key_scratch;
+    k.assign(method);
+    k += '|';
+    absl::StrAppend(&k, status);
+    k += '|';
+    k += error_type;
+    Observe(Series(m, k,
+                   [&](std::vector<Attribute>* a) {
+                     a->push_back({std::string(semconv::kHttpRequestMethod), std::string(method)});
+                     if (status > 0) a->push_back({std::string(semconv::kHttpResponseStatusCode), int64_t{status}});
+                     if (!error_type.empty()) a->push_back({std::string(semconv::kErrorType), error_type});
+                   }),
+            seconds);
+  }
+
+  // RPC conventions: rpc.system, rpc.service, rpc.method, rpc.grpc.status_code.
+  void RecordRpc(HistMap& m, const correlate::Span::Rpc& rpc, double seconds) {
+    std::string& k = key_scratch;
+    k.assign(rpc.system);
+    k += '|';
+    k += rpc.service;
+    k += '|';
+    k += rpc.method;
+    k += '|';
+    absl::StrAppend(&k, rpc.grpc_status_code);
+    Observe(Series(m, k,
+                   [&](std::vector<Attribute>* a) {
+                     a->push_back({std::string(semconv::kRpcSystem), rpc.system});
+                     a->push_back({std::string(semconv::kRpcService), rpc.service});
+                     a->push_back({std::string(semconv::kRpcMethod), rpc.method});
+                     if (rpc.grpc_status_code >= 0)
+                       a->push_back({std::string(semconv::kRpcGrpcStatusCode), int64_t{rpc.grpc_status_code}});
+                   }),
+            seconds);
   }
 };
 
@@ -298,8 +333,11 @@ void Aggregator::Record(const std::shared_ptr<const correlate::Resource>& resour
   spans_total_++;
   Workload* w = FindOrCreate(resource, now);
   w->last_seen_ns = now;
-  w->RecordDuration(server ? w->server : w->client, method, span.status_code, span.error_type,
-                    seconds);
+  if (span.rpc)
+    w->RecordRpc(server ? w->rpc_server : w->rpc_client, *span.rpc, seconds);
+  else
+    w->RecordDuration(server ? w->server : w->client, method, span.status_code, span.error_type,
+                      seconds);
   w->requests[server ? 0 : 1][StatusClassIndex(span.status_code)]++;
 
   std::array<int64_t, kCauses> cause{};
@@ -569,6 +607,10 @@ Snapshot Aggregator::Collect() {
     if (!w->client.empty())
       rm.metrics.push_back(HistogramMetric(kHttpClientDuration,
                                            "Duration of HTTP client requests.", w->client));
+    if (!w->rpc_server.empty())
+      rm.metrics.push_back(HistogramMetric(kRpcServerDuration, "Duration of RPCs served.", w->rpc_server));
+    if (!w->rpc_client.empty())
+      rm.metrics.push_back(HistogramMetric(kRpcClientDuration, "Duration of RPCs made.", w->rpc_client));
     Metric req = Counter(kHttpRequests, "{request}", "HTTP requests by span kind and status class.");
     for (size_t k = 0; k < 2; ++k)
       for (size_t c = 0; c < 6; ++c)

@@ -44,6 +44,9 @@ namespace isotrace::metrics {
 // Metric names (the public contract: docs/metrics.md).
 inline constexpr std::string_view kHttpServerDuration = "http.server.request.duration";
 inline constexpr std::string_view kHttpClientDuration = "http.client.request.duration";
+// RPC spans (gRPC), per the OpenTelemetry RPC conventions (seconds, like the HTTP ones).
+inline constexpr std::string_view kRpcServerDuration = "rpc.server.call.duration";
+inline constexpr std::string_view kRpcClientDuration = "rpc.client.call.duration";
 inline constexpr std::string_view kHttpRequests = "isotrace.http.requests";
 inline constexpr std::string_view kLayerTime = "isotrace.layer.time";
 inline constexpr std::string_view kKernelIncidents = "isotrace.kernel.incidents";

@@ -159,7 +159,11 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
                           ", \"inflight_full\": ", proc->inflight_full, "}")
            : "",
       "},\n \"tracker\": {\"spans\": ", ts.spans,
-      ", \"connections_not_http\": ", ts.connections_not_http, "}}\n");
+      ", \"connections_not_http\": ", ts.connections_not_http,
+      ", \"connections_http2\": ", ts.connections_http2,
+      ", \"connections_http2_undecodable\": ", ts.connections_http2_undecodable,
+      ", \"http2_streams_dropped\": ", ts.http2_streams_dropped,
+      ", \"links_process\": ", ts.links_process, ", \"links_peer\": ", ts.links_peer, "}}\n");
   // Write then rename, so a reader never sees half a file.
   const std::string tmp = path + ".tmp";
   if (FILE* f = std::fopen(tmp.c_str(), "w")) {

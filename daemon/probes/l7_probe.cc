@@ -127,6 +127,8 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   rodata->self_tgid = options.self_tgid ? options.self_tgid : static_cast<uint32_t>(getpid());
   rodata->target_tgid = options.target_tgid;
   rodata->capture_bytes = options.capture_bytes;
+  // bpf_loop (5.17+) copies the many iovecs HTTP/2 writers use; without it, 16.
+  rodata->use_bpf_loop = libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1;
   bpf_map__set_max_entries(probe->skel_->maps.events, options.ringbuf_bytes);
   bpf_map__set_max_entries(probe->skel_->maps.inflight_calls, options.inflight_entries);
   bpf_map__set_max_entries(probe->skel_->maps.conns, options.conn_entries);

@@ -74,6 +74,15 @@ bool IsError(const correlate::Span& s) {
   // marks a SERVER span; for a CLIENT span any 4xx/5xx is an error. A request that ended
   // without a response (reset, timeout) carries error.type and is an error for both.
   bool error = false;
+  if (s.rpc && s.rpc->grpc_status_code >= 0) {
+    // RPC conventions for gRPC: a CLIENT span errs on any status but OK; a SERVER span
+    // only on the codes that mean the server failed (UNKNOWN, DEADLINE_EXCEEDED,
+    // UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not the caller's mistakes.
+    const int c = s.rpc->grpc_status_code;
+    error = s.kind == correlate::SpanKind::kClient ? c != 0
+                                                   : (c == 2 || c == 4 || c == 12 || c == 13 || c == 14 || c == 15);
+    return error;
+  }
   if (s.kind == correlate::SpanKind::kClient) {
     error = s.status_code >= 400 || !s.error_type.empty();
   } else {
@@ -222,6 +231,8 @@ absl::Status ValidateSpan(const correlate::Span& span) {
 }
 
 std::string SpanName(const correlate::Span& span) {
+  // RPC conventions: "{rpc.service}/{rpc.method}" (low cardinality by construction).
+  if (span.rpc) return str::Cat(span.rpc->service, "/", span.rpc->method);
   // Without http.route (isotrace never knows the route template) the conventions name
   // the span by the method alone: the path would make names high-cardinality.
   if (IsKnownMethod(span.method)) return span.method;
@@ -318,7 +329,8 @@ void KvAttr(Writer& w, uint32_t field, const correlate::Attribute& a, Scratch* s
 size_t SpanBound(const correlate::Span& s) {
   size_t strings = s.tracestate.size() + s.method.size() + s.path.size() + s.query.size() +
                    s.protocol_version.size() + s.host_header.size() + s.client_address.size() +
-                   s.server_address.size() + s.error_type.size();
+                   s.server_address.size() + s.error_type.size() +
+                   (s.rpc ? 2 * (s.rpc->service.size() + s.rpc->method.size()) + 64 : 0);
   size_t n = 1024 + 8 * strings;
   if (s.verdict) n += 256 + 3 * (s.verdict->service.size() + s.verdict->layer.size() +
                                  s.verdict->cause.size() + s.verdict->reason.size());
@@ -337,7 +349,15 @@ void WriteSpan(Writer& w, const correlate::Span& s, Scratch* sc) {
   if (!s.tracestate.empty()) w.Bytes(f::kSpanTraceState, Utf8View(s.tracestate, &sc->utf8));
   if (!AllZero(s.parent_span_id)) w.Bytes(f::kSpanParentSpanId, id(s.parent_span_id));
   const bool known_method = IsKnownMethod(s.method);
-  w.Bytes(f::kSpanName, known_method ? std::string_view(s.method) : semconv::kSpanNameUnknownMethod);
+  if (s.rpc) {
+    // RPC conventions: "{rpc.service}/{rpc.method}" (low cardinality by construction).
+    sc->utf8.assign(s.rpc->service);
+    sc->utf8 += '/';
+    sc->utf8 += s.rpc->method;
+    w.Bytes(f::kSpanName, sc->utf8);
+  } else {
+    w.Bytes(f::kSpanName, known_method ? std::string_view(s.method) : semconv::kSpanNameUnknownMethod);
+  }
   w.Int(f::kSpanKind, s.kind == correlate::SpanKind::kClient ? 3 : 2);
   if (s.start_unix_ns != 0) w.Fixed64(f::kSpanStart, s.start_unix_ns);
   if (const uint64_t end = std::max(s.end_unix_ns, s.start_unix_ns); end != 0)
@@ -404,6 +424,12 @@ void WriteSpan(Writer& w, const correlate::Span& s, Scratch* sc) {
     if (s.client_port != 0) KvInt(w, kA, semconv::kClientPort, s.client_port);
   }
   if (!s.error_type.empty()) str(semconv::kErrorType, s.error_type);
+  if (s.rpc) {
+    str(semconv::kRpcSystem, s.rpc->system);
+    if (!s.rpc->service.empty()) str(semconv::kRpcService, s.rpc->service);
+    if (!s.rpc->method.empty()) str(semconv::kRpcMethod, s.rpc->method);
+    if (s.rpc->grpc_status_code >= 0) KvInt(w, kA, semconv::kRpcGrpcStatusCode, s.rpc->grpc_status_code);
+  }
   auto typed = [&](uint32_t field) {
     return [&w, sc, field](std::string_view key, auto value) {
       using T = decltype(value);

@@ -26,6 +26,12 @@ inline constexpr std::string_view kClientAddress = "client.address";
 inline constexpr std::string_view kClientPort = "client.port";
 inline constexpr std::string_view kErrorType = "error.type";
 
+// Span attributes (RPC semantic conventions; gRPC over HTTP/2).
+inline constexpr std::string_view kRpcSystem = "rpc.system";
+inline constexpr std::string_view kRpcService = "rpc.service";
+inline constexpr std::string_view kRpcMethod = "rpc.method";
+inline constexpr std::string_view kRpcGrpcStatusCode = "rpc.grpc.status_code";
+
 // isotrace's span attributes (integers in ns unless named otherwise; DESIGN.md).
 inline constexpr std::string_view kAppOncpuNs = "isotrace.app.oncpu_ns";
 inline constexpr std::string_view kKernelRunqNs = "isotrace.kernel.runq_ns";

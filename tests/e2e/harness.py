@@ -204,3 +204,28 @@ def span_attrs(span):
 
 def res_attrs(rec):
     return rec.get("resource", {})
+
+
+def stop_and_collect(procs, daemon, recv):
+    """Stops the daemon (it must exit 0 on SIGTERM, flushing what it holds) and returns
+    the spans the receiver got and the daemon's log."""
+    time.sleep(1.5)
+    rc = procs.stop(daemon)
+    dlog = procs.log(daemon)
+    if rc != 0:
+        fail("isotraced exited %s on SIGTERM:\n%s" % (rc, dlog))
+    time.sleep(1.0)
+    return recv.records("span"), dlog
+
+
+def finish(errors, dlog):
+    """Fails with the first mismatches and the daemon's log tail, or prints PASS."""
+    if errors:
+        print("\n".join(errors[:40]))
+        print("daemon log tail:\n" + dlog[-3000:])
+        fail("%d mismatches" % len(errors))
+    print("PASS")
+
+
+def pid_of(rec):
+    return int(res_attrs(rec).get("process.pid", 0))
