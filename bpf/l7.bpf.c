@@ -88,6 +88,7 @@ enum conn_flags {
   CS_REPORTED = 1 << 2,    /* at least one record sent */
   CS_EOF_IN = 1 << 3,      /* the reader saw end of stream (FIN reported) */
   CS_FIN_OUT = 1 << 4,     /* our FIN reported */
+  CS_TLS = 1 << 5,         /* TLS: the plaintext (tls_conns) is reported, not these bytes */
 };
 struct conn_state {
   __u64 id;
@@ -105,7 +106,9 @@ struct conn_state {
   __u8 last_dir;       /* enum l7_direction of the last segment */
   __u8 msg_http[2];    /* the message in progress opened like HTTP */
   __u8 flags;          /* enum conn_flags */
-  __u8 pad[7];
+  __u8 pad[3];
+  __u32 tls_tgid;      /* CS_TLS: the tls_conns key of the plaintext stream */
+  __u64 tls_ssl;
   __u8 laddr[16], raddr[16];
   char comm[16];
 };
@@ -263,8 +266,10 @@ static __always_inline struct conn_state *new_conn(const struct sock *sk, __u32 
 }
 
 /* Header of a record of connection `cs`. */
+/* `trusted_sk`: `sk` is the hook's own BTF socket (tracepoints), not an address kept
+ * from one (uprobes), so it may be read directly. */
 static __always_inline void fill_header(struct l7_event *ev, struct conn_state *cs, const struct sock *sk,
-                                        __u8 kind, __u8 dir, __u64 now) {
+                                        __u8 kind, __u8 dir, __u64 now, bool trusted_sk) {
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   ev->ts_ns = now;
   ev->ts_enter_ns = now;
@@ -290,11 +295,12 @@ static __always_inline void fill_header(struct l7_event *ev, struct conn_state *
   ev->flags = 0;
   if (!(cs->flags & CS_REPORTED)) ev->flags |= L7_F_NEW_CONN;
   if (cs->flags & CS_CONNECTED) ev->flags |= L7_F_CONNECTED;
+  if (cs->flags & CS_TLS) ev->flags |= L7_F_TLS;
   cs->flags |= CS_REPORTED;
   __builtin_memcpy(ev->laddr, cs->laddr, 16);
   __builtin_memcpy(ev->raddr, cs->raddr, 16);
   __builtin_memcpy(ev->comm, cs->comm, 16);
-  if (use_sk_storage) {
+  if (use_sk_storage && trusted_sk) {
     /* A trusted socket: a direct load instead of a probe read. */
     struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
     ev->srtt_us = tp ? tp->srtt_us >> 3 : 0;
@@ -320,7 +326,7 @@ static __always_inline void emit_simple(struct conn_state *cs, const struct sock
     return;
   }
   __u64 now = bpf_ktime_get_ns();
-  fill_header(ev, cs, sk, kind, dir, now);
+  fill_header(ev, cs, sk, kind, dir, now, true);
   if (kind == L7_EV_DATA || kind == L7_EV_FIN) {
     __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
     ev->pos = cs->pos[di & 1];
@@ -447,19 +453,10 @@ static __always_inline __u32 capture_iov(struct l7_event *ev, __u64 iov_ptr, __u
 
 /* ---- segments ---------------------------------------------------------------------- */
 
-/* One send/recv call moved `ret` bytes on TCP socket `sk`. */
-static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 ret, const struct seg_buf *b,
-                                       int fd, __u64 ts_enter) {
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!traced_process(tgid)) return;
-  struct conn_state *cs = conn_get(sk);
-  if (!cs) {
-    if (!is_tcp_sock(sk)) return;
-    cs = new_conn(sk, tgid);
-    if (!cs) return;
-  } else if (cs->tgid != tgid) {
-    set_owner(cs, tgid);
-  }
+/* `ret` bytes moved on the byte stream `cs` of socket `sk`: the socket's own bytes, or a
+ * TLS connection's plaintext (then `sk` is not trusted: see fill_header). */
+static __always_inline void on_stream(struct conn_state *cs, const struct sock *sk, __u8 dir, __s64 ret,
+                                      const struct seg_buf *b, int fd, __u64 ts_enter, bool trusted_sk) {
   const __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
   const __u64 pos = cs->pos[di & 1];
   cs->pos[di & 1] = pos + (__u64)ret;
@@ -548,7 +545,7 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
       if (k == START_NONE && !(cs->flags & CS_CAPTURE_ALL)) n = 0; /* not HTTP: counted only */
     }
   }
-  fill_header(ev, cs, sk, L7_EV_DATA, dir, now);
+  fill_header(ev, cs, sk, L7_EV_DATA, dir, now, trusted_sk);
   ev->ts_enter_ns = ts_enter ? ts_enter : now;
   ev->pos = pos;
   ev->len = ret;
@@ -572,6 +569,175 @@ static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 re
   }
   bpf_ringbuf_submit(ev, flags);
   count(L7_CNT_EVENTS);
+}
+
+/* ---- TLS: OpenSSL's plaintext through uprobes ---------------------------------------- */
+
+/* Set by user space (it is in .bss) once the TLS uprobes are attached to some library or
+ * binary: until then no socket segment pays for the lookup below. */
+__u8 tls_hooked = 0;
+
+enum tls_op { TLS_OP_READ = 1, TLS_OP_WRITE = 2, TLS_OP_HANDSHAKE = 3 };
+
+/* The OpenSSL call the thread is in, from the uprobe at its entry to the one at its
+ * return. Written by the ssl_* programs, read by the socket hooks. */
+struct tls_call {
+  __u64 ssl;     /* SSL *; 0: not in a call */
+  __u64 buf;     /* the plaintext buffer */
+  __u64 len_out; /* SSL_*_ex: where the call writes the byte count; 0: the return value */
+  __u64 ts;      /* entry */
+  __u64 num;     /* bytes asked for */
+  __u8 op;       /* enum tls_op */
+  __u8 depth;    /* calls nested inside this one (SSL_connect → SSL_do_handshake) */
+  __u8 emitted;  /* a write's plaintext was reported at its first socket segment */
+  __u8 pad[5];
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+/* The plaintext stream of a TLS connection, keyed by its SSL object in its process. The
+ * socket's identity is copied from its conn_state when a socket segment first ties the two;
+ * positions and message state are the plaintext's own. LRU: SSL objects freed unseen. */
+struct tls_key {
+  __u64 ssl;
+  __u32 tgid;
+  __u32 pad;
+};
+struct tls_conn {
+  struct conn_state cs;
+  __u64 sk;     /* struct sock * (an address: the uprobes cannot hold the socket) */
+  __s32 fd;
+  __u8 hello;   /* the ServerHello went out (L7_EV_TLS_HELLO) */
+  __u8 hdr;     /* the last socket read was a lone 5-byte handshake record header */
+  /* A write reported at its first segment returned without completing (WANT_WRITE):
+   * OpenSSL's retry sends the same bytes, which are not reported again. */
+  __u8 unconfirmed;
+  __u8 pad;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, struct tls_key);
+  __type(value, struct tls_conn);
+} tls_conns SEC(".maps");
+
+/* The record holding the ServerHello, once per connection, for the version. */
+static __always_inline void tls_hello(struct tls_conn *tc, const struct sock *sk, __u8 dir, __s64 ret,
+                                      const struct seg_buf *b) {
+  __u32 zero = 0;
+  struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &zero);
+  if (!s) return;
+  struct l7_event *ev = &s->ev;
+  __u64 k = ret;
+  if (k > 512) k = 512; /* the version is in the first ~100 bytes */
+  barrier_var(k);
+  __u32 n = 0;
+  if (k && bpf_probe_read_user(ev->data, k, (void *)b->buf) == 0) n = k;
+  __u64 flags = submit_flags();
+  __u64 now = bpf_ktime_get_ns();
+  fill_header(ev, &tc->cs, sk, L7_EV_TLS_HELLO, dir, now, true);
+  ev->fd = tc->fd;
+  ev->len = ret;
+  __builtin_memset(&ev->acct, 0, sizeof(ev->acct));
+  n &= 1023;
+  ev->captured = n;
+  if (bpf_ringbuf_output(&events, ev, L7_EVENT_HEADER_SIZE + n, flags)) {
+    count(L7_CNT_RINGBUF_DROPS);
+    return;
+  }
+  count(L7_CNT_EVENTS);
+}
+
+/* A socket segment of connection `cs`. True when it is TLS ciphertext, which is not
+ * reported: the thread is inside an OpenSSL call (this ties the call's SSL object to the
+ * socket), or the connection was tied before (alerts, close_notify outside the calls). */
+static __always_inline bool tls_segment(struct conn_state *cs, const struct sock *sk, __u8 dir, __s64 ret,
+                                        const struct seg_buf *b, int fd) {
+  if (!tls_hooked) return false;
+  struct tls_call *t = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, 0);
+  if (!t || !t->ssl) {
+    if (!(cs->flags & CS_TLS)) return false;
+    count(L7_CNT_TLS_CIPHER);
+    return true;
+  }
+  struct tls_key k = {.ssl = t->ssl, .tgid = bpf_get_current_pid_tgid() >> 32};
+  struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &k);
+  if (!tc || tc->cs.id != cs->id) {
+    /* A new plaintext stream (or the SSL object was freed and its address reused). The
+     * scratch record only gives the update a value to copy: every field is set below. */
+    __u32 zero = 0;
+    struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &zero);
+    if (!s) return true;
+    bpf_map_update_elem(&tls_conns, &k, &s->ev, BPF_ANY);
+    tc = bpf_map_lookup_elem(&tls_conns, &k);
+    if (!tc) return true;
+    __builtin_memcpy(&tc->cs, cs, sizeof(*cs));
+    tc->cs.pos[0] = tc->cs.pos[1] = 0;
+    tc->cs.msg_start[0] = tc->cs.msg_start[1] = 0;
+    tc->cs.msg_http[0] = tc->cs.msg_http[1] = 0;
+    tc->cs.seq = 0;
+    tc->cs.last_dir = 0;
+    tc->cs.flags = (cs->flags & CS_CONNECTED) | CS_TLS;
+    tc->hello = 0;
+    tc->hdr = 0;
+    tc->unconfirmed = 0;
+    cs->tls_ssl = k.ssl;
+    cs->tls_tgid = k.tgid;
+  }
+  cs->flags |= CS_TLS;
+  tc->sk = (__u64)sk;
+  tc->fd = fd;
+  tc->cs.retransmits = cs->retransmits;
+  tc->cs.established_ns = cs->established_ns;
+  count(L7_CNT_TLS_CIPHER);
+  if (t->op == TLS_OP_WRITE && dir == L7_DIR_EGRESS && !t->emitted) {
+    /* The plaintext is reported as its first ciphertext leaves, not at SSL_write's
+     * return: the peer may read, answer and be reported before the writer returns, and
+     * the request must come first for the two ends to link. */
+    t->emitted = 1;
+    if (!tc->unconfirmed) {
+      struct seg_buf pb = {.buf = t->buf, .sys = L7_SYS_SSL_WRITE};
+      on_stream(&tc->cs, sk, L7_DIR_EGRESS, t->num, &pb, fd, 0, true);
+    }
+    tc->unconfirmed = 0;
+    return true;
+  }
+  if (!tc->hello && b->buf && !b->is_vec) {
+    /* A handshake record (0x16) holding a ServerHello (type 2); a reader without
+     * read-ahead takes the 5-byte record header and the body in two reads. */
+    __u8 h[8] = {};
+    if (bpf_probe_read_user(h, 8, (void *)b->buf) == 0) {
+      bool full = h[0] == 0x16 && h[1] == 3 && h[5] == 2 && ret > 5;
+      bool body = tc->hdr && h[0] == 2;
+      tc->hdr = ret == 5 && h[0] == 0x16 && h[1] == 3;
+      if (full || body) {
+        tc->hello = 1;
+        tls_hello(tc, sk, dir, ret, b);
+      }
+    }
+  }
+  return true;
+}
+
+/* One send/recv call moved `ret` bytes on TCP socket `sk`. */
+static __always_inline void on_segment(const struct sock *sk, __u8 dir, __s64 ret, const struct seg_buf *b,
+                                       int fd, __u64 ts_enter) {
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!traced_process(tgid)) return;
+  struct conn_state *cs = conn_get(sk);
+  if (!cs) {
+    if (!is_tcp_sock(sk)) return;
+    cs = new_conn(sk, tgid);
+    if (!cs) return;
+  } else if (cs->tgid != tgid) {
+    set_owner(cs, tgid);
+  }
+  if (tls_segment(cs, sk, dir, ret, b, fd)) return;
+  on_stream(cs, sk, dir, ret, b, fd, ts_enter, true);
 }
 
 /* The reader got end of stream (read returned 0): the peer's FIN, in the reader's own
@@ -843,7 +1009,11 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
     return 0;
   }
   if (newstate == ISO_TCP_CLOSE) {
-    if (cs->flags & CS_REPORTED) emit_simple(cs, sk, L7_EV_CLOSE, L7_DIR_NONE, false);
+    if (cs->flags & (CS_REPORTED | CS_TLS)) emit_simple(cs, sk, L7_EV_CLOSE, L7_DIR_NONE, false);
+    if (cs->flags & CS_TLS) {
+      struct tls_key k = {.ssl = cs->tls_ssl, .tgid = cs->tls_tgid};
+      bpf_map_delete_elem(&tls_conns, &k);
+    }
     conn_del(sk);
   }
   return 0;
@@ -893,4 +1063,93 @@ int BPF_PROG(oom_mark_victim, struct task_struct *task) {
   bpf_ringbuf_submit(ev, flags);
   count(L7_CNT_EVENTS);
   return 0;
+}
+
+/* ---- TLS: the OpenSSL calls ------------------------------------------------------------ */
+
+static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 num, __u64 len_out, __u8 op) {
+  if (!traced_process(bpf_get_current_pid_tgid() >> 32)) return 0;
+  struct tls_call *t =
+      bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (!t) return 0;
+  if (t->ssl) {
+    if (t->depth < 255) t->depth++;
+    return 0;
+  }
+  t->ssl = ssl;
+  t->buf = buf;
+  t->len_out = len_out;
+  t->num = num;
+  t->op = op;
+  t->emitted = 0;
+  t->depth = 0;
+  t->ts = bpf_ktime_get_ns();
+  return 0;
+}
+
+/* The call returns: what it read or wrote is the connection's next plaintext segment. */
+static __always_inline int tls_exit(long ret) {
+  struct tls_call *t = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, 0);
+  if (!t || !t->ssl) return 0;
+  if (t->depth) {
+    t->depth--;
+    return 0;
+  }
+  struct tls_call c = *t;
+  t->ssl = 0;
+  if (c.op == TLS_OP_HANDSHAKE) return 0;
+  __s64 n = (int)ret;
+  if (c.len_out) {
+    n = 0;
+    __u64 v = 0;
+    if ((int)ret == 1 && bpf_probe_read_user(&v, sizeof(v), (void *)c.len_out) == 0) n = (__s64)v;
+  }
+  struct tls_key k = {.ssl = c.ssl, .tgid = bpf_get_current_pid_tgid() >> 32};
+  struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &k);
+  if (c.emitted) {
+    /* Reported at its first segment (tls_segment): settle what the call really wrote. */
+    if (!tc) return 0;
+    if (n <= 0) {
+      tc->unconfirmed = 1;
+    } else if ((__u64)n < c.num) {
+      tc->cs.pos[1] -= c.num - (__u64)n; /* a partial write: the rest comes again */
+    }
+    return 0;
+  }
+  if (n <= 0) return 0;
+  if (!tc) {
+    count(L7_CNT_TLS_UNTIED);
+    return 0;
+  }
+  const bool read = c.op == TLS_OP_READ;
+  struct seg_buf b = {.buf = c.buf, .sys = read ? L7_SYS_SSL_READ : L7_SYS_SSL_WRITE};
+  on_stream(&tc->cs, (const struct sock *)tc->sk, read ? L7_DIR_INGRESS : L7_DIR_EGRESS, n, &b, tc->fd,
+            read ? c.ts : 0, false);
+  return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num) {
+  return tls_enter((__u64)ssl, (__u64)buf, num > 0 ? num : 0, 0, TLS_OP_WRITE);
+}
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num) {
+  return tls_enter((__u64)ssl, (__u64)buf, num > 0 ? num : 0, 0, TLS_OP_READ);
+}
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written) {
+  return tls_enter((__u64)ssl, (__u64)buf, num, (__u64)written, TLS_OP_WRITE);
+}
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes) {
+  return tls_enter((__u64)ssl, (__u64)buf, num, (__u64)readbytes, TLS_OP_READ);
+}
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake_enter, void *ssl) {
+  return tls_enter((__u64)ssl, 0, 0, 0, TLS_OP_HANDSHAKE);
+}
+/* One return program for all five: the thread's tls_call says which call returns. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_exit, long ret) {
+  return tls_exit(ret);
 }

@@ -18,6 +18,12 @@
  * - Records are submitted without waking the reader (BPF_RB_NO_WAKEUP); user space polls
  *   on a short timer and the kernel forces a wake-up only when the ring fills past
  *   `wakeup_bytes`.
+ * - TLS (OpenSSL, uprobes on SSL_read/SSL_write/_ex/SSL_do_handshake): a socket segment
+ *   moved while the thread is inside one of those calls ties the SSL object to the
+ *   socket and marks the connection TLS. From then on its ciphertext is only counted, and
+ *   the plaintext each call returned or accepted becomes the connection's data records
+ *   (same conn_id, 4-tuple and lifecycle records; positions count plaintext bytes; a
+ *   plaintext series of `seq` of its own).
  */
 #ifndef ISOTRACE_BPF_L7_H_
 #define ISOTRACE_BPF_L7_H_
@@ -41,6 +47,10 @@ enum l7_event_kind {
   L7_EV_RESET_SENT = 7, /* tcp_send_reset */
   L7_EV_OOM_KILL = 8,   /* mark_victim: `tgid` = victim, `cgroup_id` = victim's cgroup */
   L7_EV_FIN = 9,        /* a FIN ended one direction: `dir` = which (egress: we sent it) */
+  /* TLS: the first bytes of the handshake record that carries the ServerHello, as it
+   * crossed the socket (`dir`: this side received or sent it), so user space can read the
+   * negotiated version. Once per TLS connection; no position. */
+  L7_EV_TLS_HELLO = 10,
 };
 
 enum l7_direction {
@@ -60,6 +70,10 @@ enum l7_syscall {
   L7_SYS_SENDMSG = 7,
   L7_SYS_WRITEV = 8,
   L7_SYS_SENDFILE = 9,
+  /* TLS plaintext, from OpenSSL's calls (uprobes): the record's bytes and positions are
+   * the plaintext stream of the connection; its ciphertext produces no data records. */
+  L7_SYS_SSL_READ = 10,  /* SSL_read, SSL_read_ex */
+  L7_SYS_SSL_WRITE = 11, /* SSL_write, SSL_write_ex */
 };
 
 /* Bits of l7_event.flags. */
@@ -67,6 +81,7 @@ enum l7_event_flags {
   L7_F_MSG_START = 1 << 0, /* the segment starts a message (see the event design) */
   L7_F_NEW_CONN = 1 << 1,  /* first record of this connection */
   L7_F_CONNECTED = 1 << 2, /* this side connect()ed: conn_start/established are set */
+  L7_F_TLS = 1 << 3,       /* the connection is TLS: data records carry the plaintext */
 };
 
 /* Cumulative accounting of the calling thread at the event, kept in the kernel by the
@@ -128,7 +143,9 @@ enum l7_counter {
   L7_CNT_READ_FAIL = 2,     /* payload could not be read from user memory */
   L7_CNT_EVENTS = 3,        /* records handed to the ring buffer */
   L7_CNT_WAKEUPS = 4,       /* records submitted with a forced wake-up */
-  L7_CNT_MAX = 5,
+  L7_CNT_TLS_UNTIED = 5,    /* TLS plaintext whose socket was never seen (not reported) */
+  L7_CNT_TLS_CIPHER = 6,    /* ciphertext segments of TLS connections (not reported) */
+  L7_CNT_MAX = 7,
 };
 
 #endif /* ISOTRACE_BPF_L7_H_ */

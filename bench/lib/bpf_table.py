@@ -17,7 +17,7 @@ req = max(int(nreq), 1)
 origin = {}
 for path in sorted(glob.glob(f"{src}/bpf/*.bpf.[ch]")):
     text = open(path).read()
-    for sec, fn in re.findall(r'SEC\("([^"]+)"\)\s*\n\s*int\s+(?:BPF_PROG\(\s*)?(\w+)', text):
+    for sec, fn in re.findall(r'SEC\("([^"]+)"\)\s*\n\s*int\s+(?:BPF_(?:PROG|KPROBE|KRETPROBE)\(\s*)?(\w+)', text):
         origin[fn] = origin[fn[:15]] = (os.path.basename(path), sec.split("/")[-1])
 
 before = {p["id"]: p for p in map(json.loads, open(b0))}

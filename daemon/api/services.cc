@@ -71,8 +71,9 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
   l7.events = probe.received;
   l7.lost_by_reason = {{"ringbuf_full", probe.ringbuf_drops},
                        {"inflight_full", probe.inflight_full},
-                       {"malformed", probe.malformed}};
-  l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed;
+                       {"malformed", probe.malformed},
+                       {"tls_untied", probe.tls_untied}};
+  l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed + probe.tls_untied;
   s.probes.push_back(std::move(l7));
   if (proc != nullptr) {
     // Process facts lost here make identity fall back to comm changes and miss .wasm

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "daemon/correlate/traceparent.h"
+#include "daemon/correlate/tls.h"
 #include "spdlog/spdlog.h"
 
 namespace isotrace::correlate {
@@ -122,6 +123,8 @@ struct ConnectionTracker::Conn {
   // answered Upgrade: h2c, when `upgrading` is set by the 101).
   std::unique_ptr<Http2Connection> h2;
   bool upgrading = false;
+  bool tls = false;              // its data records are TLS plaintext
+  std::string_view tls_version;  // from its ServerHello (a constant), empty: unknown
   bool h2_failed = false;  // counted as undecodable
   std::deque<uint32_t> self_streams;  // streams of isotrace's own exports (bounded)
   int32_t fd = -1;
@@ -266,8 +269,15 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
     case SocketEvent::Kind::kOomKill:
       OnIncident(ev);
       return;
+    case SocketEvent::Kind::kTlsHello: {
+      Conn* c = Find(ev, /*create=*/true);
+      c->tls = true;
+      c->tls_version = TlsVersionFromServerHello(ev.payload);
+      return;
+    }
     case SocketEvent::Kind::kData: {
       Conn* c = Find(ev, /*create=*/true);
+      c->tls |= ev.tls;
       c->last_active_mono = ev.ts_exit_ns;
       c->last_tid = ev.tid;
       if (!c->disabled) OnData(*c, ev);
@@ -566,6 +576,8 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
     s.path.resize(q);
   }
   s.protocol_version = std::move(req.version);
+  s.tls = c.tls;
+  s.tls_version = c.tls_version;
   for (auto& h : req.headers)
     if (h.name == "host") {
       s.host_header = std::move(h.value);

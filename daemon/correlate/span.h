@@ -108,6 +108,9 @@ struct Span {
   std::string server_address;
   uint16_t server_port = 0;
   std::string error_type;        // error.type (e.g. "500", "connection_reset"), empty when fine
+  bool tls = false;              // decoded from TLS plaintext (url.scheme "https")
+  std::string_view tls_version;  // tls.protocol.version ("1.2", "1.3"); empty: unknown.
+                                 // Points at a constant (correlate/tls.h), never freed.
 
   // RPC semantic conventions (gRPC over HTTP/2); absent when the span is not an RPC.
   struct Rpc {

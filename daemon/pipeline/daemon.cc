@@ -152,7 +152,9 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
   std::string json = absl::StrCat(
       "{\"exporter\": ", exporter, ",\n \"probes\": {\"l7\": {\"received\": ", pc.received,
       ", \"malformed\": ", pc.malformed, ", \"ringbuf_drops\": ", pc.ringbuf_drops,
-      ", \"inflight_full\": ", pc.inflight_full, ", \"read_failures\": ", pc.read_failures, "}",
+      ", \"inflight_full\": ", pc.inflight_full, ", \"read_failures\": ", pc.read_failures,
+      ", \"tls_targets\": ", pc.tls_targets, ", \"tls_untied\": ", pc.tls_untied,
+      ", \"tls_ciphertext\": ", pc.tls_ciphertext, "}",
       proc ? absl::StrCat(", \"proc\": {\"received\": ", proc->received, ", \"malformed\": ",
                           proc->malformed, ", \"ringbuf_drops\": ", proc->ringbuf_drops,
                           ", \"path_too_long\": ", proc->path_too_long,

@@ -6,6 +6,8 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/probes/tls_targets.h"
 #include "daemon/util/errno.h"
 #include "l7.h"
 #include "l7.skel.h"
@@ -237,10 +240,64 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   probe->rb_ = ring_buffer__new(bpf_map__fd(probe->skel_->maps.events), &L7Probe::OnRecord,
                                 probe.get(), nullptr);
   if (!probe->rb_) return Errno(errno, "creating the l7 ring buffer reader");
+  if (options.tls) {
+    probe->tls_finder_ = std::make_unique<TlsTargetFinder>();
+    probe->tls_scan_ms_ = options.tls_scan_ms ? options.tls_scan_ms : 2000;
+    probe->ScanTls();
+  }
   return probe;
 }
 
+namespace {
+uint64_t MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+}  // namespace
+
+absl::Status L7Probe::AttachTls(const std::string& path) {
+  bpf_program* enters[] = {skel_->progs.ssl_write_enter, skel_->progs.ssl_read_enter,
+                           skel_->progs.ssl_write_ex_enter, skel_->progs.ssl_read_ex_enter,
+                           skel_->progs.ssl_handshake_enter};
+  static_assert(std::size(kTlsFunctions) == 5);
+  int hooked = 0;
+  for (size_t i = 0; i < std::size(kTlsFunctions); i++) {
+    // Only functions the file defines: libbpf would log a failure for each one missing.
+    if (!ElfDefinesFunction(path, kTlsFunctions[i])) continue;
+    // The return probe first: a call entered between the two attachments then has a
+    // return without an entry (ignored), never an entry without a return (which would
+    // leave the thread marked inside OpenSSL).
+    LIBBPF_OPTS(bpf_uprobe_opts, ret_opts, .retprobe = true, .func_name = kTlsFunctions[i]);
+    bpf_link* ret = bpf_program__attach_uprobe_opts(skel_->progs.ssl_exit, -1, path.c_str(), 0, &ret_opts);
+    if (!ret) continue;
+    LIBBPF_OPTS(bpf_uprobe_opts, enter_opts, .retprobe = false, .func_name = kTlsFunctions[i]);
+    bpf_link* enter = bpf_program__attach_uprobe_opts(enters[i], -1, path.c_str(), 0, &enter_opts);
+    if (!enter) {
+      bpf_link__destroy(ret);
+      continue;
+    }
+    tls_links_.push_back(ret);
+    tls_links_.push_back(enter);
+    hooked++;
+  }
+  if (hooked == 0)
+    return absl::NotFoundError(absl::StrCat("no OpenSSL function could be hooked in ", path));
+  skel_->bss->tls_hooked = 1;
+  tls_targets_++;
+  spdlog::info("TLS: OpenSSL uprobes on {} ({} of {} functions)", path, hooked, std::size(kTlsFunctions));
+  return absl::OkStatus();
+}
+
+void L7Probe::ScanTls() {
+  tls_last_scan_ms_ = MonotonicMs();
+  for (const TlsTarget& t : tls_finder_->Scan()) {
+    if (auto st = AttachTls(t.path); !st.ok()) spdlog::warn("TLS: {}", std::string(st.message()));
+  }
+}
+
 L7Probe::~L7Probe() {
+  for (bpf_link* l : tls_links_) bpf_link__destroy(l);
   if (rb_) ring_buffer__free(rb_);
   if (skel_) l7_bpf__destroy(skel_);
 }
@@ -303,6 +360,7 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
   ev.acct.steal_ns = a.steal_ns;
   ev.acct.throttle_count = a.throttle_count;
   ev.srtt_us = raw->srtt_us;
+  ev.tls = raw->flags & L7_F_TLS;
   ev.retransmits = raw->retransmits;
   // The sink must not throw (no exceptions out of libbpf callbacks); it is our code.
   self->sink_(ev);
@@ -317,6 +375,7 @@ absl::StatusOr<int> L7Probe::Poll(int timeout_ms) {
   if (n < 0) return Errno(n, "polling the l7 ring buffer");
   int m = ring_buffer__consume(rb_);
   if (m < 0 && m != -EINTR) return Errno(m, "reading the l7 ring buffer");
+  if (tls_finder_ && MonotonicMs() - tls_last_scan_ms_ >= tls_scan_ms_) ScanTls();
   return n + (m > 0 ? m : 0);
 }
 
@@ -332,6 +391,9 @@ L7Counters L7Probe::counters() const {
   c.segments = segments_;
   c.captured = captured_;
   c.wakeups = sum(L7_CNT_WAKEUPS);
+  c.tls_untied = sum(L7_CNT_TLS_UNTIED);
+  c.tls_ciphertext = sum(L7_CNT_TLS_CIPHER);
+  c.tls_targets = tls_targets_;
   return c;
 }
 

@@ -7,13 +7,17 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "daemon/probes/socket_event.h"
+#include "daemon/probes/tls_targets.h"
 
 struct l7_bpf;
 struct ring_buffer;
+struct bpf_link;
 
 namespace isotrace::probes {
 
@@ -29,6 +33,10 @@ struct L7ProbeOptions {
   // The node is a VM guest (layers::DetectVm decides, once, for the vm layer too): steal
   // is measured only there, on bare metal there is none.
   bool vm_guest = false;
+  // TLS: OpenSSL's plaintext through uprobes on every libssl and static OpenSSL binary
+  // found under /proc (rescanned every tls_scan_ms for new processes and images).
+  bool tls = true;
+  uint32_t tls_scan_ms = 2000;
 };
 
 // What the running kernel let the probe measure (decided at load, logged once).
@@ -50,6 +58,9 @@ struct L7Counters {
   uint64_t segments = 0;       // data records read (one per send/recv call)
   uint64_t captured = 0;       // of which carried payload (message starts)
   uint64_t wakeups = 0;        // kernel: records that forced a reader wake-up
+  uint64_t tls_untied = 0;     // kernel: TLS plaintext whose socket was never seen (lost)
+  uint64_t tls_ciphertext = 0; // kernel: ciphertext segments, not reported (by design)
+  uint64_t tls_targets = 0;    // files (libssl, static binaries) the TLS uprobes are on
 };
 
 class L7Probe {
@@ -67,9 +78,15 @@ class L7Probe {
   L7Counters counters() const;
   const L7Features& features() const { return features_; }
 
+  // Attaches the TLS uprobes to one file (a libssl, or a binary that defines OpenSSL's
+  // functions). Every function the file defines is hooked, entry and return together.
+  // Exposed for tests; Create and Poll find the node's files themselves.
+  absl::Status AttachTls(const std::string& path);
+
  private:
   L7Probe(Sink sink) : sink_(std::move(sink)) {}
   static int OnRecord(void* ctx, void* data, size_t size);
+  void ScanTls();
 
   Sink sink_;
   l7_bpf* skel_ = nullptr;
@@ -79,6 +96,11 @@ class L7Probe {
   uint64_t segments_ = 0;
   uint64_t captured_ = 0;
   L7Features features_;
+  std::unique_ptr<TlsTargetFinder> tls_finder_;
+  std::vector<bpf_link*> tls_links_;
+  uint64_t tls_targets_ = 0;
+  uint32_t tls_scan_ms_ = 0;
+  uint64_t tls_last_scan_ms_ = 0;
 };
 
 }  // namespace isotrace::probes

@@ -35,6 +35,9 @@ struct SocketEvent {
     kResetSent = 7,
     kOomKill = 8,
     kFin = 9,  // one direction ended: egress = our FIN, ingress = the reader saw EOF
+    // TLS: `payload` is the start of the handshake record holding the ServerHello (with or
+    // without its 5-byte record header), for the negotiated version. No position.
+    kTlsHello = 10,
   };
   enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
 
@@ -58,6 +61,7 @@ struct SocketEvent {
   bool msg_start = false;    // the kernel saw a message start here (direction change or
                              // a start line); later segments of a message carry no payload
   bool new_conn = false;     // the first record of this connection
+  bool tls = false;          // a TLS connection: data records carry its plaintext
   uint64_t conn_start_ns = 0;    // this side connect()ed at (0: accepted, or unknown)
   uint64_t established_ns = 0;   // its handshake completed at (0: not yet / unknown)
   uint8_t family = 0;        // AF_INET / AF_INET6

@@ -376,10 +376,12 @@ void WriteSpan(Writer& w, const correlate::Span& s, Scratch* sc) {
   }
   if (!s.path.empty()) str(semconv::kUrlPath, s.path);
   if (!s.query.empty()) str(semconv::kUrlQuery, s.query);
-  KvString(w, kA, semconv::kUrlScheme, semconv::kSchemeHttp);
+  const std::string_view scheme = s.tls ? semconv::kSchemeHttps : semconv::kSchemeHttp;
+  KvString(w, kA, semconv::kUrlScheme, scheme);
   if (s.status_code > 0) KvInt(w, kA, semconv::kHttpResponseStatusCode, s.status_code);
   KvString(w, kA, semconv::kNetworkProtocolName, semconv::kProtocolHttp);
   if (!s.protocol_version.empty()) str(semconv::kNetworkProtocolVersion, s.protocol_version);
+  if (!s.tls_version.empty()) KvString(w, kA, semconv::kTlsProtocolVersion, s.tls_version);
 
   const auto [host_header_host, host_header_port] = SplitAuthority(s.host_header);
   if (s.kind == correlate::SpanKind::kClient) {
@@ -392,7 +394,7 @@ void WriteSpan(Writer& w, const correlate::Span& s, Scratch* sc) {
     if (!address.empty()) {
       // url.full is required on CLIENT spans; the authority is the one the client used.
       std::string& full = sc->text;
-      full.assign(semconv::kSchemeHttp);
+      full.assign(scheme);
       full += "://";
       if (!s.host_header.empty()) {
         full += s.host_header;

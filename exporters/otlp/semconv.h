@@ -118,6 +118,8 @@ inline constexpr std::string_view kOutcome = "outcome";  // ... links and locate
 
 // Values.
 inline constexpr std::string_view kSchemeHttp = "http";
+inline constexpr std::string_view kSchemeHttps = "https";
+inline constexpr std::string_view kTlsProtocolVersion = "tls.protocol.version";
 inline constexpr std::string_view kProtocolHttp = "http";
 // A method outside the registered set is reported as "_OTHER" (original kept in
 // http.request.method_original) and the span is named "HTTP".

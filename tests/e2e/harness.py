@@ -227,5 +227,20 @@ def finish(errors, dlog):
     print("PASS")
 
 
+def process_tree(pid):
+    """pid and every process below it (a server's workers)."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        for tid in os.listdir("/proc/%d/task" % p) if os.path.isdir("/proc/%d" % p) else []:
+            try:
+                with open("/proc/%d/task/%s/children" % (p, tid)) as f:
+                    todo.extend(int(x) for x in f.read().split())
+            except OSError:
+                pass
+    return out
+
+
 def pid_of(rec):
     return int(res_attrs(rec).get("process.pid", 0))

@@ -16,20 +16,6 @@ import harness as h  # noqa: E402
 H2LOAD_REQUESTS = 60
 
 
-def process_tree(pid):
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        out.add(p)
-        for tid in os.listdir("/proc/%d/task" % p) if os.path.isdir("/proc/%d" % p) else []:
-            try:
-                with open("/proc/%d/task/%s/children" % (p, tid)) as f:
-                    todo.extend(int(x) for x in f.read().split())
-            except OSError:
-                pass
-    return out
-
-
 def start_apache(procs, port, root):
     conf = os.path.join(procs.tmp, "apache.conf")
     with open(conf, "w") as f:
@@ -96,8 +82,8 @@ def main():
         up.wait(30)
         if procs.log(up).strip() != "2 200":
             h.fail("curl --http2 (upgrade): %r" % procs.log(up))
-        nginx_pids = process_tree(nginx.pid)
-        apache_pids = process_tree(apache.pid)
+        nginx_pids = h.process_tree(nginx.pid)
+        apache_pids = h.process_tree(apache.pid)
 
         spans, dlog = h.stop_and_collect(procs, daemon, recv)
         pid_of = h.pid_of

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Macro benchmark: what TLS decoding costs, next to plaintext, in one run. One nginx (1
+# worker) serves the same file over HTTP/1.1 on a plaintext port and on a TLS 1.3 port
+# (certificate made here with the openssl CLI); h2load drives each at a fixed rate with
+# keep-alive connections, first without isotraced, then with it.
+#
+#   bash bench/tls_overhead.sh <builddir>
+#
+# Environment: RATE (req/s, default 2000), DURATION (s, default 10), CLIENTS (default 8),
+# FILE_BYTES (default 1024), DAEMON_ARGS. Prints per scheme: requests, spans (2 per
+# request: nginx's SERVER span and h2load's CLIENT span; h2load is an OpenSSL client
+# too), spans per second, nginx's worker CPU µs per request without and with the daemon
+# (the uprobes' own price, their traps, lands there and is not in the BPF figures), BPF ns
+# per request and the daemon's CPU ns per request; then the per-program table (ns per
+# call of the ssl_* uprobes). kernel.bpf_stats_enabled=1 throughout.
+set -euo pipefail
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" && pwd)
+ISOTRACED="$BUILD/bin/isotraced"
+RATE=${RATE:-2000}
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-8}
+FILE_BYTES=${FILE_BYTES:-1024}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+
+cannot() { echo "tls_overhead: cannot run: $*" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || cannot "needs root (loads BPF programs, sets kernel.bpf_stats_enabled)"
+[[ -x $ISOTRACED ]] || cannot "$ISOTRACED not built"
+for tool in nginx h2load openssl bpftool python3; do
+  command -v "$tool" >/dev/null || cannot "$tool not installed (scripts/install-deps.sh)"
+done
+
+TMP=$(mktemp -d /tmp/isotrace-tls-XXXXXX)
+chmod 755 "$TMP"
+NGINX_PID="" DAEMON_PID=""
+OLD_BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
+cleanup() {
+  for p in $DAEMON_PID $NGINX_PID; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  sysctl -q -w kernel.bpf_stats_enabled="$OLD_BPF_STATS" >/dev/null 2>&1 || true
+  [[ ${ISOTRACE_KEEP_TMP:-0} == 1 ]] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+source "$SRC/bench/lib/measure.sh"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+TLS_PORT=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/key.pem" \
+  -out "$TMP/cert.pem" -days 1 -subj /CN=localhost >/dev/null 2>&1 || cannot "openssl req failed"
+mkdir -p "$TMP/www"
+head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' >"$TMP/www/index.html"
+cat >"$TMP/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/body;
+  proxy_temp_path $TMP/proxy;
+  fastcgi_temp_path $TMP/fastcgi;
+  uwsgi_temp_path $TMP/uwsgi;
+  scgi_temp_path $TMP/scgi;
+  sendfile on;
+  keepalive_requests 1000000;
+  ssl_certificate $TMP/cert.pem;
+  ssl_certificate_key $TMP/key.pem;
+  ssl_protocols TLSv1.3;
+  server { listen 127.0.0.1:$PORT; root $TMP/www; }
+  server { listen 127.0.0.1:$TLS_PORT ssl; root $TMP/www; }
+}
+EOF
+nginx -c "$TMP/nginx.conf" -p "$TMP" >"$TMP/nginx.log" 2>&1 &
+NGINX_PID=$!
+for _ in $(seq 100); do
+  (echo >/dev/tcp/127.0.0.1/"$TLS_PORT") 2>/dev/null && break
+  sleep 0.1
+done
+(echo >/dev/tcp/127.0.0.1/"$TLS_PORT") 2>/dev/null || cannot "nginx did not listen: $(cat "$TMP/nginx.log")"
+WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+[[ -n $WORKER ]] || cannot "no nginx worker"
+
+sysctl -q -w kernel.bpf_stats_enabled=1
+per_client=$(( (RATE + CLIENTS - 1) / CLIENTS ))
+run_load() {  # <tag> <url>
+  cpu_sample "$WORKER" >"$TMP/worker-$1"
+  h2load --h1 -c "$CLIENTS" -m 1 --rps "$per_client" -D "$DURATION" "$2" >"$TMP/h2load-$1.out" 2>&1 ||
+    cannot "h2load failed: $(tail -5 "$TMP/h2load-$1.out")"
+  cpu_sample "$WORKER" >>"$TMP/worker-$1"
+}
+for scheme in http https; do
+  if [[ $scheme == http ]]; then url="http://127.0.0.1:$PORT/index.html"; else url="https://127.0.0.1:$TLS_PORT/index.html"; fi
+  echo "$scheme: $RATE req/s for $DURATION s without the daemon..." >&2
+  run_load "$scheme-off" "$url"
+  echo "$scheme: with the daemon..." >&2
+  # shellcheck disable=SC2086
+  "$ISOTRACED" --summary-interval 0 --stats-file "$TMP/stats-$scheme.json" ${DAEMON_ARGS:-} \
+    >"$TMP/isotraced-$scheme.log" 2>&1 &
+  DAEMON_PID=$!
+  for _ in $(seq 600); do
+    grep -q "probe attached" "$TMP/isotraced-$scheme.log" && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || cannot "isotraced exited: $(cat "$TMP/isotraced-$scheme.log")"
+    sleep 0.1
+  done
+  sleep 1
+  cpu_sample "$DAEMON_PID" >"$TMP/cpu-$scheme"
+  bpf_sample "$DAEMON_PID" >"$TMP/bpf0-$scheme.jsonl"
+  run_load "$scheme-on" "$url"
+  bpf_sample "$DAEMON_PID" >"$TMP/bpf1-$scheme.jsonl"
+  cpu_sample "$DAEMON_PID" >>"$TMP/cpu-$scheme"
+  kill -TERM "$DAEMON_PID"
+  wait "$DAEMON_PID" || true
+  DAEMON_PID=""
+done
+
+python3 - "$TMP" "$RATE" "$DURATION" "$CLIENTS" "$FILE_BYTES" "$SRC" <<'PY'
+import json, re, subprocess, sys
+tmp, rate, dur, clients, fbytes, src = sys.argv[1:]
+def done(tag):
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", open(f"{tmp}/h2load-{tag}.out").read())
+    return int(m.group(4)) if m else 0
+def cpu_ns(path):
+    (t0, n0), (t1, n1) = [map(int, l.split()) for l in open(path)]
+    return n1 - n0
+print()
+print(f"TLS next to plaintext: nginx (1 worker, {fbytes} B file, HTTP/1.1 keep-alive) at {rate} req/s "
+      f"from h2load -c {clients}, {dur} s per run")
+print(f"{'scheme':>7} {'requests':>9} {'spans':>7} {'spans/s':>8} {'nginx us/req off':>17} {'on':>6}"
+      f" {'BPF ns/req':>11} {'daemon ns/req':>14}")
+tables = []
+for scheme in ("http", "https"):
+    n_off, n_on = done(f"{scheme}-off"), done(f"{scheme}-on")
+    w_off = cpu_ns(f"{tmp}/worker-{scheme}-off") / max(n_off, 1) / 1000
+    w_on = cpu_ns(f"{tmp}/worker-{scheme}-on") / max(n_on, 1) / 1000
+    st = json.load(open(f"{tmp}/stats-{scheme}.json"))
+    spans = st["tracker"]["spans"]
+    daemon_ns = cpu_ns(f"{tmp}/cpu-{scheme}") / max(n_on, 1)
+    table = subprocess.run(["python3", f"{src}/bench/lib/bpf_table.py", f"{tmp}/bpf0-{scheme}.jsonl",
+                            f"{tmp}/bpf1-{scheme}.jsonl", str(n_on), f"{scheme} at {rate} req/s", src],
+                           capture_output=True, text=True).stdout
+    bpf = re.search(r"all programs\s+(\d+)\s+ns of BPF per request", table)
+    bpf_ns = float(bpf.group(1)) if bpf else float("nan")
+    l7 = st["probes"]["l7"]
+    print(f"{scheme:>7} {n_on:>9} {spans:>7} {spans / float(dur):>8.0f} {w_off:>17.1f} {w_on:>6.1f}"
+          f" {bpf_ns:>11.0f} {daemon_ns:>14.0f}   (tls_ciphertext {l7.get('tls_ciphertext', 0)},"
+          f" tls_untied {l7.get('tls_untied', 0)}, kernel lost {l7['ringbuf_drops']})")
+    tables.append(table)
+for t in tables:
+    print(t.rstrip())
+PY
