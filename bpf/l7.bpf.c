@@ -902,6 +902,8 @@ int enter_read(struct trace_event_raw_sys_enter *ctx) {
 }
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct trace_event_raw_sys_enter *ctx) {
+  /* A peek moves no bytes (nginx peeks at a TLS port's first byte): as sock_recv. */
+  if (ctx->args[3] & MSG_PEEK) return 0;
   return enter_call(ctx->args[0], ctx->args[1], 0, L7_SYS_RECVFROM, L7_DIR_INGRESS, 0);
 }
 SEC("tracepoint/syscalls/sys_enter_readv")
@@ -934,6 +936,7 @@ static __always_inline int enter_msg(struct trace_event_raw_sys_enter *ctx, __u8
 }
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int enter_recvmsg(struct trace_event_raw_sys_enter *ctx) {
+  if (ctx->args[2] & MSG_PEEK) return 0;
   return enter_msg(ctx, L7_SYS_RECVMSG, L7_DIR_INGRESS);
 }
 SEC("tracepoint/syscalls/sys_enter_sendmsg")

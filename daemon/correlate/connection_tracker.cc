@@ -271,13 +271,12 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       return;
     case SocketEvent::Kind::kTlsHello: {
       Conn* c = Find(ev, /*create=*/true);
-      c->tls = true;
       c->tls_version = TlsVersionFromServerHello(ev.payload);
       return;
     }
     case SocketEvent::Kind::kData: {
       Conn* c = Find(ev, /*create=*/true);
-      c->tls |= ev.tls;
+      if (ev.tls && !c->tls) StartPlaintext(*c);
       c->last_active_mono = ev.ts_exit_ns;
       c->last_tid = ev.tid;
       if (!c->disabled) OnData(*c, ev);
@@ -298,6 +297,24 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       return;
     }
   }
+}
+
+void ConnectionTracker::StartPlaintext(Conn& c) {
+  // The connection's records are TLS plaintext from here on. Whatever came before was
+  // its ciphertext (the daemon joined mid-connection, or a peek at the first byte) and
+  // may have judged it not HTTP: decoding starts afresh on the plaintext stream, whose
+  // positions count from 0.
+  c.tls = true;
+  c.disabled = false;
+  c.requests.reset();
+  c.responses.reset();
+  c.h2.reset();
+  c.h2_failed = false;
+  c.upgrading = false;
+  c.have_pos = {};
+  c.next_pos = {};
+  c.resp_resync = false;
+  c.opaque_sent_ts = 0;
 }
 
 void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {

@@ -138,6 +138,7 @@ class ConnectionTracker {
   // By value: callers pass keys stored in the maps Drop erases from (by_fd_, lru_), and
   // a reference would dangle half-way (ASan, in the sanitizer tree's unit tests).
   void Drop(Key key, bool finish);
+  void StartPlaintext(Conn& c);
   void OnData(Conn& c, const probes::SocketEvent& ev);
   // Bytes of one direction that the probe lost (a jump in the byte position): the parser
   // skips exactly that many; where it cannot stay in frame it resyncs.

@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdlib>
+#include <string_view>
 #include <cstring>
 #include <vector>
 
@@ -147,7 +149,11 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   auto* sk = probe->skel_;
   // Data hooks: the socket tracepoints where the kernel has them (6.3+), else the
   // per-syscall tracepoints. Exactly one set is loaded.
-  f.sock_tracepoints = !options.force_syscall_hooks && HasTypedef(vmlinux, "btf_trace_sock_send_length") &&
+  // ISOTRACE_FORCE_SYSCALL_HOOKS=1: the pre-6.3 data hooks on a newer kernel, so the
+  // fallback can be tried end to end on the development machine (docs/kernels.md).
+  const char* force_env = getenv("ISOTRACE_FORCE_SYSCALL_HOOKS");
+  const bool force = options.force_syscall_hooks || (force_env && std::string_view(force_env) == "1");
+  f.sock_tracepoints = !force && HasTypedef(vmlinux, "btf_trace_sock_send_length") &&
                        HasTypedef(vmlinux, "btf_trace_sock_recv_length");
   for (bpf_program* p : {sk->progs.sock_send, sk->progs.sock_recv})
     bpf_program__set_autoload(p, f.sock_tracepoints);

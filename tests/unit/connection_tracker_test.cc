@@ -1115,5 +1115,52 @@ TEST_F(ConnectionTrackerTest, WaitsForANonHttpAnswerCountAsUnseenDownstream) {
   EXPECT_EQ(links::Measure(spans_[0].breakdown.downstream_unseen_ns),
             static_cast<int64_t>(Exit(44) - Exit(4)));
 }
+
+// --- TLS plaintext (bpf/l7.h: L7_F_TLS) ---------------------------------------------
+
+namespace tls_plaintext {
+// A ServerHello record (TLS 1.3: supported_versions selects 0x0304), as the probe passes
+// it up once per connection.
+std::string ServerHello13() {
+  std::string body = std::string("\x03\x03", 2) + std::string(32, '\x11') + std::string("\x00", 1) +
+                     std::string("\x13\x01\x00", 3) + std::string("\x00\x06\x00\x2b\x00\x02\x03\x04", 8);
+  std::string hs = std::string("\x02\x00", 2) + static_cast<char>(body.size() >> 8) +
+                   static_cast<char>(body.size() & 0xff) + body;
+  return std::string("\x16\x03\x03", 3) + static_cast<char>(hs.size() >> 8) + static_cast<char>(hs.size() & 0xff) +
+         hs;
+}
+}  // namespace tls_plaintext
+
+TEST_F(ConnectionTrackerTest, TlsPlaintextAfterCiphertextStartsAfresh) {
+  // nginx peeks at a TLS port's first byte before the handshake (a syscall-hook kernel
+  // reports it), and a daemon started mid-connection sees ciphertext first: either way the
+  // connection was judged not HTTP before its plaintext records began. The plaintext is
+  // a fresh stream (positions from 0) and must decode.
+  Sock s;
+  DataAt(s, Dir::kIngress, 0, std::string("\x16\x03\x01\x02\x00\x01", 6), 1);
+  ASSERT_EQ(stats().connections_not_http, 1u);
+  SocketEvent hello = Base(s, Kind::kTlsHello, 2);
+  const std::string sh = tls_plaintext::ServerHello13();
+  hello.dir = Dir::kEgress;
+  hello.payload = sh;
+  tracker_->OnEvent(hello);
+  for (auto [dir, text, t] : {std::tuple{Dir::kIngress, Get("/secure?x=1"), 3},
+                              std::tuple{Dir::kEgress, Response(200, "OK", "hi"), 4}}) {
+    SocketEvent ev = Base(s, Kind::kData, t);
+    ev.dir = dir;
+    ev.pos = 0;
+    ev.tls = true;
+    ev.payload = text;
+    ev.ret = static_cast<int64_t>(text.size());
+    tracker_->OnEvent(ev);
+  }
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/secure");
+  EXPECT_EQ(spans_[0].status_code, 200);
+  EXPECT_TRUE(spans_[0].tls);
+  EXPECT_EQ(spans_[0].tls_version, "1.3");
+  EXPECT_EQ(stats().stream_gaps, 0u);
+}
+
 }  // namespace
 }  // namespace isotrace::correlate
