@@ -317,8 +317,8 @@ static __always_inline struct l7_event *reserve_small(void) {
   return ev;
 }
 
-static __always_inline void emit_simple(struct conn_state *cs, const struct sock *sk, __u8 kind, __u8 dir,
-                                        bool with_acct) {
+static __always_inline void emit_simple_sk(struct conn_state *cs, const struct sock *sk, __u8 kind, __u8 dir,
+                                           bool with_acct, bool trusted_sk) {
   __u64 flags = submit_flags();
   struct l7_event *ev = reserve_small();
   if (!ev) {
@@ -326,7 +326,7 @@ static __always_inline void emit_simple(struct conn_state *cs, const struct sock
     return;
   }
   __u64 now = bpf_ktime_get_ns();
-  fill_header(ev, cs, sk, kind, dir, now, true);
+  fill_header(ev, cs, sk, kind, dir, now, trusted_sk);
   if (kind == L7_EV_DATA || kind == L7_EV_FIN) {
     __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
     ev->pos = cs->pos[di & 1];
@@ -337,6 +337,11 @@ static __always_inline void emit_simple(struct conn_state *cs, const struct sock
     __builtin_memset(&ev->acct, 0, sizeof(ev->acct));
   bpf_ringbuf_submit(ev, flags);
   count(L7_CNT_EVENTS);
+}
+
+static __always_inline void emit_simple(struct conn_state *cs, const struct sock *sk, __u8 kind, __u8 dir,
+                                        bool with_acct) {
+  emit_simple_sk(cs, sk, kind, dir, with_acct, true);
 }
 
 /* ---- message starts ---------------------------------------------------------------- */
@@ -1046,6 +1051,23 @@ int BPF_PROG(tcp_receive_reset, struct sock *sk) {
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(tcp_send_reset, const struct sock *sk) {
   if (sk) incident(sk, L7_EV_RESET_SENT);
+  return 0;
+}
+
+/* A packet of a tracked socket dropped by netfilter on its way out. */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(skb_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason) {
+  if (reason != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NETFILTER_DROP)) return 0;
+  /* Outgoing only: a received packet has its input interface set, and early demux may
+   * have set its socket too (the receiver's) before the input hook dropped it; that loss
+   * is the sender's, and shows as its retransmission. */
+  if (skb->skb_iif) return 0;
+  struct sock *sk = skb->sk;
+  if (!sk || sk->sk_protocol != IPPROTO_TCP) return 0;
+  struct conn_state *cs = conn_get(sk);
+  if (!cs) return 0;
+  /* skb->sk is an RCU pointer, not the hook's own socket: read through probe reads. */
+  emit_simple_sk(cs, sk, L7_EV_LOCAL_DROP, L7_DIR_NONE, false, false);
   return 0;
 }
 

@@ -51,6 +51,10 @@ enum l7_event_kind {
    * crossed the socket (`dir`: this side received or sent it), so user space can read the
    * negotiated version. Once per TLS connection; no position. */
   L7_EV_TLS_HELLO = 10,
+  /* kfree_skb with reason NETFILTER_DROP of a packet a tracked socket sent: the node's
+   * own firewall dropped it on the way out. TCP then resends without counting (or
+   * tracing) a retransmission, so this is the only trace of that loss. */
+  L7_EV_LOCAL_DROP = 11,
 };
 
 enum l7_direction {

@@ -267,6 +267,7 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
     case SocketEvent::Kind::kResetReceived:
     case SocketEvent::Kind::kResetSent:
     case SocketEvent::Kind::kOomKill:
+    case SocketEvent::Kind::kLocalDrop:
       OnIncident(ev);
       return;
     case SocketEvent::Kind::kTlsHello: {
@@ -449,7 +450,7 @@ void ConnectionTracker::OnIncident(const SocketEvent& ev) {
   Conn& c = *cp;
   if (c.incidents.size() >= kMaxIncidents) c.incidents.pop_front();
   c.incidents.push_back({ev.ts_exit_ns, ev.kind});
-  if (ev.kind != SocketEvent::Kind::kRetransmit) c.reset = true;
+  if (ev.kind == SocketEvent::Kind::kResetReceived || ev.kind == SocketEvent::Kind::kResetSent) c.reset = true;
   stats_.incidents++;
 }
 
@@ -629,7 +630,7 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   s.cgroup_id = c.cgroup_id;
   s.sock_id = c.sock_id;
   AddBreakdown(c, p, end_snap, end, &s);
-  if (s.kind == SpanKind::kClient) AddPeerIncidents(c, req.first_ts_ns, end, &s);
+  AddPeerIncidents(c, req.first_ts_ns, end, &s);
   stats_.spans++;
   sink_(std::move(s));
 }
@@ -674,6 +675,8 @@ void ConnectionTracker::AddBreakdown(const Conn& c, const Pending& p, const Snap
     e.time_unix_ns = clock_->MonoToUnixNs(inc.ts);
     if (inc.kind == SocketEvent::Kind::kRetransmit) {
       e.kind = IncidentKind::kTcpRetransmit;
+    } else if (inc.kind == SocketEvent::Kind::kLocalDrop) {
+      e.kind = IncidentKind::kPacketDrop;
     } else {
       e.kind = IncidentKind::kTcpReset;
       e.reset_by = inc.kind == SocketEvent::Kind::kResetReceived ? Incident::ResetBy::kPeer
@@ -934,7 +937,8 @@ void ConnectionTracker::ResolveServer(Conn& c, Pending& p) {
 
 void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t to, Span* s) {
   // The connection's other end on this node: its retransmits and resets are this call's
-  // too (lost responses retransmit from the server's socket).
+  // too, both ways: a CLIENT span's lost responses retransmit from the server's socket,
+  // a SERVER span's lost request segments from the caller's.
   auto bt = by_tuple_.find(TupleOf(c, /*mirrored=*/true));
   if (bt == by_tuple_.end()) return;
   auto ci = conns_.find(bt->second);
@@ -943,7 +947,9 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
   for (const auto& inc : ci->second->incidents) {
     if (inc.ts < from || inc.ts > to) continue;
     Incident e;
-    e.kind = inc.kind == SocketEvent::Kind::kRetransmit ? IncidentKind::kTcpRetransmit : IncidentKind::kTcpReset;
+    e.kind = inc.kind == SocketEvent::Kind::kRetransmit  ? IncidentKind::kTcpRetransmit
+             : inc.kind == SocketEvent::Kind::kLocalDrop ? IncidentKind::kPacketDrop
+                                                         : IncidentKind::kTcpReset;
     e.time_unix_ns = clock_->MonoToUnixNs(inc.ts);
     e.peer_side = true;
     if (inc.kind == SocketEvent::Kind::kRetransmit) retrans++;

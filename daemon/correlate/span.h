@@ -60,7 +60,9 @@ struct Net {
 
 // Kernel incidents that touched the request (span events); the names are the verdict
 // vocabulary, written at OTLP encoding.
-enum class IncidentKind : uint8_t { kTcpRetransmit, kTcpReset, kOomKill, kThrottling, kCount };
+// kPacketDrop: the node's own netfilter dropped a packet of the span's connection on its
+// way out (TCP resends it without a retransmission).
+enum class IncidentKind : uint8_t { kTcpRetransmit, kTcpReset, kOomKill, kThrottling, kPacketDrop, kCount };
 
 struct Incident {
   enum class ResetBy : uint8_t { kUnknown, kPeer, kLocal };

@@ -32,6 +32,7 @@ struct Breakdown {
   int64_t oncpu = 0, runq = 0, throttled = 0, blkio = 0, memstall = 0, steal = 0, other = 0;
   int64_t unseen = 0;
   int64_t retransmits = 0;
+  int64_t drops = 0;  // packets the node's own firewall dropped on the way out
   bool reset = false;
   bool oom = false;
 };
@@ -53,6 +54,7 @@ Breakdown BreakdownOf(const Span& s) {
     if (e.kind == correlate::IncidentKind::kTcpReset) b.reset = true;
     if (e.kind == correlate::IncidentKind::kOomKill) b.oom = true;
     if (e.kind == correlate::IncidentKind::kTcpRetransmit && b.retransmits == 0) b.retransmits = 1;
+    if (e.kind == correlate::IncidentKind::kPacketDrop) b.drops++;
   }
   return b;
 }
@@ -467,6 +469,8 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
           add(svc, {"network", "tcp_reset"}, n.comp[kGap], base(kGap));
         else if (n.bd.retransmits > 0)
           add(svc, {"network", "tcp_retransmit"}, n.comp[kGap], base(kGap));
+        else if (n.bd.drops > 0)
+          add(svc, {"network", "packet_drop"}, n.comp[kGap], base(kGap));
         else if (n.kids.empty())
           add(svc, {"downstream", "downstream"}, n.comp[kGap], base(kGap));
         else

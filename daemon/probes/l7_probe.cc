@@ -89,6 +89,19 @@ bool StructHasMember(const btf* vmlinux, const char* type, const char* member) {
   return false;
 }
 
+// True when enum `type` has an enumerator `name` (CO-RE enum value relocations fail the
+// load otherwise).
+bool EnumHasValue(const btf* vmlinux, const char* type, const char* name) {
+  if (!vmlinux) return false;
+  int id = btf__find_by_name_kind(vmlinux, type, BTF_KIND_ENUM);
+  if (id <= 0) return false;
+  const btf_type* t = btf__type_by_id(vmlinux, id);
+  const struct btf_enum* e = btf_enum(t);
+  for (int i = 0; i < btf_vlen(t); i++, e++)
+    if (std::string_view(btf__name_by_offset(vmlinux, e->name_off)) == name) return true;
+  return false;
+}
+
 // The parameters of tracepoint `tp`'s BTF prototype (btf_trace_<tp>: a typedef of a
 // pointer to a FUNC_PROTO whose first parameter is the tracing context), or nullptr.
 const btf_param* TracepointParams(const btf* vmlinux, const char* tp, int* count) {
@@ -205,6 +218,17 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
     for (bpf_program* p : {sk->progs.tcp_retransmit, sk->progs.tcp_receive_reset, sk->progs.tcp_send_reset})
       bpf_program__set_autoload(p, false);
     spdlog::warn("no tcp retransmit/reset tracepoints: isotrace.net.retransmits is left out");
+  }
+  // Packets the node's own netfilter drops on their way out (kfree_skb's drop reason,
+  // 5.17+): the only trace of a loss TCP does not count as a retransmission.
+  int kfree_args = 0;
+  const bool local_drops = f.tcp_incidents && TracepointParams(vmlinux, "kfree_skb", &kfree_args) &&
+                           kfree_args >= 3 &&
+                           EnumHasValue(vmlinux, "skb_drop_reason", "SKB_DROP_REASON_NETFILTER_DROP");
+  if (!local_drops) {
+    bpf_program__set_autoload(sk->progs.skb_drop, false);
+    spdlog::info("no kfree_skb drop reasons (Linux < 5.17): packets dropped by this node's "
+                 "firewall on their way out are not span events");
   }
   // mark_victim passed only an int pid before "mm, oom: add more information to
   // mark_victim tracepoint" (bpf/core_fixes.bpf.h): the program reads a task_struct.

@@ -38,6 +38,7 @@ struct SocketEvent {
     // TLS: `payload` is the start of the handshake record holding the ServerHello (with or
     // without its 5-byte record header), for the negotiated version. No position.
     kTlsHello = 10,
+    kLocalDrop = 11,  // the node's netfilter dropped a packet this socket sent
   };
   enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
 

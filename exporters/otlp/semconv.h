@@ -55,6 +55,7 @@ inline constexpr std::string_view kVerdictReason = "isotrace.verdict.reason";
 // isotrace.verdict.layer: the layer it belongs to.
 inline constexpr std::string_view kEventTcpRetransmit = "tcp_retransmit";
 inline constexpr std::string_view kEventTcpReset = "tcp_reset";
+inline constexpr std::string_view kEventPacketDrop = "packet_drop";
 inline constexpr std::string_view kEventOomKill = "oom_kill";
 inline constexpr std::string_view kEventThrottling = "throttling";
 inline constexpr std::string_view kNetResetBy = "isotrace.net.reset_by";  // peer | local

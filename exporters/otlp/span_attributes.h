@@ -48,6 +48,7 @@ inline std::string_view IncidentEventName(correlate::IncidentKind k) {
     case correlate::IncidentKind::kTcpReset: return semconv::kEventTcpReset;
     case correlate::IncidentKind::kOomKill: return semconv::kEventOomKill;
     case correlate::IncidentKind::kThrottling: return semconv::kEventThrottling;
+    case correlate::IncidentKind::kPacketDrop: return semconv::kEventPacketDrop;
     case correlate::IncidentKind::kCount: break;
   }
   return "unknown";
@@ -55,7 +56,8 @@ inline std::string_view IncidentEventName(correlate::IncidentKind k) {
 
 // The layer an incident belongs to (isotrace.verdict.layer on the event).
 inline std::string_view IncidentLayer(correlate::IncidentKind k) {
-  return k == correlate::IncidentKind::kTcpRetransmit || k == correlate::IncidentKind::kTcpReset
+  return k == correlate::IncidentKind::kTcpRetransmit || k == correlate::IncidentKind::kTcpReset ||
+                 k == correlate::IncidentKind::kPacketDrop
              ? std::string_view("network")
              : std::string_view("container");
 }
@@ -68,6 +70,7 @@ void ForEachIncidentAttribute(const correlate::Incident& e, F&& f) {
   switch (e.kind) {
     case K::kTcpRetransmit:
     case K::kTcpReset:
+    case K::kPacketDrop:
       if (e.peer_side) {
         f(semconv::kNetSide, std::string_view("peer"));
       } else if (e.kind == K::kTcpReset && e.reset_by != correlate::Incident::ResetBy::kUnknown) {

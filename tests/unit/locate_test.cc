@@ -80,7 +80,8 @@ class LocateTest : public ::testing::Test {
   // A: SERVER (front) → CLIENT → B: SERVER (back, in a container), synchronous. The
   // back end's own time is `b`; the front spends 1 ms of CPU around the call. Spans
   // arrive as the tracker emits them: innermost first.
-  void Chain(uint64_t t0, const Acct& b, int64_t net_gap = 200'000, int64_t retransmits = 0, int status = 200) {
+  void Chain(uint64_t t0, const Acct& b, int64_t net_gap = 200'000, int64_t retransmits = 0, int status = 200,
+             int drops = 0) {
     const int64_t b_dur = b.oncpu + b.runq + b.throttled + b.blkio + b.memstall + b.other;
     const uint64_t id = ++trace_;
     const uint64_t a_srv = id * 10 + 1, a_cli = id * 10 + 2, b_srv = id * 10 + 3;
@@ -95,6 +96,12 @@ class LocateTest : public ::testing::Test {
     ca.other = static_cast<int64_t>(cli_end - cli_start) - 20'000;
     ca.retransmits = retransmits;
     Span cs = MakeSpan(SpanKind::kClient, a_cli, a_srv, cli_start, cli_end, ca);
+    for (int i = 0; i < drops; i++) {
+      correlate::Incident e;
+      e.kind = correlate::IncidentKind::kPacketDrop;
+      e.time_unix_ns = cli_start + 1000;
+      cs.incidents.push_back(e);
+    }
     Acct aa;
     aa.oncpu = 1'000'000 + ca.oncpu;
     aa.other = static_cast<int64_t>(a_end - a_start) - aa.oncpu;
@@ -229,6 +236,17 @@ TEST_F(LocateTest, EachCauseMapsToItsLayer) {
     EXPECT_EQ(verdicts_[0].layer, c.layer) << c.name;
     EXPECT_EQ(verdicts_[0].cause, c.cause) << c.name;
   }
+}
+
+// Packets the caller's own firewall dropped on the way out: TCP resends them without a
+// retransmission (retransmits stay 0), and the packet_drop events are the only evidence.
+TEST_F(LocateTest, LocallyDroppedPacketsBlameTheNetworkWithoutRetransmits) {
+  Warm(15, Usual());
+  Chain(now_ + kMs, Usual(), /*net_gap=*/200 * kMs, /*retransmits=*/0, 200, /*drops=*/3);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].service, "front");
+  EXPECT_EQ(verdicts_[0].layer, "network");
+  EXPECT_EQ(verdicts_[0].cause, "packet_drop");
 }
 
 TEST_F(LocateTest, LostPacketsBlameTheCallersNetworkAndAPlainGapIsNotTheNetwork) {
