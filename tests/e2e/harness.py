@@ -227,6 +227,21 @@ def finish(errors, dlog):
     print("PASS")
 
 
+def veth_namespaces(ns_a, ns_b, dev_a, dev_b, addr_a, addr_b, made):
+    """Two new network namespaces joined by a veth pair (dev_a in ns_a with addr_a, a
+    CIDR, and dev_b in ns_b), loopback up in both. Appends each namespace to `made` as
+    it is created, for the caller to delete (`ip netns del`) in its finally."""
+    for ns in (ns_a, ns_b):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        made.append(ns)
+    subprocess.run(["ip", "link", "add", dev_a, "netns", ns_a, "type", "veth", "peer",
+                    "name", dev_b, "netns", ns_b], check=True)
+    for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
+        subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+
+
 def process_tree(pid):
     """pid and every process below it (a server's workers)."""
     out, todo = set(), [pid]

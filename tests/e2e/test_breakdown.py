@@ -152,15 +152,7 @@ def main():
             # the lossy transfer is nearly done.
             suffix = str(os.getpid())
             ns_c, ns_s = "itc" + suffix, "its" + suffix
-            for ns in (ns_c, ns_s):
-                subprocess.run(["ip", "netns", "add", ns], check=True)
-                netns.append(ns)
-            subprocess.run(["ip", "link", "add", "itv" + suffix, "netns", ns_c, "type", "veth", "peer",
-                            "name", "itp" + suffix, "netns", ns_s], check=True)
-            for ns, dev, addr in ((ns_c, "itv" + suffix, "10.231.77.1/24"), (ns_s, "itp" + suffix, "10.231.77.2/24")):
-                subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
-                subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-                subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+            h.veth_namespaces(ns_c, ns_s, "itv" + suffix, "itp" + suffix, "10.231.77.1/24", "10.231.77.2/24", netns)
             # Dropped on the client's input: a local output drop is a failed transmit, not a
             # loss, and TCP resends it without a retransmit.
             subprocess.run(["ip", "netns", "exec", ns_c, "nft", "-f", "-"], check=True, input=(

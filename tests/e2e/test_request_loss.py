@@ -81,15 +81,7 @@ def run(loss_at, errors):
         with h.Procs() as procs:
             recv = h.Receiver(procs)
             daemon = h.start_daemon(procs, "--otlp-endpoint", recv.endpoint, "--summary-interval", "2")
-            for ns in (ns_c, ns_s):
-                subprocess.run(["ip", "netns", "add", ns], check=True)
-                made.append(ns)
-            subprocess.run(["ip", "link", "add", "irv" + suffix, "netns", ns_c, "type", "veth", "peer",
-                            "name", "irp" + suffix, "netns", ns_s], check=True)
-            for ns, dev, addr in ((ns_c, "irv" + suffix, "10.231.78.1/24"), (ns_s, "irp" + suffix, "10.231.78.2/24")):
-                subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
-                subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-                subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+            h.veth_namespaces(ns_c, ns_s, "irv" + suffix, "irp" + suffix, "10.231.78.1/24", "10.231.78.2/24", made)
             # The caller's data only (not its SYN: the connection must come up), dropped on
             # the server's input (network) or on the caller's output (local).
             ns_rule, hook = (ns_s, "input") if loss_at == "network" else (ns_c, "output")
