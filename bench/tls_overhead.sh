@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Macro benchmark: what TLS decoding costs, next to plaintext, in one run. One nginx (1
-# worker) serves the same file over HTTP/1.1 on a plaintext port and on a TLS 1.3 port
-# (certificate made here with the openssl CLI); h2load drives each at a fixed rate with
-# keep-alive connections, first without isotraced, then with it.
+# Macro benchmark: what TLS and HTTP/2 decoding cost, next to plaintext HTTP/1.1, in one
+# run. One nginx (1 worker) serves the same file over HTTP/1.1 on a plaintext port, over
+# HTTP/1.1 on a TLS 1.3 port (certificate made here with the openssl CLI) and over h2c
+# (HTTP/2, prior knowledge); h2load drives each at a fixed rate (one stream in flight
+# per connection), first without isotraced, then with it.
 #
 #   bash bench/tls_overhead.sh <builddir>
 #
@@ -46,6 +47,7 @@ source "$SRC/bench/lib/measure.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 TLS_PORT=$(free_port)
+H2_PORT=$(free_port)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/key.pem" \
   -out "$TMP/cert.pem" -days 1 -subj /CN=localhost >/dev/null 2>&1 || cannot "openssl req failed"
 mkdir -p "$TMP/www"
@@ -71,6 +73,9 @@ http {
   ssl_protocols TLSv1.3;
   server { listen 127.0.0.1:$PORT; root $TMP/www; }
   server { listen 127.0.0.1:$TLS_PORT ssl; root $TMP/www; }
+  # sendfile off: with it, nginx sends an HTTP/2 response's DATA after its HEADERS only once
+  # the client's delayed ACK arrives (40 ms per request here).
+  server { listen 127.0.0.1:$H2_PORT http2; root $TMP/www; sendfile off; }
 }
 EOF
 nginx -c "$TMP/nginx.conf" -p "$TMP" >"$TMP/nginx.log" 2>&1 &
@@ -85,16 +90,21 @@ WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 
 sysctl -q -w kernel.bpf_stats_enabled=1
 per_client=$(( (RATE + CLIENTS - 1) / CLIENTS ))
-run_load() {  # <tag> <url>
+run_load() {  # <tag> <url> [h2load protocol flag]
   cpu_sample "$WORKER" >"$TMP/worker-$1"
-  h2load --h1 -c "$CLIENTS" -m 1 --rps "$per_client" -D "$DURATION" "$2" >"$TMP/h2load-$1.out" 2>&1 ||
+  h2load ${3:---h1} -c "$CLIENTS" -m 1 --rps "$per_client" -D "$DURATION" "$2" >"$TMP/h2load-$1.out" 2>&1 ||
     cannot "h2load failed: $(tail -5 "$TMP/h2load-$1.out")"
   cpu_sample "$WORKER" >>"$TMP/worker-$1"
 }
-for scheme in http https; do
-  if [[ $scheme == http ]]; then url="http://127.0.0.1:$PORT/index.html"; else url="https://127.0.0.1:$TLS_PORT/index.html"; fi
+for scheme in http https h2c; do
+  proto=--h1
+  case $scheme in
+    http) url="http://127.0.0.1:$PORT/index.html" ;;
+    https) url="https://127.0.0.1:$TLS_PORT/index.html" ;;
+    h2c) url="http://127.0.0.1:$H2_PORT/index.html"; proto=--no-tls-proto=h2c ;;
+  esac
   echo "$scheme: $RATE req/s for $DURATION s without the daemon..." >&2
-  run_load "$scheme-off" "$url"
+  run_load "$scheme-off" "$url" "$proto"
   echo "$scheme: with the daemon..." >&2
   # shellcheck disable=SC2086
   "$ISOTRACED" --summary-interval 0 --stats-file "$TMP/stats-$scheme.json" ${DAEMON_ARGS:-} \
@@ -108,7 +118,7 @@ for scheme in http https; do
   sleep 1
   cpu_sample "$DAEMON_PID" >"$TMP/cpu-$scheme"
   bpf_sample "$DAEMON_PID" >"$TMP/bpf0-$scheme.jsonl"
-  run_load "$scheme-on" "$url"
+  run_load "$scheme-on" "$url" "$proto"
   bpf_sample "$DAEMON_PID" >"$TMP/bpf1-$scheme.jsonl"
   cpu_sample "$DAEMON_PID" >>"$TMP/cpu-$scheme"
   kill -TERM "$DAEMON_PID"
@@ -131,7 +141,7 @@ print(f"TLS next to plaintext: nginx (1 worker, {fbytes} B file, HTTP/1.1 keep-a
 print(f"{'scheme':>7} {'requests':>9} {'spans':>7} {'spans/s':>8} {'nginx us/req off':>17} {'on':>6}"
       f" {'BPF ns/req':>11} {'daemon ns/req':>14}")
 tables = []
-for scheme in ("http", "https"):
+for scheme in ("http", "https", "h2c"):
     n_off, n_on = done(f"{scheme}-off"), done(f"{scheme}-on")
     w_off = cpu_ns(f"{tmp}/worker-{scheme}-off") / max(n_off, 1) / 1000
     w_on = cpu_ns(f"{tmp}/worker-{scheme}-on") / max(n_on, 1) / 1000
