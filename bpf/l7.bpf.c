@@ -1097,10 +1097,14 @@ static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 num, __u64 len_
   struct tls_call *t =
       bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
   if (!t) return 0;
-  if (t->ssl) {
-    if (t->depth < 255) t->depth++;
+  if (t->ssl == ssl && t->depth < 255) {
+    /* A call inside a call on the same object (SSL_connect → SSL_do_handshake). */
+    t->depth++;
     return 0;
   }
+  /* Otherwise a new call. A different SSL object while one is marked means the previous
+   * call's return was never seen (a missed uretprobe): forget it rather than tie this
+   * thread's sockets to a stale object. */
   t->ssl = ssl;
   t->buf = buf;
   t->len_out = len_out;
