@@ -89,6 +89,7 @@ enum conn_flags {
   CS_EOF_IN = 1 << 3,      /* the reader saw end of stream (FIN reported) */
   CS_FIN_OUT = 1 << 4,     /* our FIN reported */
   CS_TLS = 1 << 5,         /* TLS: the plaintext (tls_conns) is reported, not these bytes */
+  CS_CONNECT_SENT = 1 << 6, /* the L7_EV_CONNECT record went out (or was lost) */
 };
 struct conn_state {
   __u64 id;
@@ -111,6 +112,7 @@ struct conn_state {
   __u64 tls_ssl;
   __u8 laddr[16], raddr[16];
   char comm[16];
+  struct l7_thread_acct connect_acct; /* CS_CONNECTED: the connecting thread at SYN_SENT */
 };
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -460,8 +462,28 @@ static __always_inline __u32 capture_iov(struct l7_event *ev, __u64 iov_ptr, __u
 
 /* `ret` bytes moved on the byte stream `cs` of socket `sk`: the socket's own bytes, or a
  * TLS connection's plaintext (then `sk` is not trusted: see fill_header). */
+/* The connect record (L7_EV_CONNECT) of a connection this side opened, before its first
+ * data record. */
+static __always_inline void emit_connect(struct conn_state *cs, const struct sock *sk, int fd, bool trusted_sk) {
+  __u64 flags = submit_flags();
+  cs->flags |= CS_CONNECT_SENT;
+  struct l7_event *ev = reserve_small();
+  if (!ev) {
+    cs->seq++;
+    return;
+  }
+  fill_header(ev, cs, sk, L7_EV_CONNECT, L7_DIR_NONE, cs->conn_start_ns, trusted_sk);
+  ev->fd = fd;
+  __builtin_memcpy(&ev->acct, &cs->connect_acct, sizeof(ev->acct));
+  bpf_ringbuf_submit(ev, flags);
+  count(L7_CNT_EVENTS);
+}
+
 static __always_inline void on_stream(struct conn_state *cs, const struct sock *sk, __u8 dir, __s64 ret,
                                       const struct seg_buf *b, int fd, __u64 ts_enter, bool trusted_sk) {
+  /* Not CS_REPORTED: a SYN retransmit's incident record may have gone out before. */
+  if ((cs->flags & (CS_CONNECTED | CS_CONNECT_SENT)) == CS_CONNECTED && cs->conn_start_ns)
+    emit_connect(cs, sk, fd, trusted_sk);
   const __u32 di = dir == L7_DIR_EGRESS ? 1 : 0;
   const __u64 pos = cs->pos[di & 1];
   cs->pos[di & 1] = pos + (__u64)ret;
@@ -1002,6 +1024,7 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
     if (!cs) return 0;
     cs->flags |= CS_CONNECTED;
     cs->conn_start_ns = bpf_ktime_get_ns();
+    acct_snapshot(&cs->connect_acct, cs->conn_start_ns);
     return 0;
   }
   if (!cs) return 0;

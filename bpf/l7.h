@@ -55,6 +55,10 @@ enum l7_event_kind {
    * own firewall dropped it on the way out. TCP then resends without counting (or
    * tracing) a retransmission, so this is the only trace of that loss. */
   L7_EV_LOCAL_DROP = 11,
+  /* This side connect()ed: sent once, just before the connection's first data record.
+   * `ts_ns` = conn_start_ns (SYN_SENT), `acct` = the connecting thread's accounting at
+   * that moment, `retransmits` = SYN retransmits until the first data. */
+  L7_EV_CONNECT = 12,
 };
 
 enum l7_direction {

@@ -53,6 +53,7 @@ struct ConnectionTracker::Pending {
   HttpMessage req;
   uint32_t tid = 0;
   std::optional<Snap> start;
+  uint64_t connect_ns = 0;  // the span covers its connection's setup, which took this long
   uint64_t id = 0;
   // Trace context: decided when the request is seen (CLIENT) or first needed (SERVER:
   // its first client child, else its response), so the caller's request is surely in.
@@ -123,6 +124,10 @@ struct ConnectionTracker::Conn {
   // answered Upgrade: h2c, when `upgrading` is set by the 101).
   std::unique_ptr<Http2Connection> h2;
   bool upgrading = false;
+  // This side connect()ed: the connecting thread at SYN_SENT, to start the connection's
+  // first CLIENT span there (OpenTelemetry client spans cover connection setup).
+  std::optional<Snap> connect_snap;
+  uint64_t connect_ns = 0;  // established − connect start (0: unknown)
   bool tls = false;              // its data records are TLS plaintext
   std::string_view tls_version;  // from its ServerHello (a constant), empty: unknown
   bool h2_failed = false;  // counted as undecodable
@@ -270,6 +275,16 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
     case SocketEvent::Kind::kLocalDrop:
       OnIncident(ev);
       return;
+    case SocketEvent::Kind::kConnected: {
+      Conn* c = Find(ev, /*create=*/true);
+      if (ev.conn_start_ns) {
+        // The socket is tracked from SYN_SENT: none of its retransmits (SYN ones, counted
+        // in ev.retransmits) had happened at connect().
+        c->connect_snap = Snap{ev.conn_start_ns, ev.tid, ev.acct, 0, ev.srtt_us};
+        c->connect_ns = ev.established_ns > ev.conn_start_ns ? ev.established_ns - ev.conn_start_ns : 0;
+      }
+      return;
+    }
     case SocketEvent::Kind::kTlsHello: {
       Conn* c = Find(ev, /*create=*/true);
       c->tls_version = TlsVersionFromServerHello(ev.payload);
@@ -298,6 +313,19 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
       return;
     }
   }
+}
+
+uint64_t ConnectionTracker::UseConnect(Conn& c, uint64_t* first_ts, std::optional<Snap>* start) {
+  // The first request this side sends on a connection it opened: as OpenTelemetry client
+  // spans do, the span starts at connect() and its breakdown covers the setup (a lost
+  // SYN's retransmit lands in its retransmits). Later requests start at their first write.
+  if (!c.connect_snap || c.role != Role::kClient) return 0;
+  const Snap snap = *c.connect_snap;
+  c.connect_snap.reset();
+  if (snap.ts == 0 || snap.ts >= *first_ts) return 0;
+  *first_ts = snap.ts;
+  *start = snap;
+  return c.connect_ns;
 }
 
 void ConnectionTracker::StartPlaintext(Conn& c) {
@@ -463,10 +491,12 @@ void ConnectionTracker::OnRequest(Conn& c, HttpMessage&& req) {
   c.responses->ExpectResponseTo(req.method);
   auto start = FindSnap(c.req_snaps, req.first_ts_ns);
   uint32_t tid = start ? start->tid : c.last_tid;
+  const uint64_t connect_ns = UseConnect(c, &req.first_ts_ns, &start);
   Pending& p = c.pending.emplace_back();
   p.req = std::move(req);
   p.tid = tid;
   p.start = start;
+  p.connect_ns = connect_ns;
   StartContext(c, p);
 }
 
@@ -596,6 +626,7 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   s.protocol_version = std::move(req.version);
   s.tls = c.tls;
   s.tls_version = c.tls_version;
+  if (p.connect_ns) s.breakdown.connect_ns = static_cast<int64_t>(p.connect_ns);
   for (auto& h : req.headers)
     if (h.name == "host") {
       s.host_header = std::move(h.value);
@@ -1096,9 +1127,12 @@ void ConnectionTracker::OnHttp2Request(Conn& c, Http2Exchange&& x) {
   req.first_ts_ns = x.request_first_ts_ns;
   req.last_ts_ns = x.request_last_ts_ns ? x.request_last_ts_ns : x.request_first_ts_ns;
   auto start = FindSnap(c.req_snaps, req.first_ts_ns);
+  const uint32_t tid = start ? start->tid : c.last_tid;
+  const uint64_t connect_ns = UseConnect(c, &req.first_ts_ns, &start);
   Pending& p = c.pending.emplace_back();
-  p.tid = start ? start->tid : c.last_tid;
+  p.tid = tid;
   p.start = start;
+  p.connect_ns = connect_ns;
   p.h2 = true;
   p.stream_id = x.stream_id;
   x.path = req.target;  // RpcService/RpcMethod read the path

@@ -162,6 +162,7 @@ class ConnectionTracker {
   void FinishConn(Conn& c, uint64_t ts_mono);
   struct Snap;
   struct Pending;
+  uint64_t UseConnect(Conn& c, uint64_t* first_ts, std::optional<Snap>* start);
   struct ClientCtx;
   // The 4-tuple of a connection, addresses in IPv6 form (IPv4 as ::ffff:a.b.c.d, so an
   // AF_INET client and an AF_INET6 server on the same loopback connection meet).

@@ -39,6 +39,9 @@ struct SocketEvent {
     // without its 5-byte record header), for the negotiated version. No position.
     kTlsHello = 10,
     kLocalDrop = 11,  // the node's netfilter dropped a packet this socket sent
+    // This side connect()ed (before the first data): ts = conn_start_ns, acct = the
+    // connecting thread then, retransmits = SYN retransmits so far.
+    kConnected = 12,
   };
   enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
 

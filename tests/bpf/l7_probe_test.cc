@@ -170,13 +170,24 @@ TEST_P(L7ProbeTest, ReadWriteAndConnectionEndsFieldByField) {
   EXPECT_GT(cdata[0]->ev.conn_start_ns, 0u);
   EXPECT_GE(cdata[0]->ev.established_ns, cdata[0]->ev.conn_start_ns);
   EXPECT_LE(cdata[0]->ev.established_ns, cdata[0]->ev.ts_exit_ns);
-  EXPECT_TRUE(cdata[0]->ev.new_conn);
+  // The connect record comes first (seq 0, the connection's first record), stamped at
+  // connect() with the connecting thread's accounting then.
+  auto cconnect = OfConn(cconn, SocketEvent::Kind::kConnected);
+  ASSERT_EQ(cconnect.size(), 1u);
+  EXPECT_EQ(cconnect[0]->ev.fd, client);
+  EXPECT_TRUE(cconnect[0]->ev.new_conn);
+  EXPECT_EQ(cconnect[0]->ev.seq, 0u);
+  EXPECT_EQ(cconnect[0]->ev.ts_exit_ns, cdata[0]->ev.conn_start_ns);
+  EXPECT_EQ(cconnect[0]->ev.tid, tid_);
+  EXPECT_TRUE(cconnect[0]->ev.acct.valid);
+  EXPECT_LE(cconnect[0]->ev.acct.oncpu_ns, cdata[0]->ev.acct.oncpu_ns);
+  EXPECT_FALSE(cdata[0]->ev.new_conn);
   EXPECT_TRUE(cdata[0]->ev.msg_start);
   EXPECT_EQ(cdata[0]->ev.dir, SocketEvent::Direction::kEgress);
   EXPECT_EQ(cdata[0]->ev.syscall, L7_SYS_WRITE);
   EXPECT_EQ(cdata[0]->ev.ret, static_cast<int64_t>(req.size()));
   EXPECT_EQ(cdata[0]->ev.pos, 0u);
-  EXPECT_EQ(cdata[0]->ev.seq, 0u);
+  EXPECT_EQ(cdata[0]->ev.seq, 1u);
   EXPECT_EQ(cdata[0]->payload, req);
   EXPECT_LE(cdata[0]->ev.ts_enter_ns, cdata[0]->ev.ts_exit_ns);
   EXPECT_EQ(cdata[1]->ev.conn_id, cconn);
@@ -185,7 +196,7 @@ TEST_P(L7ProbeTest, ReadWriteAndConnectionEndsFieldByField) {
   EXPECT_EQ(cdata[1]->ev.dir, SocketEvent::Direction::kIngress);
   EXPECT_EQ(cdata[1]->ev.syscall, L7_SYS_RECVFROM);  // recv() is recvfrom on x86-64
   EXPECT_EQ(cdata[1]->ev.pos, 0u);                   // first byte of the ingress direction
-  EXPECT_EQ(cdata[1]->ev.seq, 1u);
+  EXPECT_EQ(cdata[1]->ev.seq, 2u);
   EXPECT_EQ(cdata[1]->payload, resp);
 
   auto sdata = Of(server, SocketEvent::Kind::kData);

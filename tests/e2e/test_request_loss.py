@@ -26,6 +26,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
+PARTS = ["isotrace.app.oncpu_ns", "isotrace.kernel.runq_ns", "isotrace.container.throttled_ns",
+         "isotrace.kernel.blkio_ns", "isotrace.kernel.memstall_ns", "isotrace.offcpu_other_ns"]
 REQUESTS = 12
 BODY = 256 * 1024
 PORT = 18097
@@ -54,7 +56,7 @@ http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 CLIENT = r"""
 import http.client, sys, time
 host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-for _ in range(100):
+for _ in range(100 if sys.argv[5:] != ["noprobe"] else 0):
     try:
         c = http.client.HTTPConnection(host, port, timeout=2); c.connect(); c.close(); break
     except OSError:
@@ -73,6 +75,52 @@ def events(spans, name, peer):
                if e.get("name") == name and ((e.get("attributes") or {}).get("isotrace.net.side") == "peer") == peer)
 
 
+def wait_listening(ns):
+    for _ in range(100):
+        out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :%d" % PORT],
+                             capture_output=True, text=True).stdout
+        if out.strip():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def check_connect(clients, servers, errors):
+    """syn: the first request's CLIENT span covers the connect, whose SYN was lost once
+    (the kernel resends it after 1 s): the setup time, the SYN retransmit, a breakdown
+    that still sums to the span; later requests on the connection start at their write."""
+    clients = sorted(clients, key=lambda s: int(s["startTimeUnixNano"]))
+    if len(clients) != 3:
+        return
+    first = clients[0]
+    a = h.span_attrs(first)
+    dur = int(first["endTimeUnixNano"]) - int(first["startTimeUnixNano"])
+    connect = int(a.get("isotrace.net.connect_ns", 0))
+    print("syn: first CLIENT span %.3f s, connect_ns %d, retransmits %s; later: %s" % (
+        dur / 1e9, connect, a.get("isotrace.net.retransmits"),
+        [(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]), h.span_attrs(s).get("isotrace.net.connect_ns"))
+         for s in clients[1:]]))
+    if connect < 900_000_000:
+        errors.append("syn: isotrace.net.connect_ns = %d, want the ≥ 1 s a lost SYN costs" % connect)
+    if dur < connect:
+        errors.append("syn: the CLIENT span (%d ns) does not cover its connect (%d ns)" % (dur, connect))
+    if int(a.get("isotrace.net.retransmits", 0)) < 1:
+        errors.append("syn: the SYN retransmit is not counted on the CLIENT span")
+    parts = [p for p in PARTS if p in a]
+    if len(parts) == len(PARTS):
+        total = sum(int(a[p]) for p in PARTS)
+        if abs(total - dur) > max(dur // 100, 2000):
+            errors.append("syn: breakdown sums to %d, duration %d" % (total, dur))
+    else:
+        errors.append("syn: breakdown missing on the first CLIENT span")
+    for s in clients[1:]:
+        if "isotrace.net.connect_ns" in h.span_attrs(s):
+            errors.append("syn: a later request on the connection claims its connect")
+    first_server = min(servers, key=lambda s: int(s["startTimeUnixNano"])) if servers else None
+    if first_server and int(first_server["startTimeUnixNano"]) - int(first["startTimeUnixNano"]) < 900_000_000:
+        errors.append("syn: the first CLIENT span starts less than 1 s before its SERVER span")
+
+
 def run(loss_at, errors):
     suffix = "%d%s" % (os.getpid(), loss_at[0])
     ns_c, ns_s = "irc" + suffix, "irs" + suffix
@@ -84,14 +132,20 @@ def run(loss_at, errors):
             h.veth_namespaces(ns_c, ns_s, "irv" + suffix, "irp" + suffix, "10.231.78.1/24", "10.231.78.2/24", made)
             # The caller's data only (not its SYN: the connection must come up), dropped on
             # the server's input (network) or on the caller's output (local).
-            ns_rule, hook = (ns_s, "input") if loss_at == "network" else (ns_c, "output")
-            subprocess.run(["ip", "netns", "exec", ns_rule, "nft", "-f", "-"], check=True, input=(
-                "table inet isotrace_reqloss {\n chain c {\n  type filter hook %s priority 0;\n"
-                "  tcp dport %d tcp flags & (syn) == 0 meta length > 200 numgen random mod 100 < 15 drop\n"
-                " }\n}\n" % (hook, PORT)).encode())
+            ns_rule, hook = (ns_s, "input") if loss_at != "local" else (ns_c, "output")
+            rule = ("tcp dport %d tcp flags & (syn) == 0 meta length > 200 numgen random mod 100 < 15 drop" % PORT
+                    if loss_at != "syn" else
+                    # The connection's first SYN is lost on the link (the counter starts at 0).
+                    "tcp dport %d tcp flags & (syn|ack) == syn numgen inc mod 2 == 0 drop" % PORT)
             srv = procs.start(["ip", "netns", "exec", ns_s, sys.executable, "-c", SERVER, str(PORT)], "server")
+            if not wait_listening(ns_s):
+                h.fail("the server did not listen: " + procs.log(srv))
+            subprocess.run(["ip", "netns", "exec", ns_rule, "nft", "-f", "-"], check=True, input=(
+                "table inet isotrace_reqloss {\n chain c {\n  type filter hook %s priority 0;\n  %s\n }\n}\n"
+                % (hook, rule)).encode())
+            n, size = (REQUESTS, BODY) if loss_at != "syn" else (3, 1024)
             cli = procs.start(["ip", "netns", "exec", ns_c, sys.executable, "-c", CLIENT, "10.231.78.2", str(PORT),
-                               str(REQUESTS), str(BODY)], "client")
+                               str(n), str(size), "noprobe"], "client")
             if cli.wait(240) != 0:
                 h.fail("client failed: " + procs.log(cli))
             spans, dlog = h.stop_and_collect(procs, daemon, recv)
@@ -105,8 +159,9 @@ def run(loss_at, errors):
     mine = [s for s in spans if (h.span_attrs(s).get("url.path") == "/upload")]
     clients = [s for s in mine if s.get("spanKind") == 3 and h.pid_of(s) == client_pid]
     servers = [s for s in mine if s.get("spanKind") == 2 and h.pid_of(s) == server_pid]
-    if len(clients) != REQUESTS or len(servers) != REQUESTS:
-        errors.append("%s: %d CLIENT and %d SERVER spans, want %d of each" % (loss_at, len(clients), len(servers), REQUESTS))
+    want_n = REQUESTS if loss_at != "syn" else 3
+    if len(clients) != want_n or len(servers) != want_n:
+        errors.append("%s: %d CLIENT and %d SERVER spans, want %d of each" % (loss_at, len(clients), len(servers), want_n))
     for s in servers:
         parent = by_id.get(s.get("parentSpanId"))
         if parent is None or h.pid_of(parent) != client_pid or parent.get("spanKind") != 3:
@@ -118,6 +173,9 @@ def run(loss_at, errors):
     print("%s: %d CLIENT, %d SERVER spans; CLIENT isotrace.net.retransmits %d; events %s" % (
         loss_at, len(clients), len(servers), client_retrans,
         ", ".join("%s %s%s %d" % (k, n, " (peer)" if p else "", v) for (k, n, p), v in sorted(got.items()))))
+    if loss_at == "syn":
+        check_connect(clients, servers, errors)
+        return dlog
     if loss_at == "network":
         want = [("CLIENT", "tcp_retransmit", False), ("SERVER", "tcp_retransmit", True)]
         if client_retrans == 0:
@@ -140,7 +198,7 @@ def main():
             h.skip("%s missing: run scripts/install-deps.sh" % tool)
     errors = []
     dlog = ""
-    for loss_at in ("network", "local"):
+    for loss_at in ("network", "local", "syn"):
         dlog = run(loss_at, errors)
     h.finish(errors, dlog)
 

@@ -1131,6 +1131,30 @@ std::string ServerHello13() {
 }
 }  // namespace tls_plaintext
 
+TEST_F(ConnectionTrackerTest, FirstClientRequestCoversItsConnect) {
+  // This side connect()ed (the probe's connect record, stamped at SYN_SENT with the
+  // thread's accounting then): the connection's first CLIENT span starts there and says
+  // how long setup took; the next request on it starts at its own write.
+  Sock s;
+  SocketEvent con = Base(s, Kind::kConnected, 1);
+  con.conn_start_ns = con.ts_exit_ns;
+  con.established_ns = con.ts_exit_ns + 900;
+  con.retransmits = 1;  // a SYN retransmit before the first data
+  tracker_->OnEvent(con);
+  Send(s, Get("/first"), 10);
+  Recv(s, Response(200, "OK", "a"), 11);
+  Send(s, Get("/second"), 20);
+  Recv(s, Response(200, "OK", "b"), 21);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[0].kind, SpanKind::kClient);
+  EXPECT_EQ(spans_[0].path, "/first");
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Exit(1)));
+  EXPECT_EQ(spans_[0].breakdown.connect_ns, 900);
+  EXPECT_EQ(spans_[1].path, "/second");
+  EXPECT_EQ(spans_[1].start_unix_ns, Unix(Enter(20)));
+  EXPECT_FALSE(spans_[1].breakdown.connect_ns.has_value());
+}
+
 TEST_F(ConnectionTrackerTest, TlsPlaintextAfterCiphertextStartsAfresh) {
   // nginx peeks at a TLS port's first byte before the handshake (a syscall-hook kernel
   // reports it), and a daemon started mid-connection sees ciphertext first: either way the
