@@ -247,11 +247,15 @@ def main():
             check(dominant("throttle") == "throttled", "throttle: %s dominates, want throttled" % dominant("throttle"))
             check(shares["throttle"]["runq"] < shares["throttle"]["throttled"] / 3, "throttle: counted as runq")
         if "blkio" in shares:
-            # Run-queue wait depends on whatever else the machine runs; among the layers
-            # the handler itself causes, block I/O must dominate, and be far above alone.
-            b = {k: v for k, v in shares["blkio"].items() if k != "runq"}
-            check(max(b, key=b.get) == "blkio", "blkio: %s dominates, want blkio (%s)" % (max(b, key=b.get), b))
-            check(b["blkio"] >= 0.10, "blkio: share %.2f below 10 %%" % b["blkio"])
+            # Run-queue wait depends on whatever else the machine runs. The write+fsync
+            # rounds also burn real CPU in the kernel (copying 32 KiB, the flush path): on
+            # this VM's fast virtual disk 40-55 % of the span is honestly on-CPU, so oncpu
+            # is not compared. Every off-CPU part must be block I/O: it is the largest of
+            # them by far, and a quarter of the span at least (alone: none).
+            b = {k: v for k, v in shares["blkio"].items() if k not in ("runq", "oncpu")}
+            check(max(b, key=b.get) == "blkio", "blkio: %s dominates off-CPU time, want blkio (%s)" % (max(b, key=b.get), b))
+            check(b["blkio"] >= 0.25, "blkio: share %.2f below 25 %%" % b["blkio"])
+            check(b["blkio"] > 5 * max(v for k, v in b.items() if k != "blkio"), "blkio: not far above the other off-CPU parts (%s)" % b)
         if "memory" in shares:
             check(shares["memory"]["memstall"] > 0, "memory: memstall is 0")
         # The sum invariant holds by construction, yet in about one run in three a span of
