@@ -78,13 +78,7 @@ http {
   server { listen 127.0.0.1:$H2_PORT http2; root $TMP/www; sendfile off; }
 }
 EOF
-nginx -c "$TMP/nginx.conf" -p "$TMP" >"$TMP/nginx.log" 2>&1 &
-NGINX_PID=$!
-for _ in $(seq 100); do
-  (echo >/dev/tcp/127.0.0.1/"$TLS_PORT") 2>/dev/null && break
-  sleep 0.1
-done
-(echo >/dev/tcp/127.0.0.1/"$TLS_PORT") 2>/dev/null || cannot "nginx did not listen: $(cat "$TMP/nginx.log")"
+run_nginx "$TMP" "$TLS_PORT"
 WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 [[ -n $WORKER ]] || cannot "no nginx worker"
 

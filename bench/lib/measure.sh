@@ -73,11 +73,17 @@ http {
   }
 }
 EOF
+  run_nginx "$1" "$PORT"
+}
+
+# run_nginx <dir> <port>: starts nginx on <dir>/nginx.conf, waits until <port> accepts.
+# Sets NGINX_PID; calls `cannot` (the caller's) on failure.
+run_nginx() {
   nginx -c "$1/nginx.conf" -p "$1" >"$1/nginx.log" 2>&1 &
   NGINX_PID=$!
   for _ in $(seq 100); do
-    (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
+    (echo >/dev/tcp/127.0.0.1/"$2") 2>/dev/null && break
     sleep 0.1
   done
-  (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || cannot "nginx did not listen: $(cat "$1/nginx.log")"
+  (echo >/dev/tcp/127.0.0.1/"$2") 2>/dev/null || cannot "nginx did not listen: $(cat "$1/nginx.log")"
 }
