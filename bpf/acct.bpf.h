@@ -52,7 +52,8 @@ struct acct_state {
   __u32 throttle_count;
   __u8 running;
   __u8 stall_depth; /* inside reclaim (nesting counted) */
-  __u8 pad[6];
+  __u16 group;      /* 1 + index into edge_group_acct: a sandbox's thread (0: none) */
+  __u8 pad[4];
 };
 
 /* Task-local storage: a thread's accounting. Created by the l7 handlers (threads that do
@@ -68,6 +69,34 @@ struct {
 } thread_acct SEC(".maps");
 
 
+/* Sandboxes seen at their network edge (edge.bpf.h): each group sums the accounting of
+ * one sandbox's threads (gVisor's Sentry and gofer, a VMM's vCPU threads). Threads join
+ * a group through the edge_group_tasks iterator; only they pay the extra adds. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, EDGE_MAX_GROUPS);
+  __type(key, __u32);
+  __type(value, struct edge_group_acct);
+} edge_group_acct SEC(".maps");
+
+enum { GRP_ONCPU, GRP_RUNQ, GRP_THROTTLED, GRP_BLKIO, GRP_MEMSTALL, GRP_SLEEP, GRP_STEAL };
+
+static __always_inline void group_add(const struct acct_state *s, int what, __u64 d) {
+  if (!s->group || !d) return;
+  __u32 idx = s->group - 1;
+  struct edge_group_acct *g = bpf_map_lookup_elem(&edge_group_acct, &idx);
+  if (!g) return;
+  switch (what) {
+    case GRP_ONCPU: __sync_fetch_and_add(&g->oncpu_ns, d); break;
+    case GRP_RUNQ: __sync_fetch_and_add(&g->runq_ns, d); break;
+    case GRP_THROTTLED: __sync_fetch_and_add(&g->throttled_ns, d); break;
+    case GRP_BLKIO: __sync_fetch_and_add(&g->blkio_ns, d); break;
+    case GRP_MEMSTALL: __sync_fetch_and_add(&g->memstall_ns, d); break;
+    case GRP_SLEEP: __sync_fetch_and_add(&g->sleep_ns, d); break;
+    default: __sync_fetch_and_add(&g->steal_ns, d); break;
+  }
+}
+
 /* The steal clock of the CPU `p` is running on, when user space enabled steal. */
 static __always_inline __u64 cpu_steal(struct task_struct *p) {
   if (!steal_enabled) return 0;
@@ -76,24 +105,30 @@ static __always_inline __u64 cpu_steal(struct task_struct *p) {
 
 static __always_inline void acct_add(struct acct_state *s, __u32 kind, __u64 d) {
   switch (kind) {
-    case ACCT_RUNQ: s->runq += d; break;
-    case ACCT_THROTTLED: s->throttled += d; break;
-    case ACCT_BLKIO: s->blkio += d; break;
-    case ACCT_MEMSTALL: s->memstall += d; break;
-    default: s->sleep += d; break;
+    case ACCT_RUNQ: s->runq += d; group_add(s, GRP_RUNQ, d); break;
+    case ACCT_THROTTLED: s->throttled += d; group_add(s, GRP_THROTTLED, d); break;
+    case ACCT_BLKIO: s->blkio += d; group_add(s, GRP_BLKIO, d); break;
+    case ACCT_MEMSTALL: s->memstall += d; group_add(s, GRP_MEMSTALL, d); break;
+    default: s->sleep += d; group_add(s, GRP_SLEEP, d); break;
   }
 }
 
 /* Books the on-CPU interval up to `now` and starts a new one. */
 static __always_inline void acct_close_on(struct acct_state *s, __u64 now, struct task_struct *p) {
   __u64 d = now - s->on_ts;
-  if (s->stall_depth)
+  if (s->stall_depth) {
     s->memstall += d;
-  else
+    group_add(s, GRP_MEMSTALL, d);
+  } else {
     s->oncpu += d;
+    group_add(s, GRP_ONCPU, d);
+  }
   s->on_ts = now;
   __u64 st = cpu_steal(p);
-  if (st > s->steal_in) s->steal += st - s->steal_in;
+  if (st > s->steal_in) {
+    s->steal += st - s->steal_in;
+    group_add(s, GRP_STEAL, st - s->steal_in);
+  }
   s->steal_in = st;
 }
 
@@ -152,6 +187,11 @@ int acct_switch(__u64 *ctx) {
       if (core_task_throttled(prev)) {
         s->off_kind = ACCT_THROTTLED;
         s->throttle_count++;
+        if (s->group) {
+          __u32 gi = s->group - 1;
+          struct edge_group_acct *g = bpf_map_lookup_elem(&edge_group_acct, &gi);
+          if (g) __sync_fetch_and_add(&g->throttle_count, 1);
+        }
       } else {
         s->off_kind = ACCT_RUNQ;
       }
@@ -191,6 +231,46 @@ static __always_inline int acct_stall(int delta) {
   acct_close_on(s, bpf_ktime_get_ns(), (struct task_struct *)bpf_get_current_task());
   if (delta > 0 && s->stall_depth < 255) s->stall_depth++;
   if (delta < 0 && s->stall_depth > 0) s->stall_depth--;
+  return 0;
+}
+
+/* Puts a sandbox's threads in its accounting group (edge.bpf.h): run by user space over
+ * every task (a BPF task iterator) when it finds a sandbox and at each rescan, so the
+ * scheduler hooks pay nothing for threads outside groups. key: tgid, value: 1 + group. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, EDGE_MAX_GROUPS * 4);
+  __type(key, __u32);
+  __type(value, __u32);
+} edge_group_tgids SEC(".maps");
+
+SEC("iter/task")
+int edge_group_tasks(struct bpf_iter__task *ctx) {
+  struct task_struct *t = ctx->task;
+  if (!t) return 0;
+  __u32 tgid = t->tgid;
+  __u32 *grp = bpf_map_lookup_elem(&edge_group_tgids, &tgid);
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, t, 0, 0);
+  if (!grp) {
+    if (s && s->group) s->group = 0; /* the group was removed (sandbox gone, pid reused) */
+    return 0;
+  }
+  if (!s) {
+    s = bpf_task_storage_get(&thread_acct, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!s) return 0;
+    /* A new entry starts now, in the state the task is in (the first interval may be
+     * booked under a slightly wrong kind; every later one is exact). */
+    __u64 now = bpf_ktime_get_ns();
+    if (t->on_cpu) {
+      s->running = 1;
+      s->on_ts = now;
+    } else {
+      s->running = 0;
+      s->off_ts = now;
+      s->off_kind = (bpf_core_field_exists(t->__state) && t->__state == TASK_RUNNING) ? ACCT_RUNQ : ACCT_SLEEP;
+    }
+  }
+  s->group = (__u16)*grp;
   return 0;
 }
 

@@ -1205,3 +1205,6 @@ SEC("uretprobe")
 int BPF_KRETPROBE(ssl_exit, long ret) {
   return tls_exit(ret);
 }
+
+/* ---- edge: packets at sandboxes' network edges ------------------------------------ */
+#include "edge.bpf.h"

@@ -144,6 +144,64 @@ struct l7_event {
 
 #define L7_EVENT_HEADER_SIZE (sizeof(struct l7_event) - L7_MAX_CAPTURE)
 
+/* ---- edge: packets at a sandbox's network edge (edge.bpf.h) ------------------------
+ *
+ * Workloads whose sockets never reach the host kernel (gVisor's netstack, a microVM's
+ * guest kernel) are seen where their packets cross into the host: a TC (clsact)
+ * program on the host side of their veth or tap. One record per TCP packet that carries
+ * data or SYN/FIN/RST (pure ACKs are not reported); the first EDGE_HEAD_WINDOW bytes of
+ * each message (after a change of direction) carry up to `edge_capture_bytes` of
+ * payload, later packets only their length. Sequence numbers travel raw: user space
+ * (daemon/probes/edge_reassembly) puts segments in order, drops retransmits and turns
+ * holes into gaps. Records go to their own ring buffer, `edge_events`. */
+#define EDGE_MAX_CAPTURE 1024
+#define EDGE_HEAD_WINDOW 4096
+#define EDGE_MAX_GROUPS 256
+
+enum edge_dir {
+  EDGE_TO_SANDBOX = 1,   /* left the host for the sandbox: egress on the host-side device */
+  EDGE_FROM_SANDBOX = 2, /* came out of the sandbox: ingress on the host-side device */
+};
+
+/* TCP header flag bits as on the wire (byte 13). */
+enum edge_tcp_flags {
+  EDGE_TCP_FIN = 0x01,
+  EDGE_TCP_SYN = 0x02,
+  EDGE_TCP_RST = 0x04,
+  EDGE_TCP_ACK = 0x10,
+};
+
+/* A device the edge program watches (key: ifindex), written by user space. */
+struct edge_iface {
+  __u32 group; /* index into edge_group_acct (the sandbox's threads), < EDGE_MAX_GROUPS */
+  __u32 flags; /* reserved */
+};
+
+/* Time accounting summed over a sandbox's threads (acct.bpf.h books it for every thread
+ * whose task storage names the group): the sandbox-level breakdown of its edge spans. */
+struct edge_group_acct {
+  __u64 oncpu_ns, runq_ns, throttled_ns, blkio_ns, memstall_ns, sleep_ns, steal_ns;
+  __u64 throttle_count;
+};
+
+struct edge_event {
+  __u64 ts_ns;        /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+  __u32 ifindex;      /* the host-side device */
+  __u32 tcp_seq;      /* host order */
+  __u32 tcp_ack;
+  __u32 len;          /* TCP payload bytes in the packet (a GSO packet: all of them) */
+  __u32 captured;     /* valid bytes in data[] */
+  __u16 sport, dport; /* host order */
+  __u8 family;        /* AF_INET / AF_INET6 */
+  __u8 dir;           /* enum edge_dir */
+  __u8 tcp_flags;     /* enum edge_tcp_flags */
+  __u8 pad;
+  __u8 saddr[16], daddr[16];
+  struct l7_thread_acct acct; /* the device's group, summed over its threads (valid = 1) */
+  __u8 data[EDGE_MAX_CAPTURE];
+};
+#define EDGE_EVENT_HEADER_SIZE (sizeof(struct edge_event) - EDGE_MAX_CAPTURE)
+
 /* Index into the per-CPU `counters` array map. */
 enum l7_counter {
   L7_CNT_RINGBUF_DROPS = 0, /* ring buffer full: record lost (shows as a seq/pos gap) */
@@ -153,7 +211,10 @@ enum l7_counter {
   L7_CNT_WAKEUPS = 4,       /* records submitted with a forced wake-up */
   L7_CNT_TLS_UNTIED = 5,    /* TLS plaintext whose socket was never seen (not reported) */
   L7_CNT_TLS_CIPHER = 6,    /* ciphertext segments of TLS connections (not reported) */
-  L7_CNT_MAX = 7,
+  L7_CNT_EDGE_PACKETS = 7,  /* edge: TCP packets reported */
+  L7_CNT_EDGE_DROPS = 8,    /* edge: edge_events ring buffer full (the packet is lost to us) */
+  L7_CNT_EDGE_MALFORMED = 9,/* edge: packet headers that could not be read */
+  L7_CNT_MAX = 10,
 };
 
 #endif /* ISOTRACE_BPF_L7_H_ */

@@ -25,6 +25,8 @@ pkgs=(
   # correlate: HPACK for HTTP/2 through nghttp2's inflater (its deflater and sessions
   # also make the unit tests' independent frames)
   libnghttp2-dev
+  # probes: netlink (a sandbox's host-side veth, read from inside its network namespace)
+  libmnl-dev
 )
 if [ "$profile" = test ]; then
   pkgs+=(

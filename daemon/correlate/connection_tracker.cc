@@ -133,6 +133,7 @@ struct ConnectionTracker::Conn {
   bool h2_failed = false;  // counted as undecodable
   std::deque<uint32_t> self_streams;  // streams of isotrace's own exports (bounded)
   int32_t fd = -1;
+  bool edge = false;  // seen at a sandbox's network edge (SocketEvent::edge)
   // Per direction ([0] ingress, [1] egress): the byte position the next record should
   // start at (bpf/l7.h), once one record was seen.
   std::array<uint64_t, 2> next_pos{};
@@ -209,6 +210,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   auto c = std::make_unique<Conn>();
   c->key = key;
   c->fd = ev.fd;
+  c->edge = ev.edge;
   c->sock_id = ev.sock_id;
   c->proc_start_ns = ev.proc_start_ns;
   c->cgroup_id = ev.cgroup_id;
@@ -660,6 +662,7 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   s.tid = tid;
   s.cgroup_id = c.cgroup_id;
   s.sock_id = c.sock_id;
+  s.edge = c.edge;
   AddBreakdown(c, p, end_snap, end, &s);
   AddPeerIncidents(c, req.first_ts_ns, end, &s);
   stats_.spans++;
@@ -669,6 +672,33 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
 }  // namespace isotrace::correlate
 
 namespace isotrace::correlate {
+
+namespace {
+// An edge span's parts are summed over the sandbox's threads (several may run, wait or
+// sleep at once): the busy parts keep their proportions and are scaled down to the
+// span's duration where they exceed it; the rest of the duration is "other off-CPU".
+// Idle threads' sleep is not the request's, so it never counts.
+void ScaleToSandbox(Span* s) {
+  Breakdown& bd = s->breakdown;
+  bd.sandbox_scope = true;
+  const int64_t dur = s->end_unix_ns > s->start_unix_ns ? static_cast<int64_t>(s->end_unix_ns - s->start_unix_ns) : 0;
+  std::optional<int64_t>* parts[] = {&bd.oncpu_ns, &bd.runq_ns, &bd.throttled_ns, &bd.blkio_ns, &bd.memstall_ns};
+  int64_t busy = 0;
+  for (auto* x : parts)
+    if (x->has_value()) busy += **x;
+  if (busy > dur && busy > 0) {
+    const double f = static_cast<double>(dur) / static_cast<double>(busy);
+    busy = 0;
+    for (auto* x : parts)
+      if (x->has_value()) {
+        **x = static_cast<int64_t>(static_cast<double>(**x) * f);
+        busy += **x;
+      }
+  }
+  if (bd.steal_ns && bd.oncpu_ns) bd.steal_ns = std::min(*bd.steal_ns, *bd.oncpu_ns);
+  bd.offcpu_other_ns = std::max<int64_t>(0, dur - busy);
+}
+}  // namespace
 
 void ConnectionTracker::AddBreakdown(const Conn& c, const Pending& p, const Snap* end,
                                      uint64_t end_mono, Span* s) {
@@ -686,6 +716,7 @@ void ConnectionTracker::AddBreakdown(const Conn& c, const Pending& p, const Snap
     if (features_.memstall) bd.memstall_ns = d(a.memstall_ns, b.memstall_ns);
     if (features_.steal) bd.steal_ns = d(a.steal_ns, b.steal_ns);
     bd.offcpu_other_ns = d(a.sleep_ns, b.sleep_ns);
+    if (c.edge) ScaleToSandbox(s);
     if (*bd.throttled_ns > 0) {
       Incident e;
       e.kind = IncidentKind::kThrottling;

@@ -48,6 +48,11 @@ struct Breakdown {
   std::optional<int64_t> downstream_unseen_ns;  // SERVER: waits on non-HTTP sockets
   std::optional<int64_t> downstream_ns;    // time in local child spans (set by locate)
   std::optional<int64_t> connect_ns;       // CLIENT: connection setup inside the span
+  // The thread parts are the sandbox's, not the request's: a span seen at a sandbox's
+  // network edge (gVisor netstack, a microVM) has no serving thread on the host, so its
+  // parts are the sandbox's threads' time in the span's window, scaled to the duration
+  // where they add up to more (isotrace.breakdown.scope = "sandbox").
+  bool sandbox_scope = false;
 
   bool thread_accounting() const { return oncpu_ns.has_value(); }
 };
@@ -128,6 +133,7 @@ struct Span {
   uint32_t tid = 0;
   uint64_t cgroup_id = 0;
   uint64_t sock_id = 0;  // opaque per-socket id from the kernel (never exported)
+  bool edge = false;     // seen at a sandbox's network edge, not at the process's sockets
 
   // The span on this node that this one runs under, whatever the exported parent says:
   // the SERVER span the same thread was serving (for a CLIENT span), or the caller's

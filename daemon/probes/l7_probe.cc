@@ -264,12 +264,30 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
                f.memstall, f.tcp_incidents, f.oom, f.steal, throttling, switch_args >= 4);
   btf__free(vmlinux);
 
+  rodata->edge_capture_bytes = std::min<uint32_t>(options.edge_capture_bytes, EDGE_MAX_CAPTURE);
+  bpf_map__set_max_entries(sk->maps.edge_events, options.edge_ringbuf_bytes);
+  // The iterator runs on demand (RefreshEdgeGroups), never as an attached link.
+  bpf_program__set_autoattach(sk->progs.edge_group_tasks, false);
+
   if (int err = l7_bpf__load(probe->skel_)) return Errno(err, "loading the l7 BPF programs");
   if (int err = l7_bpf__attach(probe->skel_)) return Errno(err, "attaching the l7 tracepoints");
 
   probe->rb_ = ring_buffer__new(bpf_map__fd(probe->skel_->maps.events), &L7Probe::OnRecord,
                                 probe.get(), nullptr);
   if (!probe->rb_) return Errno(errno, "creating the l7 ring buffer reader");
+  if (int err = ring_buffer__add(probe->rb_, bpf_map__fd(probe->skel_->maps.edge_events),
+                                 &L7Probe::OnEdgeRecord, probe.get()))
+    return Errno(err, "adding the edge ring buffer to the reader");
+  {
+    L7Probe* self = probe.get();
+    probe->edge_ = std::make_unique<EdgeReassembler>(EdgeReassembler::Limits{},
+                                                     [self](const SocketEvent& ev) { self->sink_(ev); });
+  }
+  if (options.edge) {
+    probe->edge_scan_ = true;
+    probe->edge_scan_ms_ = options.edge_scan_ms ? options.edge_scan_ms : 2000;
+    probe->ScanEdges();
+  }
   if (options.tls) {
     probe->tls_finder_ = std::make_unique<TlsTargetFinder>();
     probe->tls_scan_ms_ = options.tls_scan_ms ? options.tls_scan_ms : 2000;
@@ -326,7 +344,189 @@ void L7Probe::ScanTls() {
   }
 }
 
+// ---- sandbox edges ------------------------------------------------------------------
+
+namespace {
+// The edge filters' place in each device's clsact qdisc (replaced, not duplicated, when
+// a restarted daemon attaches again).
+constexpr uint32_t kEdgeTcHandle = 0x150;
+constexpr uint32_t kEdgeTcPriority = 0x150;
+
+ThreadAcct AcctOf(const l7_thread_acct& a) {
+  ThreadAcct t;
+  t.valid = a.valid != 0;
+  t.oncpu_ns = a.oncpu_ns;
+  t.runq_ns = a.runq_ns;
+  t.throttled_ns = a.throttled_ns;
+  t.blkio_ns = a.blkio_ns;
+  t.memstall_ns = a.memstall_ns;
+  t.sleep_ns = a.sleep_ns;
+  t.steal_ns = a.steal_ns;
+  t.throttle_count = a.throttle_count;
+  return t;
+}
+
+uint64_t ClockTicksToNs(uint64_t ticks) {
+  static const long hz = sysconf(_SC_CLK_TCK);
+  return hz > 0 ? ticks * (1000000000ull / static_cast<uint64_t>(hz)) : 0;
+}
+}  // namespace
+
+absl::Status L7Probe::AttachEdge(uint32_t ifindex, const EdgeOwner& owner, const std::vector<uint32_t>& tgids) {
+  if (edge_devices_.count(ifindex)) return absl::OkStatus();
+  // One accounting group per sandbox process, shared by all its devices.
+  uint32_t group = UINT32_MAX;
+  for (const auto& [ifx, d] : edge_devices_)
+    if (d.owner_tgid == owner.tgid && d.owner_start == owner.proc_start_ns) group = d.group;
+  if (group == UINT32_MAX) {
+    for (uint32_t g = 0; g < EDGE_MAX_GROUPS && group == UINT32_MAX; g++) {
+      bool used = false;
+      for (const auto& [ifx, d] : edge_devices_) used |= d.group == g;
+      if (!used) group = g;
+    }
+    if (group == UINT32_MAX)
+      return absl::ResourceExhaustedError(absl::StrCat("more than ", EDGE_MAX_GROUPS, " sandboxes on this node"));
+    edge_group_acct zero{};
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.edge_group_acct), &group, &zero, BPF_ANY);
+    for (uint32_t t : edge_group_tgids_[group]) bpf_map_delete_elem(bpf_map__fd(skel_->maps.edge_group_tgids), &t);
+    edge_group_tgids_[group] = tgids;
+    const uint32_t value = group + 1;
+    for (uint32_t t : tgids) bpf_map_update_elem(bpf_map__fd(skel_->maps.edge_group_tgids), &t, &value, BPF_ANY);
+  }
+  edge_iface iface{group, 0};
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.edge_ifaces), &ifindex, &iface, BPF_ANY))
+    return Errno(errno, "registering the edge device");
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
+              .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST) {
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.edge_ifaces), &ifindex);
+    return Errno(err, absl::StrCat("creating the clsact qdisc on ifindex ", ifindex));
+  }
+  for (auto [point, prog] : {std::pair{BPF_TC_INGRESS, skel_->progs.edge_ingress},
+                             std::pair{BPF_TC_EGRESS, skel_->progs.edge_egress}}) {
+    LIBBPF_OPTS(bpf_tc_hook, h, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+    LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = bpf_program__fd(prog), .flags = BPF_TC_F_REPLACE,
+                .handle = kEdgeTcHandle, .priority = kEdgeTcPriority);
+    if (int e = bpf_tc_attach(&h, &o)) {
+      DetachEdge(ifindex);
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.edge_ifaces), &ifindex);
+      return Errno(e, absl::StrCat("attaching the edge program to ifindex ", ifindex));
+    }
+  }
+  edge_->SetOwner(ifindex, owner);
+  edge_devices_[ifindex] = EdgeDevice{group, owner.tgid, owner.proc_start_ns, ""};
+  RefreshEdgeGroups();
+  return absl::OkStatus();
+}
+
+void L7Probe::DetachEdge(uint32_t ifindex) {
+  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+    LIBBPF_OPTS(bpf_tc_hook, h, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+    LIBBPF_OPTS(bpf_tc_opts, o, .handle = kEdgeTcHandle, .priority = kEdgeTcPriority);
+    bpf_tc_detach(&h, &o);  // the device may be gone already (its filters with it)
+  }
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.edge_ifaces), &ifindex);
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  edge_->RemoveOwner(ifindex, static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec);
+  auto it = edge_devices_.find(ifindex);
+  if (it == edge_devices_.end()) return;
+  const uint32_t group = it->second.group;
+  edge_devices_.erase(it);
+  for (const auto& [ifx, d] : edge_devices_)
+    if (d.group == group) return;
+  for (uint32_t t : edge_group_tgids_[group]) bpf_map_delete_elem(bpf_map__fd(skel_->maps.edge_group_tgids), &t);
+  edge_group_tgids_[group].clear();
+}
+
+void L7Probe::RefreshEdgeGroups() {
+  // One pass of the task iterator puts every thread of the groups' processes in its
+  // group (and takes threads of removed groups out).
+  bpf_link* link = bpf_program__attach_iter(skel_->progs.edge_group_tasks, nullptr);
+  if (!link) {
+    spdlog::warn("edge: the task iterator did not attach ({}): sandbox breakdowns are incomplete",
+                 strerror(errno));
+    return;
+  }
+  int fd = bpf_iter_create(bpf_link__fd(link));
+  if (fd >= 0) {
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    close(fd);
+  }
+  bpf_link__destroy(link);
+}
+
+void L7Probe::ScanEdges() {
+  edge_last_scan_ms_ = MonotonicMs();
+  std::vector<EdgeTarget> found = FindEdgeTargets();
+  std::vector<uint32_t> gone;
+  for (const auto& [ifx, d] : edge_devices_) {
+    bool still = false;
+    for (const auto& t : found)
+      still |= t.ifindex == ifx && t.pid == d.owner_tgid && ClockTicksToNs(t.start_ticks) == d.owner_start;
+    if (!still) gone.push_back(ifx);
+  }
+  for (uint32_t ifx : gone) {
+    spdlog::info("edge: {} (ifindex {}) is gone or changed hands: detached", edge_devices_[ifx].name, ifx);
+    DetachEdge(ifx);
+  }
+  bool added = false;
+  for (const auto& t : found) {
+    if (edge_devices_.count(t.ifindex)) continue;
+    EdgeOwner o{t.pid, ClockTicksToNs(t.start_ticks), t.cgroup_id, t.comm};
+    if (auto st = AttachEdge(t.ifindex, o, t.tgids); !st.ok()) {
+      edge_attach_failures_++;
+      spdlog::warn("edge: cannot watch {} of {} pid {}: {}", t.ifname, EdgeKindName(t.kind), t.pid,
+                   std::string(st.message()));
+      continue;
+    }
+    edge_devices_[t.ifindex].name = t.ifname;
+    added = true;
+    spdlog::info("edge: watching {} (ifindex {}), the network edge of {} pid {} ({})", t.ifname, t.ifindex,
+                 EdgeKindName(t.kind), t.pid, t.comm);
+  }
+  // New threads of known sandboxes join their groups at each scan.
+  if (!added && !edge_devices_.empty()) RefreshEdgeGroups();
+}
+
+int L7Probe::OnEdgeRecord(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<L7Probe*>(ctx);
+  if (size < EDGE_EVENT_HEADER_SIZE) {
+    self->malformed_++;
+    return 0;
+  }
+  const auto* raw = static_cast<const edge_event*>(data);
+  if (raw->captured > EDGE_MAX_CAPTURE || EDGE_EVENT_HEADER_SIZE + raw->captured > size) {
+    self->malformed_++;
+    return 0;
+  }
+  self->received_++;
+  EdgePacket p;
+  p.ts_ns = raw->ts_ns;
+  p.ifindex = raw->ifindex;
+  p.dir = raw->dir == EDGE_TO_SANDBOX ? EdgePacket::Dir::kToSandbox : EdgePacket::Dir::kFromSandbox;
+  p.family = raw->family;
+  std::memcpy(p.saddr.data(), raw->saddr, 16);
+  std::memcpy(p.daddr.data(), raw->daddr, 16);
+  p.sport = raw->sport;
+  p.dport = raw->dport;
+  p.seq = raw->tcp_seq;
+  p.ack = raw->tcp_ack;
+  p.len = raw->len;
+  p.flags = raw->tcp_flags;
+  p.payload = std::string_view(reinterpret_cast<const char*>(raw->data), raw->captured);
+  p.acct = AcctOf(raw->acct);
+  self->edge_->OnPacket(p);
+  return 0;
+}
+
 L7Probe::~L7Probe() {
+  std::vector<uint32_t> devs;
+  for (const auto& [ifx, d] : edge_devices_) devs.push_back(ifx);
+  for (uint32_t ifx : devs) DetachEdge(ifx);
   for (bpf_link* l : tls_links_) bpf_link__destroy(l);
   if (rb_) ring_buffer__free(rb_);
   if (skel_) l7_bpf__destroy(skel_);
@@ -379,16 +579,7 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
   ev.rport = raw->rport;
   ev.comm = std::string_view(raw->comm, strnlen(raw->comm, sizeof(raw->comm)));
   ev.payload = std::string_view(reinterpret_cast<const char*>(raw->data), captured);
-  const l7_thread_acct& a = raw->acct;
-  ev.acct.valid = a.valid != 0;
-  ev.acct.oncpu_ns = a.oncpu_ns;
-  ev.acct.runq_ns = a.runq_ns;
-  ev.acct.throttled_ns = a.throttled_ns;
-  ev.acct.blkio_ns = a.blkio_ns;
-  ev.acct.memstall_ns = a.memstall_ns;
-  ev.acct.sleep_ns = a.sleep_ns;
-  ev.acct.steal_ns = a.steal_ns;
-  ev.acct.throttle_count = a.throttle_count;
+  ev.acct = AcctOf(raw->acct);
   ev.srtt_us = raw->srtt_us;
   ev.tls = raw->flags & L7_F_TLS;
   ev.retransmits = raw->retransmits;
@@ -406,6 +597,12 @@ absl::StatusOr<int> L7Probe::Poll(int timeout_ms) {
   int m = ring_buffer__consume(rb_);
   if (m < 0 && m != -EINTR) return Errno(m, "reading the l7 ring buffer");
   if (tls_finder_ && MonotonicMs() - tls_last_scan_ms_ >= tls_scan_ms_) ScanTls();
+  if (edge_) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    edge_->Tick(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec);
+  }
+  if (edge_scan_ && MonotonicMs() - edge_last_scan_ms_ >= edge_scan_ms_) ScanEdges();
   return n + (m > 0 ? m : 0);
 }
 
@@ -424,6 +621,12 @@ L7Counters L7Probe::counters() const {
   c.tls_untied = sum(L7_CNT_TLS_UNTIED);
   c.tls_ciphertext = sum(L7_CNT_TLS_CIPHER);
   c.tls_targets = tls_targets_;
+  c.edge_devices = edge_devices_.size();
+  c.edge_packets = sum(L7_CNT_EDGE_PACKETS);
+  c.edge_drops = sum(L7_CNT_EDGE_DROPS);
+  c.edge_malformed = sum(L7_CNT_EDGE_MALFORMED);
+  c.edge_attach_failures = edge_attach_failures_;
+  if (edge_) c.edge = edge_->stats();
   return c;
 }
 

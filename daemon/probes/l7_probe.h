@@ -8,10 +8,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "daemon/probes/edge_reassembly.h"
+#include "daemon/probes/edge_targets.h"
 #include "daemon/probes/socket_event.h"
 #include "daemon/probes/tls_targets.h"
 
@@ -37,6 +40,12 @@ struct L7ProbeOptions {
   // found under /proc (rescanned every tls_scan_ms for new processes and images).
   bool tls = true;
   uint32_t tls_scan_ms = 2000;
+  // Sandboxes whose sockets the host never sees (gVisor netstack, microVMs): TC programs
+  // on their host-side devices, found by a /proc scan every edge_scan_ms.
+  bool edge = true;
+  uint32_t edge_scan_ms = 2000;
+  uint32_t edge_capture_bytes = 512;   // payload prefix per message head (≤ 1024)
+  uint32_t edge_ringbuf_bytes = 4u << 20;
 };
 
 // What the running kernel let the probe measure (decided at load, logged once).
@@ -61,6 +70,13 @@ struct L7Counters {
   uint64_t tls_untied = 0;     // kernel: TLS plaintext whose socket was never seen (lost)
   uint64_t tls_ciphertext = 0; // kernel: ciphertext segments, not reported (by design)
   uint64_t tls_targets = 0;    // files (libssl, static binaries) the TLS uprobes are on
+  // Sandbox edges (bpf/edge.bpf.h, edge_reassembly.h).
+  uint64_t edge_devices = 0;   // host-side devices the edge program is on now
+  uint64_t edge_packets = 0;   // kernel: packets reported
+  uint64_t edge_drops = 0;     // kernel: edge ring buffer full (packet lost to us)
+  uint64_t edge_malformed = 0; // kernel: packet headers unreadable
+  uint64_t edge_attach_failures = 0;
+  EdgeStats edge;              // reassembly
 };
 
 class L7Probe {
@@ -82,11 +98,25 @@ class L7Probe {
   // functions). Every function the file defines is hooked, entry and return together.
   // Exposed for tests; Create and Poll find the node's files themselves.
   absl::Status AttachTls(const std::string& path);
+  // Puts the edge program on a host-side device for the sandbox `owner` (exposed for
+  // tests; Create and Poll find sandboxes themselves). tgids: the sandbox's processes,
+  // whose threads' time becomes the edge spans' sandbox-level breakdown.
+  absl::Status AttachEdge(uint32_t ifindex, const EdgeOwner& owner, const std::vector<uint32_t>& tgids);
+  void DetachEdge(uint32_t ifindex);
 
  private:
   L7Probe(Sink sink) : sink_(std::move(sink)) {}
   static int OnRecord(void* ctx, void* data, size_t size);
+  static int OnEdgeRecord(void* ctx, void* data, size_t size);
   void ScanTls();
+  void ScanEdges();
+  void RefreshEdgeGroups();
+  struct EdgeDevice {
+    uint32_t group = 0;
+    uint32_t owner_tgid = 0;
+    uint64_t owner_start = 0;
+    std::string name;
+  };
 
   Sink sink_;
   l7_bpf* skel_ = nullptr;
@@ -101,6 +131,13 @@ class L7Probe {
   uint64_t tls_targets_ = 0;
   uint32_t tls_scan_ms_ = 0;
   uint64_t tls_last_scan_ms_ = 0;
+  std::unique_ptr<EdgeReassembler> edge_;
+  std::unordered_map<uint32_t, EdgeDevice> edge_devices_;  // by ifindex
+  std::vector<uint32_t> edge_group_tgids_[256];           // by group (EDGE_MAX_GROUPS)
+  bool edge_scan_ = false;
+  uint32_t edge_scan_ms_ = 0;
+  uint64_t edge_last_scan_ms_ = 0;
+  uint64_t edge_attach_failures_ = 0;
 };
 
 }  // namespace isotrace::probes

@@ -66,6 +66,9 @@ struct SocketEvent {
                              // a start line); later segments of a message carry no payload
   bool new_conn = false;     // the first record of this connection
   bool tls = false;          // a TLS connection: data records carry its plaintext
+  // Seen at a sandbox's network edge (edge_reassembly.h), not at a socket: `acct` is the
+  // sandbox's accounting summed over its threads, tid is the sandbox's tgid.
+  bool edge = false;
   uint64_t conn_start_ns = 0;    // this side connect()ed at (0: accepted, or unknown)
   uint64_t established_ns = 0;   // its handshake completed at (0: not yet / unknown)
   uint8_t family = 0;        // AF_INET / AF_INET6

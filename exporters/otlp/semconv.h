@@ -45,6 +45,11 @@ inline constexpr std::string_view kDownstreamUnseenNs = "isotrace.downstream.uns
 inline constexpr std::string_view kNetConnectNs = "isotrace.net.connect_ns";
 inline constexpr std::string_view kNetRetransmits = "isotrace.net.retransmits";
 inline constexpr std::string_view kNetSrttUs = "isotrace.net.srtt_us";
+// Spans seen at a sandbox's network edge (docs/layers.md): where the span was observed
+// ("sandbox_edge"; absent: at the process's sockets) and the breakdown's scope
+// ("sandbox": the parts are the sandbox's threads' time in the window, not the request's).
+inline constexpr std::string_view kObservedAt = "isotrace.observed_at";
+inline constexpr std::string_view kBreakdownScope = "isotrace.breakdown.scope";
 inline constexpr std::string_view kVerdictService = "isotrace.verdict.service";
 inline constexpr std::string_view kVerdictLayer = "isotrace.verdict.layer";
 inline constexpr std::string_view kVerdictCause = "isotrace.verdict.cause";

@@ -33,6 +33,8 @@ void ForEachIsotraceAttribute(const correlate::Span& s, F&& f) {
   put(semconv::kNetSrttUs, s.net.srtt_us);
   put(semconv::kNetConnectNs, b.connect_ns);
   put(semconv::kDownstreamNs, b.downstream_ns);
+  if (s.edge) f(semconv::kObservedAt, std::string_view("sandbox_edge"));
+  if (b.sandbox_scope) f(semconv::kBreakdownScope, std::string_view("sandbox"));
   if (const auto& v = s.verdict) {
     f(semconv::kVerdictService, std::string_view(v->service));
     f(semconv::kVerdictLayer, std::string_view(v->layer));
