@@ -102,7 +102,9 @@ std::vector<LayerRule> MakeBuiltins() {
       Proc("sandbox", "kata", "", "containerd-shim-kata-v2"),
       Proc("sandbox", "gvisor", "runsc(?:-sandbox|-gofer)?", "", {"mnt"}),
       Proc("sandbox", "gvisor", "", "runsc(?:-sandbox)?|containerd-shim-runsc-v1"),
-      Proc("sandbox", "firecracker", "firecracker|jailer", ""),
+      // microVMs: the VMM is the workload the host sees; its guest's requests are seen at
+      // its tap (probes/edge_targets.h). Firecracker, cloud-hypervisor and QEMU alike.
+      Proc("sandbox", "microvm", "firecracker|jailer|cloud-hypervisor|qemu-system-[A-Za-z0-9_]+|qemu-kvm", ""),
       Proc("sandbox", "bwrap", "", "bwrap", {"mnt"}),
       Proc("sandbox", "firejail", "", "firejail", {"mnt"}),
 

@@ -444,11 +444,15 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       const std::string svc = ServiceName(*n.h->resource);
       const bool in_container = HasAttr(*n.h->resource, otlp::semconv::kContainerId);
       auto base = [&](int c) { return n.med ? (*n.med)[c] : 0; };
-      add(svc, {"app", "cpu"}, n.comp[kCpu], base(kCpu));
+      // A span seen at a sandbox's edge has the sandbox's threads' time, not a serving
+      // thread's: whatever its threads were doing (on CPU, waiting for a CPU, throttled,
+      // stalled) is the sandbox layer's (docs/layers.md).
+      const bool sb = n.h->span.breakdown.sandbox_scope;
+      add(svc, {sb ? "sandbox" : "app", "cpu"}, n.comp[kCpu], base(kCpu));
       add(svc, {"vm", "steal"}, n.comp[kSteal], base(kSteal));
-      add(svc, {"kernel", "runqueue"}, n.comp[kRunq], base(kRunq));
-      add(svc, {"container", "throttling"}, n.comp[kThrottled], base(kThrottled));
-      const Label memory{in_container ? "container" : "kernel", "memory"};
+      add(svc, {sb ? "sandbox" : "kernel", "runqueue"}, n.comp[kRunq], base(kRunq));
+      add(svc, {sb ? "sandbox" : "container", "throttling"}, n.comp[kThrottled], base(kThrottled));
+      const Label memory{sb ? "sandbox" : in_container ? "container" : "kernel", "memory"};
       const int64_t mem_excess = n.comp[kMemstall] - base(kMemstall);
       const int64_t io_excess = n.comp[kBlkio] - base(kBlkio);
       if (mem_excess >= kMinMemExcessNs && io_excess > 0 && mem_excess * 5 >= io_excess) {
@@ -459,7 +463,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
         // device's.
         add(svc, memory, n.comp[kMemstall] + n.comp[kBlkio], base(kMemstall) + base(kBlkio));
       } else {
-        add(svc, {"kernel", "block_io"}, n.comp[kBlkio], base(kBlkio));
+        add(svc, {sb ? "sandbox" : "kernel", "block_io"}, n.comp[kBlkio], base(kBlkio));
         add(svc, memory, n.comp[kMemstall], base(kMemstall));
       }
       add(svc, {"downstream", "downstream"}, n.comp[kUnseen], base(kUnseen));

@@ -47,8 +47,10 @@ TEST(Sandbox, GvisorKataFirecrackerFirejail) {
   // Kata's VMM is Kata, even when the VMM is Firecracker.
   EXPECT_EQ(Sandbox(Facts("firecracker", {"containerd-shim-kata-v2", "systemd"})), "kata");
   EXPECT_EQ(Sandbox(Facts("qemu-system-x86_64", {"containerd-shim-kata-v2"})), "kata");
-  EXPECT_EQ(Sandbox(Facts("firecracker", {"bash"})), "firecracker");
-  EXPECT_EQ(Sandbox(Facts("jailer", {"bash"})), "firecracker");
+  EXPECT_EQ(Sandbox(Facts("firecracker", {"bash"})), "microvm");
+  EXPECT_EQ(Sandbox(Facts("jailer", {"bash"})), "microvm");
+  EXPECT_EQ(Sandbox(Facts("qemu-system-x86_64", {"bash"})), "microvm");
+  EXPECT_EQ(Sandbox(Facts("cloud-hypervisor", {"bash"})), "microvm");
   EXPECT_EQ(Sandbox(Facts("firefox", {"firejail", "bash"}, kNsMnt)), "firejail");
   EXPECT_EQ(Sandbox(Facts("nginx", {"containerd-shim-runc-v2", "systemd"}, kNsMnt)), "");
   // Prefix look-alikes are not the sandbox.

@@ -391,3 +391,37 @@ TEST(VerdictText, SummaryEvidenceAndPath) {
 
 }  // namespace
 }  // namespace isotrace::locate
+
+namespace isotrace::locate {
+namespace {
+// A span seen at a sandbox's edge (gVisor netstack, a microVM) carries its sandbox's
+// threads' time: throttling, run-queue and CPU there are the sandbox layer's.
+TEST_F(LocateTest, SandboxLevelBreakdownsBlameTheSandboxLayer) {
+  auto res = Res("gvisor-app", /*container=*/true);
+  uint64_t id = 1;
+  auto one = [&](int64_t throttled) {
+    Acct a;
+    a.oncpu = 2 * kMs;
+    a.throttled = throttled;
+    a.other = kMs;
+    const uint64_t start = now_ + kMs;
+    const uint64_t end = start + static_cast<uint64_t>(a.oncpu + a.throttled + a.other);
+    Span s = MakeSpan(SpanKind::kServer, id++, 0, start, end, a);
+    s.trace_id[1] = static_cast<uint8_t>(id);
+    s.trace_id[2] = static_cast<uint8_t>(id >> 8);
+    s.edge = true;
+    s.breakdown.sandbox_scope = true;
+    locator_->Add(res, std::move(s), end);
+    now_ = end + 200 * kMs;
+    locator_->Tick(now_);
+  };
+  for (int i = 0; i < 15; i++) one(0);
+  ASSERT_TRUE(verdicts_.empty());
+  one(40 * kMs);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].service, "gvisor-app");
+  EXPECT_EQ(verdicts_[0].layer, "sandbox");
+  EXPECT_EQ(verdicts_[0].cause, "throttling");
+}
+}  // namespace
+}  // namespace isotrace::locate
