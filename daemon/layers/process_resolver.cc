@@ -207,6 +207,23 @@ void ProcessResolver::IdentifyContainer(const std::vector<std::string>& paths, I
   id->k8s_container = d.k8s_container;
 }
 
+// gVisor's Sentry is `runsc-sandbox [flags] boot [flags] <container id>`: where its cgroup
+// names no container (a cgroupsPath of the user's choosing, cgroup v2 root on hybrid
+// machines), its own command line does. Spans of a host-network sandbox then name the
+// container, not the runsc binary.
+void ProcessResolver::GvisorContainer(Identity* id) {
+  std::vector<absl::string_view> argv = absl::StrSplit(id->command_line, ' ', absl::SkipEmpty());
+  bool boot = false;
+  for (auto a : argv) boot |= a == "boot";
+  if (!boot || argv.empty()) return;
+  const absl::string_view cid = argv.back();
+  if (cid == "boot" || absl::StartsWith(cid, "-") || !ValidContainerId(std::string_view(cid.data(), cid.size()))) return;
+  id->container_kind = "runsc";
+  id->container_runtime = "runsc";
+  id->container_id = std::string(cid);
+  if (id->container_name.empty()) id->container_name = std::string(cid);
+}
+
 void ProcessResolver::MatchWasm(Identity* id) {
   id->wasm_runtime.clear();
   id->wasm_module.clear();
@@ -260,6 +277,7 @@ Identity ProcessResolver::Identify(const correlate::ProcessKey& key, std::string
   }
   IdentifyContainer(paths, &id);
   if (auto sb = rules_->MatchSandbox(id.facts)) id.sandbox = *sb;
+  if (id.sandbox == "gvisor" && !id.has_container()) GvisorContainer(&id);
   MatchWasm(&id);
   // Gone (or a zombie) before /proc could be read — a fork-per-connection child,
   // typically: its parent, named by the exit event, is usually alive and shares its

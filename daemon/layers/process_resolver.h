@@ -121,6 +121,7 @@ class ProcessResolver {
                     std::vector<WasmModuleFact> modules, int depth);
   void IdentifyContainer(const std::vector<std::string>& paths, Identity* id);
   void MatchWasm(Identity* id);
+  void GvisorContainer(Identity* id);
   std::optional<WasmModuleFact> ReadModule(uint32_t pid, const std::string& path, bool resolved,
                                            uint32_t mnt_ns);
   void Rebuild(Entry* e);

@@ -145,6 +145,33 @@ std::vector<uint32_t> DumpVethPeers() {
   return ctx.peers;
 }
 
+// Children of every thread of `pid` (gVisor's ptrace stubs run the sandboxed threads).
+std::vector<uint32_t> ChildrenOf(const std::string& proc, const std::string& pid) {
+  std::vector<uint32_t> out;
+  const std::string tdir = proc + "/" + pid + "/task";
+  DIR* d = opendir(tdir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string c = ReadFile(tdir + "/" + e->d_name + "/children");
+    for (absl::string_view t : absl::StrSplit(c, ' ', absl::SkipEmpty())) {
+      uint32_t v;
+      if (absl::SimpleAtoi(t, &v) && out.size() < 4096) out.push_back(v);
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+uint32_t PpidOf(const std::string& proc, const std::string& pid) {
+  std::string s = ReadFile(proc + "/" + pid + "/stat");
+  size_t r = s.rfind(')');
+  if (r == std::string::npos) return 0;
+  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(s).substr(r + 2), ' ');
+  uint32_t pp = 0;
+  return f.size() > 1 && absl::SimpleAtoi(f[1], &pp) ? pp : 0;
+}
+
 std::string NetnsOf(const std::string& path) {
   char buf[64];
   ssize_t n = readlink(path.c_str(), buf, sizeof(buf) - 1);
@@ -175,6 +202,8 @@ std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root) {
   DIR* d = opendir(proc_root.c_str());
   if (!d) return out;
   std::map<std::string, std::vector<uint32_t>> peers_by_ns;  // one dump per namespace
+  std::vector<std::pair<uint32_t, uint32_t>> gofers;         // (pid, ppid)
+  std::map<uint32_t, uint32_t> sentry_ppid;
   while (dirent* e = readdir(d)) {
     uint32_t pid;
     if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
@@ -190,9 +219,15 @@ std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root) {
     t.tgids = {pid};
     if (exe == "runsc") {
       // The Sentry is `runsc [flags] boot [flags] <id>`; the gofer and the CLI are not.
-      bool boot = false;
-      for (const auto& a : Argv(proc_root, p)) boot |= a == "boot";
+      bool boot = false, gofer = false;
+      for (const auto& a : Argv(proc_root, p)) {
+        boot |= a == "boot";
+        gofer |= a == "gofer";
+      }
+      if (gofer) gofers.emplace_back(pid, PpidOf(proc_root, p));
       if (!boot) continue;
+      for (uint32_t c : ChildrenOf(proc_root, p)) t.tgids.push_back(c);
+      sentry_ppid[pid] = PpidOf(proc_root, p);
       const std::string ns_path = proc_root + "/" + p + "/ns/net";
       const std::string ns = NetnsOf(ns_path);
       if (ns.empty() || ns == own_ns) continue;  // host network: its sockets are ours to see
@@ -240,6 +275,13 @@ std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root) {
     }
   }
   closedir(d);
+  // A sandbox's gofer (its file server) is the Sentry's sibling: its threads are the
+  // sandbox's too.
+  for (auto& t : out) {
+    if (t.kind != EdgeTarget::Kind::kGvisor) continue;
+    for (const auto& [g, gp] : gofers)
+      if (gp && gp == sentry_ppid[t.pid]) t.tgids.push_back(g);
+  }
   return out;
 }
 
