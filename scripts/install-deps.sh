@@ -52,6 +52,10 @@ if [ "$profile" = test ]; then
     python3-grpcio
     # h2c upgrade e2e (HTTP/1.1 Upgrade: h2c → 101) from a real server: Apache mod_http2
     apache2
+    # sandbox fixtures (tests/e2e/sandboxes.py): requests inside gVisor pods are seen at
+    # their host-side veth; runsc is Debian's gVisor (0.0~20221219). The microVM fixture
+    # uses qemu-system-x86, kmod and busybox-static from above.
+    runsc
   )
   # Node.js (for the npm OTLP receiver): the image may ship its own; take Debian's only
   # when there is none, since Debian's nodejs conflicts with a separately installed npm.
