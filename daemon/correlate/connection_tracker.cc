@@ -93,6 +93,11 @@ struct ConnectionTracker::ClientCtx {
   uint32_t stream_id = 0;  // HTTP/2: the stream (the same id on both ends)
 };
 
+struct ConnectionTracker::ClosedClient {
+  std::deque<ClientCtx> recent;
+};
+constexpr size_t kMaxClosedClients = 1024;
+
 struct ConnectionTracker::Conn {
   Key key;
   uint64_t sock_id = 0;
@@ -240,8 +245,20 @@ void ConnectionTracker::Drop(Key key, bool finish) {
     auto bf = by_fd_.find(FdKey(key.tgid, it->second->fd));
     if (bf != by_fd_.end() && bf->second == key) by_fd_.erase(bf);
   }
-  auto bt = by_tuple_.find(TupleOf(*it->second, /*mirrored=*/false));
+  const Tuple tuple = TupleOf(*it->second, /*mirrored=*/false);
+  auto bt = by_tuple_.find(tuple);
   if (bt != by_tuple_.end() && bt->second == key) by_tuple_.erase(bt);
+  Conn& gone = *it->second;
+  if (gone.role == Role::kClient &&
+      std::any_of(gone.recent_clients.begin(), gone.recent_clients.end(), [](const ClientCtx& r) { return !r.claimed; })) {
+    auto cc = std::make_unique<ClosedClient>();
+    cc->recent = std::move(gone.recent_clients);
+    if (closed_clients_.insert_or_assign(tuple, std::move(cc)).second) closed_order_.push_back(tuple);
+    while (closed_order_.size() > kMaxClosedClients) {
+      closed_clients_.erase(closed_order_.front());
+      closed_order_.pop_front();
+    }
+  }
   lru_.erase(it->second->lru_it);
   conns_.erase(it);
 }
@@ -909,8 +926,25 @@ void ConnectionTracker::ResolveClient(Conn& c, Pending& p) {
 }
 
 std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeer(const Conn& c, const Pending& server) {
-  auto bt = by_tuple_.find(TupleOf(c, /*mirrored=*/true));
-  if (bt == by_tuple_.end()) return std::nullopt;  // the caller is not on this node
+  const Tuple mirrored = TupleOf(c, /*mirrored=*/true);
+  auto bt = by_tuple_.find(mirrored);
+  if (bt == by_tuple_.end()) {
+    // The caller's connection may have closed before this end's records came in.
+    auto cc = closed_clients_.find(mirrored);
+    if (cc == closed_clients_.end()) return std::nullopt;  // the caller is not on this node
+    for (auto& r : cc->second->recent) {
+      if (r.claimed || server.h2) continue;
+      if (r.method != server.req.method || r.target != server.req.target) {
+        stats_.links_peer_ambiguous++;
+        return std::nullopt;
+      }
+      r.claimed = true;
+      stats_.links_peer++;
+      return r;
+    }
+    stats_.links_peer_unmatched++;
+    return std::nullopt;
+  }
   auto ci = conns_.find(bt->second);
   if (ci == conns_.end() || ci->second.get() == &c || ci->second->role != Role::kClient) return std::nullopt;
   Conn& peer = *ci->second;

@@ -206,6 +206,12 @@ class ConnectionTracker {
   // close was not seen).
   std::unordered_map<uint64_t, Key> by_fd_;
   std::unordered_map<Tuple, Key, TupleHash> by_tuple_;  // 4-tuple → connection, for links
+  // CLIENT connections closed with answered requests nobody claimed yet, by 4-tuple: the
+  // other end's records may come later (a sandbox's edge packets arrive through their own
+  // ring buffer, after the caller's close). Bounded (kMaxClosedClients, oldest first).
+  struct ClosedClient;
+  std::unordered_map<Tuple, std::unique_ptr<ClosedClient>, TupleHash> closed_clients_;
+  std::deque<Tuple> closed_order_;
   struct Active {
     Key conn;
     uint64_t pending_id;

@@ -118,8 +118,7 @@ def main():
         gv = sandboxes.GvisorSandbox(procs, network="sandbox")
         gv.start()
         try:
-            daemon = h.start_daemon(procs, "--otlp-endpoint", recv.endpoint, "--summary-interval", "0",
-                                    "--locate-slow-min-ms", "20")
+            daemon = h.start_daemon(procs, "--otlp-endpoint", recv.endpoint, "--summary-interval", "0")
             if not wait_log(procs, daemon, "edge: watching %s" % gv.veth):
                 h.fail("the daemon never watched %s:\n%s" % (gv.veth, procs.log(daemon)[-3000:]))
             # (a) netstack: spans at the edge.
