@@ -940,6 +940,33 @@ TEST_F(ConnectionTrackerTest, ServerSpanJoinsTheCallersTraceByConnection) {
   EXPECT_EQ(stats().links_peer, 1u);
 }
 
+// The server end's records come after the caller closed (a sandbox's edge packets have
+// a ring buffer of their own): the caller's answered request is still claimable.
+TEST_F(ConnectionTrackerTest, ServerSeenAfterTheCallerClosedStillJoinsItsTrace) {
+  links::Chain c;
+  Connect(c.a_out, 1);
+  Send(c.a_out, Get("/stock"), 2);
+  Recv(c.a_out, Response(200, "OK", "7"), 5);
+  Close(c.a_out, 6);
+  ASSERT_EQ(spans_.size(), 1u);
+  Accept(c.b_in, 1);
+  Recv(c.b_in, Get("/stock"), 3);
+  Send(c.b_in, Response(200, "OK", "7"), 4);
+  ASSERT_EQ(spans_.size(), 2u);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(a_client && b_server);
+  EXPECT_EQ(b_server->trace_id, a_client->trace_id);
+  EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
+  EXPECT_EQ(stats().links_peer, 1u);
+  // Claimed once: a second server request on a reused tuple does not take it again.
+  Recv(c.b_in, Get("/stock"), 7);
+  Send(c.b_in, Response(200, "OK", "7"), 8);
+  ASSERT_EQ(spans_.size(), 3u);
+  EXPECT_NE(spans_[2].trace_id, a_client->trace_id);
+  EXPECT_EQ(stats().links_peer, 1u);
+}
+
 TEST_F(ConnectionTrackerTest, IPv4ClientMeetsIPv6MappedServer) {
   links::Chain c;
   Accept(c.b_in, 1);
