@@ -75,6 +75,18 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
                        {"tls_untied", probe.tls_untied}};
   l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed + probe.tls_untied;
   s.probes.push_back(std::move(l7));
+  {
+    // Sandbox edges (docs/layers.md): packets the ring could not take, and the bytes
+    // reassembly had to give up (holes that never filled).
+    metrics::SelfStats::Probe e;
+    e.name = "edge";
+    e.events = probe.edge_packets;
+    e.lost_by_reason = {{"ringbuf_full", probe.edge_drops},
+                        {"malformed", probe.edge_malformed},
+                        {"reassembly_hole", probe.edge.holes}};
+    e.lost = probe.edge_drops + probe.edge_malformed + probe.edge.holes;
+    s.probes.push_back(std::move(e));
+  }
   if (proc != nullptr) {
     // Process facts lost here make identity fall back to comm changes and miss .wasm
     // loads: as visible as the l7 losses.
