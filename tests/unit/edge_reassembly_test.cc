@@ -240,3 +240,47 @@ TEST_F(EdgeReassemblyTest, ReorderedRequestBecomesOneServerSpanWithSandboxScope)
 
 }  // namespace
 }  // namespace isotrace::probes
+
+namespace isotrace::probes {
+namespace {
+// A call the sandbox makes (its request leaves it first) is a CLIENT span of the sandbox.
+TEST(EdgeReassemblyClient, RequestsTheSandboxSendsAreClientSpans) {
+  util::Clock clock;
+  std::vector<correlate::Span> spans;
+  correlate::ConnectionTracker t(correlate::TrackerLimits{}, &clock,
+                                 [&](correlate::Span&& s) { spans.push_back(std::move(s)); });
+  EdgeReassembler r(EdgeReassembler::Limits{}, [&](const SocketEvent& ev) { t.OnEvent(ev); });
+  r.SetOwner(3, EdgeOwner{77, 1, 0, "qemu-system-x86"});
+  auto P = [](EdgePacket::Dir d, uint32_t seq, std::string_view pl, uint8_t flags, uint64_t ts) {
+    EdgePacket p;
+    p.ifindex = 3;
+    p.dir = d;
+    std::array<uint8_t, 16> guest{10, 232, 1, 2}, remote{93, 184, 216, 34};
+    const bool out = d == EdgePacket::Dir::kFromSandbox;
+    p.saddr = out ? guest : remote;
+    p.daddr = out ? remote : guest;
+    p.sport = out ? 51000 : 80;
+    p.dport = out ? 80 : 51000;
+    p.seq = seq;
+    p.flags = flags;
+    p.len = static_cast<uint32_t>(pl.size());
+    p.payload = pl;
+    p.ts_ns = ts;
+    return p;
+  };
+  const auto out = EdgePacket::Dir::kFromSandbox, in = EdgePacket::Dir::kToSandbox;
+  r.OnPacket(P(out, 100, "", kSyn, 1'000'000));
+  r.OnPacket(P(in, 900, "", kSyn | kAck, 1'100'000));
+  r.OnPacket(P(out, 101, "GET /api HTTP/1.1\r\nHost: example\r\n\r\n", kAck, 1'200'000));
+  r.OnPacket(P(in, 901, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", kAck, 9'200'000));
+  ASSERT_EQ(spans.size(), 1u);
+  EXPECT_EQ(spans[0].kind, correlate::SpanKind::kClient);
+  EXPECT_EQ(spans[0].path, "/api");
+  EXPECT_EQ(spans[0].status_code, 200);
+  EXPECT_EQ(spans[0].server_address, "93.184.216.34");
+  EXPECT_EQ(spans[0].client_address, "10.232.1.2");
+  EXPECT_EQ(spans[0].process.tgid, 77u);
+  EXPECT_TRUE(spans[0].edge);
+}
+}  // namespace
+}  // namespace isotrace::probes
