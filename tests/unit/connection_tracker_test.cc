@@ -959,11 +959,12 @@ TEST_F(ConnectionTrackerTest, ServerSeenAfterTheCallerClosedStillJoinsItsTrace) 
   EXPECT_EQ(b_server->trace_id, a_client->trace_id);
   EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
   EXPECT_EQ(stats().links_peer, 1u);
+  const TraceId caller_trace = a_client->trace_id;  // spans_ may reallocate below
   // Claimed once: a second server request on a reused tuple does not take it again.
   Recv(c.b_in, Get("/stock"), 7);
   Send(c.b_in, Response(200, "OK", "7"), 8);
   ASSERT_EQ(spans_.size(), 3u);
-  EXPECT_NE(spans_[2].trace_id, a_client->trace_id);
+  EXPECT_NE(spans_[2].trace_id, caller_trace);
   EXPECT_EQ(stats().links_peer, 1u);
 }
 
