@@ -8,9 +8,12 @@
 #   bash bench/tls_overhead.sh <builddir>
 #
 # Environment: RATE (req/s, default 2000), DURATION (s, default 10), CLIENTS (default 8),
-# FILE_BYTES (default 1024), DAEMON_ARGS. Prints per scheme: requests, spans (2 per
-# request: nginx's SERVER span and h2load's CLIENT span; h2load is an OpenSSL client
-# too), spans per second, nginx's worker CPU µs per request without and with the daemon
+# FILE_BYTES (default 1024), DAEMON_ARGS, SCHEMES (default "http https h2c"), ROUNDS (each
+# scheme's pair of runs repeated, interleaved, default 1: side-by-side figures on a noisy
+# machine), PERF=1 (records the daemon with perf during each run and prints its top
+# symbols; the daemon then pays for perf too: its cost figures are not comparable).
+# Prints per scheme: requests, spans (2 per request: nginx's SERVER span and h2load's
+# CLIENT span; h2load is an OpenSSL client too), spans per second, nginx's worker CPU µs per request without and with the daemon
 # (the uprobes' own price, their traps, lands there and is not in the BPF figures), BPF ns
 # per request and the daemon's CPU ns per request; then the per-program table (ns per
 # call of the ssl_* uprobes). kernel.bpf_stats_enabled=1 throughout.
@@ -23,6 +26,9 @@ RATE=${RATE:-2000}
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-8}
 FILE_BYTES=${FILE_BYTES:-1024}
+SCHEMES=${SCHEMES:-http https h2c}
+ROUNDS=${ROUNDS:-1}
+PERF=${PERF:-0}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
 cannot() { echo "tls_overhead: cannot run: $*" >&2; exit 2; }
@@ -90,39 +96,53 @@ run_load() {  # <tag> <url> [h2load protocol flag]
     cannot "h2load failed: $(tail -5 "$TMP/h2load-$1.out")"
   cpu_sample "$WORKER" >>"$TMP/worker-$1"
 }
-for scheme in http https h2c; do
+TAGS=()
+for round in $(seq "$ROUNDS"); do
+for scheme in $SCHEMES; do
+  tag=$scheme
+  (( ROUNDS > 1 )) && tag=$scheme.$round
+  TAGS+=("$tag")
   proto=--h1
   case $scheme in
     http) url="http://127.0.0.1:$PORT/index.html" ;;
     https) url="https://127.0.0.1:$TLS_PORT/index.html" ;;
     h2c) url="http://127.0.0.1:$H2_PORT/index.html"; proto=--no-tls-proto=h2c ;;
+    *) cannot "unknown scheme $scheme (http, https, h2c)" ;;
   esac
   echo "$scheme: $RATE req/s for $DURATION s without the daemon..." >&2
-  run_load "$scheme-off" "$url" "$proto"
+  run_load "$tag-off" "$url" "$proto"
   echo "$scheme: with the daemon..." >&2
   # shellcheck disable=SC2086
-  "$ISOTRACED" --summary-interval 0 --stats-file "$TMP/stats-$scheme.json" ${DAEMON_ARGS:-} \
-    >"$TMP/isotraced-$scheme.log" 2>&1 &
+  "$ISOTRACED" --summary-interval 0 --stats-file "$TMP/stats-$tag.json" ${DAEMON_ARGS:-} \
+    >"$TMP/isotraced-$tag.log" 2>&1 &
   DAEMON_PID=$!
   for _ in $(seq 600); do
-    grep -q "probe attached" "$TMP/isotraced-$scheme.log" && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || cannot "isotraced exited: $(cat "$TMP/isotraced-$scheme.log")"
+    grep -q "probe attached" "$TMP/isotraced-$tag.log" && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || cannot "isotraced exited: $(cat "$TMP/isotraced-$tag.log")"
     sleep 0.1
   done
   sleep 1
-  cpu_sample "$DAEMON_PID" >"$TMP/cpu-$scheme"
-  bpf_sample "$DAEMON_PID" >"$TMP/bpf0-$scheme.jsonl"
-  run_load "$scheme-on" "$url" "$proto"
-  bpf_sample "$DAEMON_PID" >"$TMP/bpf1-$scheme.jsonl"
-  cpu_sample "$DAEMON_PID" >>"$TMP/cpu-$scheme"
+  cpu_sample "$DAEMON_PID" >"$TMP/cpu-$tag"
+  bpf_sample "$DAEMON_PID" >"$TMP/bpf0-$tag.jsonl"
+  PERF_PID=""
+  if [[ $PERF == 1 ]]; then
+    perf record -q --call-graph dwarf,16384 -F 2000 -p "$DAEMON_PID" -o "$TMP/perf-$tag.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+  fi
+  run_load "$tag-on" "$url" "$proto"
+  [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
+  bpf_sample "$DAEMON_PID" >"$TMP/bpf1-$tag.jsonl"
+  cpu_sample "$DAEMON_PID" >>"$TMP/cpu-$tag"
   kill -TERM "$DAEMON_PID"
   wait "$DAEMON_PID" || true
   DAEMON_PID=""
 done
+done
 
-python3 - "$TMP" "$RATE" "$DURATION" "$CLIENTS" "$FILE_BYTES" "$SRC" <<'PY'
+python3 - "$TMP" "$RATE" "$DURATION" "$CLIENTS" "$FILE_BYTES" "$SRC" "${TAGS[@]}" <<'PY'
 import json, re, subprocess, sys
-tmp, rate, dur, clients, fbytes, src = sys.argv[1:]
+tmp, rate, dur, clients, fbytes, src = sys.argv[1:7]
+tags = sys.argv[7:]
 def done(tag):
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", open(f"{tmp}/h2load-{tag}.out").read())
     return int(m.group(4)) if m else 0
@@ -132,10 +152,10 @@ def cpu_ns(path):
 print()
 print(f"TLS next to plaintext: nginx (1 worker, {fbytes} B file, HTTP/1.1 keep-alive) at {rate} req/s "
       f"from h2load -c {clients}, {dur} s per run")
-print(f"{'scheme':>7} {'requests':>9} {'spans':>7} {'spans/s':>8} {'nginx us/req off':>17} {'on':>6}"
+print(f"{'scheme':>8} {'requests':>9} {'spans':>7} {'spans/s':>8} {'nginx us/req off':>17} {'on':>6}"
       f" {'BPF ns/req':>11} {'daemon ns/req':>14}")
 tables = []
-for scheme in ("http", "https", "h2c"):
+for scheme in tags:
     n_off, n_on = done(f"{scheme}-off"), done(f"{scheme}-on")
     w_off = cpu_ns(f"{tmp}/worker-{scheme}-off") / max(n_off, 1) / 1000
     w_on = cpu_ns(f"{tmp}/worker-{scheme}-on") / max(n_on, 1) / 1000
@@ -148,10 +168,18 @@ for scheme in ("http", "https", "h2c"):
     bpf = re.search(r"all programs\s+(\d+)\s+ns of BPF per request", table)
     bpf_ns = float(bpf.group(1)) if bpf else float("nan")
     l7 = st["probes"]["l7"]
-    print(f"{scheme:>7} {n_on:>9} {spans:>7} {spans / float(dur):>8.0f} {w_off:>17.1f} {w_on:>6.1f}"
+    print(f"{scheme:>8} {n_on:>9} {spans:>7} {spans / float(dur):>8.0f} {w_off:>17.1f} {w_on:>6.1f}"
           f" {bpf_ns:>11.0f} {daemon_ns:>14.0f}   (tls_ciphertext {l7.get('tls_ciphertext', 0)},"
           f" tls_untied {l7.get('tls_untied', 0)}, kernel lost {l7['ringbuf_drops']})")
     tables.append(table)
 for t in tables:
     print(t.rstrip())
 PY
+if [[ $PERF == 1 ]]; then
+  for tag in "${TAGS[@]}"; do
+    [[ -f $TMP/perf-$tag.data ]] || continue
+    echo; echo "perf, daemon during $tag (self %, top 25):"
+    perf report -q -i "$TMP/perf-$tag.data" --no-children -g none --sort symbol --percent-limit 0.8 2>/dev/null | cut -c1-120 |
+      grep -v '^$' | grep -v '^ *|' | grep -v -- '---' | head -25
+  done
+fi

@@ -1186,6 +1186,7 @@ void ConnectionTracker::OnHttp2Request(Conn& c, Http2Exchange&& x) {
   req.method = std::move(x.method);
   req.target = std::move(x.path);
   req.version = "2";
+  req.headers.reserve(3);
   if (!x.authority.empty()) req.headers.push_back({"host", std::move(x.authority)});
   if (!x.traceparent.empty()) req.headers.push_back({"traceparent", std::move(x.traceparent)});
   if (!x.tracestate.empty()) req.headers.push_back({"tracestate", std::move(x.tracestate)});
