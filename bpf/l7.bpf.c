@@ -1077,6 +1077,63 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk) {
   return 0;
 }
 
+/* A SYN-ACK resent for a connection still in the listener's queue: the handshake a
+ * caller on this node may be waiting in. There is no socket state to count it in (the
+ * connection is not accepted), so it goes out with its tuple and user space ties it to
+ * the caller's socket. A SYN flood makes many: at most SYNACK_BUDGET records per CPU per
+ * SYNACK_WINDOW_NS, the rest only counted. */
+#define SYNACK_BUDGET 64
+#define SYNACK_WINDOW_NS 100000000ull
+struct synack_window {
+  __u64 start;
+  __u32 sent;
+  __u32 pad;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct synack_window);
+} synack_rate SEC(".maps");
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(tcp_retransmit_synack, const struct sock *sk, const struct request_sock *req) {
+  if (!req) return 0;
+  __u32 zero = 0;
+  struct synack_window *w = bpf_map_lookup_elem(&synack_rate, &zero);
+  if (!w) return 0;
+  __u64 now = bpf_ktime_get_ns();
+  if (now - w->start > SYNACK_WINDOW_NS) {
+    w->start = now;
+    w->sent = 0;
+  }
+  if (w->sent >= SYNACK_BUDGET) {
+    count(L7_CNT_SYNACK_LIMITED);
+    return 0;
+  }
+  struct l7_event *ev = reserve_small(); /* counts its own failure */
+  if (!ev) return 0;
+  w->sent++;
+  __builtin_memset(ev, 0, L7_EVENT_HEADER_SIZE);
+  ev->ts_ns = ev->ts_enter_ns = now;
+  ev->kind = L7_EV_SYNACK_RETRANSMIT;
+  ev->fd = -1;
+  __u16 family = BPF_CORE_READ(req, __req_common.skc_family);
+  ev->family = (__u8)family;
+  ev->lport = BPF_CORE_READ(req, __req_common.skc_num);
+  ev->rport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
+  if (family == AF_INET) {
+    BPF_CORE_READ_INTO((__u32 *)ev->laddr, req, __req_common.skc_rcv_saddr);
+    BPF_CORE_READ_INTO((__u32 *)ev->raddr, req, __req_common.skc_daddr);
+  } else {
+    BPF_CORE_READ_INTO(ev->laddr, req, __req_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(ev->raddr, req, __req_common.skc_v6_daddr.in6_u.u6_addr8);
+  }
+  bpf_ringbuf_submit(ev, submit_flags());
+  count(L7_CNT_EVENTS);
+  return 0;
+}
+
 /* A packet of a tracked socket dropped by netfilter on its way out. */
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(skb_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason) {

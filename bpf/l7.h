@@ -59,6 +59,11 @@ enum l7_event_kind {
    * `ts_ns` = conn_start_ns (SYN_SENT), `acct` = the connecting thread's accounting at
    * that moment, `retransmits` = SYN retransmits until the first data. */
   L7_EV_CONNECT = 12,
+  /* tcp_retransmit_synack: a listener resent the SYN-ACK of a connection not yet
+   * accepted. No connection state exists yet: conn_id/sock_id are 0 and the tuple is the
+   * server's view (laddr/lport the listening side, raddr/rport the connecting peer).
+   * Rate-limited per CPU (L7_CNT_SYNACK_LIMITED counts what was not sent). */
+  L7_EV_SYNACK_RETRANSMIT = 13,
 };
 
 enum l7_direction {
@@ -214,7 +219,8 @@ enum l7_counter {
   L7_CNT_EDGE_PACKETS = 7,  /* edge: TCP packets reported */
   L7_CNT_EDGE_DROPS = 8,    /* edge: edge_events ring buffer full (the packet is lost to us) */
   L7_CNT_EDGE_MALFORMED = 9,/* edge: packet headers that could not be read */
-  L7_CNT_MAX = 10,
+  L7_CNT_SYNACK_LIMITED = 10, /* SYN-ACK retransmits over the per-CPU rate (a SYN flood) */
+  L7_CNT_MAX = 11,
 };
 
 #endif /* ISOTRACE_BPF_L7_H_ */

@@ -72,8 +72,9 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
   l7.lost_by_reason = {{"ringbuf_full", probe.ringbuf_drops},
                        {"inflight_full", probe.inflight_full},
                        {"malformed", probe.malformed},
-                       {"tls_untied", probe.tls_untied}};
-  l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed + probe.tls_untied;
+                       {"tls_untied", probe.tls_untied},
+                       {"synack_rate_limited", probe.synack_limited}};
+  l7.lost = probe.ringbuf_drops + probe.inflight_full + probe.malformed + probe.tls_untied + probe.synack_limited;
   s.probes.push_back(std::move(l7));
   {
     // Sandbox edges (docs/layers.md): packets the ring could not take, and the bytes

@@ -97,6 +97,10 @@ struct ConnectionTracker::ClosedClient {
   std::deque<ClientCtx> recent;
 };
 constexpr size_t kMaxClosedClients = 1024;
+// Listener 4-tuples with resent SYN-ACKs kept for their callers' spans, and resends kept
+// per tuple (a handshake gives up after net.ipv4.tcp_synack_retries, 5 by default).
+constexpr size_t kMaxSynAckTuples = 4096;
+constexpr size_t kMaxSynAcksPerTuple = 8;
 
 struct ConnectionTracker::Conn {
   Key key;
@@ -293,6 +297,9 @@ void ConnectionTracker::OnEvent(const SocketEvent& ev) {
     case SocketEvent::Kind::kOomKill:
     case SocketEvent::Kind::kLocalDrop:
       OnIncident(ev);
+      return;
+    case SocketEvent::Kind::kSynAckRetransmit:
+      OnSynAckRetransmit(ev);
       return;
     case SocketEvent::Kind::kConnected: {
       Conn* c = Find(ev, /*create=*/true);
@@ -811,6 +818,25 @@ ConnectionTracker::Tuple ConnectionTracker::TupleOf(const Conn& c, bool mirrored
   return t;
 }
 
+void ConnectionTracker::OnSynAckRetransmit(const SocketEvent& ev) {
+  stats_.synack_retransmits++;
+  Tuple t;
+  t.laddr = AsV6(ev.family, ev.laddr);
+  t.raddr = AsV6(ev.family, ev.raddr);
+  t.lport = ev.lport;
+  t.rport = ev.rport;
+  auto [it, fresh] = synacks_.try_emplace(t);
+  if (fresh) {
+    synack_order_.push_back(t);
+    while (synack_order_.size() > kMaxSynAckTuples) {
+      synacks_.erase(synack_order_.front());
+      synack_order_.pop_front();
+    }
+  }
+  auto& ts = synacks_[t];  // (re-found: the bound above may have rehashed)
+  if (ts.size() < kMaxSynAcksPerTuple) ts.push_back(ev.ts_exit_ns);
+}
+
 void ConnectionTracker::StartContext(Conn& c, Pending& p) {
   p.id = next_pending_id_++;
   RandomNonZero(rng_, &p.span_id);
@@ -1035,7 +1061,28 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
   // The connection's other end on this node: its retransmits and resets are this call's
   // too, both ways: a CLIENT span's lost responses retransmit from the server's socket,
   // a SERVER span's lost request segments from the caller's.
-  auto bt = by_tuple_.find(TupleOf(c, /*mirrored=*/true));
+  const Tuple peer = TupleOf(c, /*mirrored=*/true);
+  if (c.role == Role::kClient && !synacks_.empty()) {
+    // SYN-ACKs the callee's listener resent while this side waited in connect().
+    if (auto sa = synacks_.find(peer); sa != synacks_.end()) {
+      int64_t n = 0;
+      for (uint64_t ts : sa->second) {
+        if (ts < from || ts > to) continue;
+        Incident e;
+        e.kind = IncidentKind::kTcpRetransmit;
+        e.time_unix_ns = clock_->MonoToUnixNs(ts);
+        e.peer_side = true;
+        s->incidents.push_back(std::move(e));
+        n++;
+      }
+      if (n > 0) {
+        s->net.retransmits = s->net.retransmits.value_or(0) + n;
+        stats_.synack_on_spans += static_cast<uint64_t>(n);
+        synacks_.erase(sa);  // the tuple stays in synack_order_ until it ages out
+      }
+    }
+  }
+  auto bt = by_tuple_.find(peer);
   if (bt == by_tuple_.end()) return;
   auto ci = conns_.find(bt->second);
   if (ci == conns_.end() || ci->second.get() == &c) return;

@@ -69,6 +69,8 @@ struct TrackerStats {
   uint64_t spans = 0;
   uint64_t traceparent_invalid = 0;      // present but rejected → new trace
   uint64_t incidents = 0;                // kernel incidents matched to a tracked connection
+  uint64_t synack_retransmits = 0;       // SYN-ACKs resent by a listener (kept by 4-tuple)
+  uint64_t synack_on_spans = 0;          // of which counted on a caller's CLIENT span
   // Links (see the header comment).
   uint64_t links_thread = 0;             // CLIENT parented to the SERVER its thread serves
   uint64_t links_thread_ambiguous = 0;   // several SERVER requests could own it: unlinked
@@ -212,6 +214,12 @@ class ConnectionTracker {
   struct ClosedClient;
   std::unordered_map<Tuple, std::unique_ptr<ClosedClient>, TupleHash> closed_clients_;
   std::deque<Tuple> closed_order_;
+  // SYN-ACKs a listener on this node resent, by the listener's 4-tuple, before the
+  // connection had any state here: the caller's CLIENT span (whose connect they delayed)
+  // takes them as its peer's retransmits. Bounded (oldest tuples go first).
+  std::unordered_map<Tuple, std::vector<uint64_t>, TupleHash> synacks_;
+  std::deque<Tuple> synack_order_;
+  void OnSynAckRetransmit(const probes::SocketEvent& ev);
   struct Active {
     Key conn;
     uint64_t pending_id;

@@ -154,7 +154,7 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
       ", \"malformed\": ", pc.malformed, ", \"ringbuf_drops\": ", pc.ringbuf_drops,
       ", \"inflight_full\": ", pc.inflight_full, ", \"read_failures\": ", pc.read_failures,
       ", \"tls_targets\": ", pc.tls_targets, ", \"tls_untied\": ", pc.tls_untied,
-      ", \"tls_ciphertext\": ", pc.tls_ciphertext, "}",
+      ", \"tls_ciphertext\": ", pc.tls_ciphertext, ", \"synack_limited\": ", pc.synack_limited, "}",
       ", \"edge\": {\"devices\": ", pc.edge_devices, ", \"packets\": ", pc.edge_packets,
       ", \"ringbuf_drops\": ", pc.edge_drops, ", \"malformed\": ", pc.edge_malformed,
       ", \"attach_failures\": ", pc.edge_attach_failures, ", \"retransmits\": ", pc.edge.retransmits,
@@ -170,7 +170,8 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
       ", \"connections_http2\": ", ts.connections_http2,
       ", \"connections_http2_undecodable\": ", ts.connections_http2_undecodable,
       ", \"http2_streams_dropped\": ", ts.http2_streams_dropped,
-      ", \"links_process\": ", ts.links_process, ", \"links_peer\": ", ts.links_peer, "}}\n");
+      ", \"links_process\": ", ts.links_process, ", \"links_peer\": ", ts.links_peer,
+      ", \"synack_retransmits\": ", ts.synack_retransmits, ", \"synack_on_spans\": ", ts.synack_on_spans, "}}\n");
   // Write then rename, so a reader never sees half a file.
   const std::string tmp = path + ".tmp";
   if (FILE* f = std::fopen(tmp.c_str(), "w")) {

@@ -219,6 +219,11 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
       bpf_program__set_autoload(p, false);
     spdlog::warn("no tcp retransmit/reset tracepoints: isotrace.net.retransmits is left out");
   }
+  if (!f.tcp_incidents || !HasTypedef(vmlinux, "btf_trace_tcp_retransmit_synack")) {
+    bpf_program__set_autoload(sk->progs.tcp_retransmit_synack, false);
+    if (f.tcp_incidents)
+      spdlog::info("no tcp_retransmit_synack tracepoint: resent SYN-ACKs are not counted on callers' spans");
+  }
   // Packets the node's own netfilter drops on their way out (kfree_skb's drop reason,
   // 5.17+): the only trace of a loss TCP does not count as a retransmission.
   int kfree_args = 0;
@@ -620,6 +625,7 @@ L7Counters L7Probe::counters() const {
   c.wakeups = sum(L7_CNT_WAKEUPS);
   c.tls_untied = sum(L7_CNT_TLS_UNTIED);
   c.tls_ciphertext = sum(L7_CNT_TLS_CIPHER);
+  c.synack_limited = sum(L7_CNT_SYNACK_LIMITED);
   c.tls_targets = tls_targets_;
   c.edge_devices = edge_devices_.size();
   c.edge_packets = sum(L7_CNT_EDGE_PACKETS);

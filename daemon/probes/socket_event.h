@@ -42,6 +42,9 @@ struct SocketEvent {
     // This side connect()ed (before the first data): ts = conn_start_ns, acct = the
     // connecting thread then, retransmits = SYN retransmits so far.
     kConnected = 12,
+    // A listener resent a SYN-ACK (the connection is not accepted yet): no connection
+    // ids; the tuple is the listener's view (laddr/lport its side, raddr/rport the peer).
+    kSynAckRetransmit = 13,
   };
   enum class Direction : uint8_t { kNone = 0, kIngress = 1, kEgress = 2 };
 

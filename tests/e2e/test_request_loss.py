@@ -16,7 +16,15 @@ packets (numgen random), in one of two places:
   (isotrace.net.retransmits = 0). Checked: packet_drop events (kfree_skb with reason
   NETFILTER_DROP) on the caller's CLIENT spans, and as the peer's on the SERVER spans.
 
-Both: every request is one CLIENT span of the caller and one SERVER span of the server,
+Two more lose the handshake instead, each run with three requests on one connection:
+- "syn": the caller's first SYN is lost on the link; the kernel resends it after 1 s.
+- "synack": the server's first SYN-ACK is lost on its way out; the handshake completes
+  about 1 s later. The listener's resend (tcp_retransmit_synack: the connection has no
+  socket state yet) must land on the caller's first CLIENT span as the peer's
+  tcp_retransmit.
+Each: the first CLIENT span covers the connect (isotrace.net.connect_ns ≥ 0.9 s).
+
+All: every request is one CLIENT span of the caller and one SERVER span of the server,
 linked, at the independent OTLP receiver."""
 import os
 import subprocess
@@ -85,10 +93,11 @@ def wait_listening(ns):
     return False
 
 
-def check_connect(clients, servers, errors):
-    """syn: the first request's CLIENT span covers the connect, whose SYN was lost once
-    (the kernel resends it after 1 s): the setup time, the SYN retransmit, a breakdown
-    that still sums to the span; later requests on the connection start at their write."""
+def check_connect(clients, servers, errors, tag="syn"):
+    """syn/synack: the first request's CLIENT span covers the connect, whose SYN (or
+    SYN-ACK) was lost once (the kernel resends it after 1 s): the setup time, the
+    retransmit, a breakdown that still sums to the span; later requests on the
+    connection start at their write."""
     clients = sorted(clients, key=lambda s: int(s["startTimeUnixNano"]))
     if len(clients) != 3:
         return
@@ -96,33 +105,33 @@ def check_connect(clients, servers, errors):
     a = h.span_attrs(first)
     dur = int(first["endTimeUnixNano"]) - int(first["startTimeUnixNano"])
     connect = int(a.get("isotrace.net.connect_ns", 0))
-    print("syn: first CLIENT span %.3f s, connect_ns %d, retransmits %s; later: %s" % (
+    print(tag + ": first CLIENT span %.3f s, connect_ns %d, retransmits %s; later: %s" % (
         dur / 1e9, connect, a.get("isotrace.net.retransmits"),
         [(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]), h.span_attrs(s).get("isotrace.net.connect_ns"))
          for s in clients[1:]]))
     if connect < 900_000_000:
-        errors.append("syn: isotrace.net.connect_ns = %d, want the ≥ 1 s a lost SYN costs" % connect)
+        errors.append(tag + ": isotrace.net.connect_ns = %d, want the ≥ 1 s a lost SYN costs" % connect)
     if dur < connect:
-        errors.append("syn: the CLIENT span (%d ns) does not cover its connect (%d ns)" % (dur, connect))
+        errors.append(tag + ": the CLIENT span (%d ns) does not cover its connect (%d ns)" % (dur, connect))
     if int(a.get("isotrace.net.retransmits", 0)) < 1:
-        errors.append("syn: the SYN retransmit is not counted on the CLIENT span")
+        errors.append(tag + ": the SYN retransmit is not counted on the CLIENT span")
     parts = [p for p in PARTS if p in a]
     if len(parts) == len(PARTS):
         total = sum(int(a[p]) for p in PARTS)
         if abs(total - dur) > max(dur // 100, 2000):
-            errors.append("syn: breakdown sums to %d, duration %d" % (total, dur))
+            errors.append(tag + ": breakdown sums to %d, duration %d" % (total, dur))
     else:
-        errors.append("syn: breakdown missing on the first CLIENT span")
+        errors.append(tag + ": breakdown missing on the first CLIENT span")
     for s in clients[1:]:
         if "isotrace.net.connect_ns" in h.span_attrs(s):
-            errors.append("syn: a later request on the connection claims its connect")
+            errors.append(tag + ": a later request on the connection claims its connect")
     first_server = min(servers, key=lambda s: int(s["startTimeUnixNano"])) if servers else None
     if first_server and int(first_server["startTimeUnixNano"]) - int(first["startTimeUnixNano"]) < 900_000_000:
-        errors.append("syn: the first CLIENT span starts less than 1 s before its SERVER span")
+        errors.append(tag + ": the first CLIENT span starts less than 1 s before its SERVER span")
 
 
 def run(loss_at, errors):
-    suffix = "%d%s" % (os.getpid(), loss_at[0])
+    suffix = "%d%s" % (os.getpid(), {"network": "n", "local": "l", "syn": "s", "synack": "a"}[loss_at])
     ns_c, ns_s = "irc" + suffix, "irs" + suffix
     made = []
     try:
@@ -132,18 +141,21 @@ def run(loss_at, errors):
             h.veth_namespaces(ns_c, ns_s, "irv" + suffix, "irp" + suffix, "10.231.78.1/24", "10.231.78.2/24", made)
             # The caller's data only (not its SYN: the connection must come up), dropped on
             # the server's input (network) or on the caller's output (local).
-            ns_rule, hook = (ns_s, "input") if loss_at != "local" else (ns_c, "output")
-            rule = ("tcp dport %d tcp flags & (syn) == 0 meta length > 200 numgen random mod 100 < 15 drop" % PORT
-                    if loss_at != "syn" else
-                    # The connection's first SYN is lost on the link (the counter starts at 0).
-                    "tcp dport %d tcp flags & (syn|ack) == syn numgen inc mod 2 == 0 drop" % PORT)
+            ns_rule, hook = {"local": (ns_c, "output"), "synack": (ns_s, "output")}.get(loss_at, (ns_s, "input"))
+            rule = {
+                # The connection's first SYN is lost on the link (the counter starts at 0).
+                "syn": "tcp dport %d tcp flags & (syn|ack) == syn numgen inc mod 2 == 0 drop" % PORT,
+                # The server's first SYN-ACK is lost on its way out.
+                "synack": "tcp sport %d tcp flags & (syn|ack) == syn|ack numgen inc mod 2 == 0 drop" % PORT,
+            }.get(loss_at, "tcp dport %d tcp flags & (syn) == 0 meta length > 200 numgen random mod 100 < 15 drop"
+                  % PORT)
             srv = procs.start(["ip", "netns", "exec", ns_s, sys.executable, "-c", SERVER, str(PORT)], "server")
             if not wait_listening(ns_s):
                 h.fail("the server did not listen: " + procs.log(srv))
             subprocess.run(["ip", "netns", "exec", ns_rule, "nft", "-f", "-"], check=True, input=(
                 "table inet isotrace_reqloss {\n chain c {\n  type filter hook %s priority 0;\n  %s\n }\n}\n"
                 % (hook, rule)).encode())
-            n, size = (REQUESTS, BODY) if loss_at != "syn" else (3, 1024)
+            n, size = (REQUESTS, BODY) if loss_at not in ("syn", "synack") else (3, 1024)
             cli = procs.start(["ip", "netns", "exec", ns_c, sys.executable, "-c", CLIENT, "10.231.78.2", str(PORT),
                                str(n), str(size), "noprobe"], "client")
             if cli.wait(240) != 0:
@@ -159,7 +171,7 @@ def run(loss_at, errors):
     mine = [s for s in spans if (h.span_attrs(s).get("url.path") == "/upload")]
     clients = [s for s in mine if s.get("spanKind") == 3 and h.pid_of(s) == client_pid]
     servers = [s for s in mine if s.get("spanKind") == 2 and h.pid_of(s) == server_pid]
-    want_n = REQUESTS if loss_at != "syn" else 3
+    want_n = REQUESTS if loss_at not in ("syn", "synack") else 3
     if len(clients) != want_n or len(servers) != want_n:
         errors.append("%s: %d CLIENT and %d SERVER spans, want %d of each" % (loss_at, len(clients), len(servers), want_n))
     for s in servers:
@@ -173,8 +185,13 @@ def run(loss_at, errors):
     print("%s: %d CLIENT, %d SERVER spans; CLIENT isotrace.net.retransmits %d; events %s" % (
         loss_at, len(clients), len(servers), client_retrans,
         ", ".join("%s %s%s %d" % (k, n, " (peer)" if p else "", v) for (k, n, p), v in sorted(got.items()))))
-    if loss_at == "syn":
-        check_connect(clients, servers, errors)
+    if loss_at in ("syn", "synack"):
+        check_connect(clients, servers, errors, loss_at)
+        if loss_at == "synack" and clients:
+            first = min(clients, key=lambda s: int(s["startTimeUnixNano"]))
+            if events([first], "tcp_retransmit", True) == 0:
+                errors.append("synack: the listener's SYN-ACK resend is not on the caller's first CLIENT span "
+                              "as the peer's tcp_retransmit")
         return dlog
     if loss_at == "network":
         want = [("CLIENT", "tcp_retransmit", False), ("SERVER", "tcp_retransmit", True)]
@@ -198,7 +215,7 @@ def main():
             h.skip("%s missing: run scripts/install-deps.sh" % tool)
     errors = []
     dlog = ""
-    for loss_at in ("network", "local", "syn"):
+    for loss_at in ("network", "local", "syn", "synack"):
         dlog = run(loss_at, errors)
     h.finish(errors, dlog)
 

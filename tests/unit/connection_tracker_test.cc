@@ -1183,6 +1183,46 @@ TEST_F(ConnectionTrackerTest, FirstClientRequestCoversItsConnect) {
   EXPECT_FALSE(spans_[1].breakdown.connect_ns.has_value());
 }
 
+TEST_F(ConnectionTrackerTest, ResentSynAcksOfTheCalleesListenerLandOnTheCallersConnect) {
+  // The callee's listener on this node resent its SYN-ACK (the probe's record carries the
+  // listener's 4-tuple; no connection exists yet). The caller's first CLIENT span, which
+  // covers its connect, counts it as its peer's retransmit; a SYN-ACK resent to another
+  // caller, or outside the span, is not counted.
+  Sock s;  // the caller: 10.0.0.1:8080 → 10.0.0.2:40001 (ports as the fixture has them)
+  auto synack = [&](uint64_t t, uint16_t listener_port, uint16_t peer_port) {
+    SocketEvent ev;
+    ev.kind = Kind::kSynAckRetransmit;
+    ev.ts_enter_ns = ev.ts_exit_ns = Exit(t);
+    ev.family = 2;
+    std::copy(s.raddr.begin(), s.raddr.end(), ev.laddr.begin());  // the listener's side
+    std::copy(s.laddr.begin(), s.laddr.end(), ev.raddr.begin());
+    ev.lport = listener_port;
+    ev.rport = peer_port;
+    tracker_->OnEvent(ev);
+  };
+  SocketEvent con = Base(s, Kind::kConnected, 1);
+  con.conn_start_ns = con.ts_exit_ns;
+  con.established_ns = Exit(3);
+  tracker_->OnEvent(con);
+  synack(2, s.rport, s.lport);       // this caller's handshake
+  synack(2, s.rport, s.lport + 1);   // another caller's
+  Send(s, Get("/first"), 10);
+  Recv(s, Response(200, "OK", "a"), 11);
+  synack(12, s.rport, s.lport);      // after the span: not its
+  Send(s, Get("/second"), 20);
+  Recv(s, Response(200, "OK", "b"), 21);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[0].net.retransmits.value_or(0), 1);
+  ASSERT_EQ(spans_[0].incidents.size(), 1u);
+  EXPECT_EQ(spans_[0].incidents[0].kind, IncidentKind::kTcpRetransmit);
+  EXPECT_TRUE(spans_[0].incidents[0].peer_side);
+  EXPECT_EQ(spans_[0].incidents[0].time_unix_ns, Unix(Exit(2)));
+  EXPECT_FALSE(spans_[1].net.retransmits.has_value() && *spans_[1].net.retransmits > 0);
+  EXPECT_TRUE(spans_[1].incidents.empty());
+  EXPECT_EQ(stats().synack_retransmits, 3u);
+  EXPECT_EQ(stats().synack_on_spans, 1u);
+}
+
 TEST_F(ConnectionTrackerTest, TlsPlaintextAfterCiphertextStartsAfresh) {
   // nginx peeks at a TLS port's first byte before the handshake (a syscall-hook kernel
   // reports it), and a daemon started mid-connection sees ciphertext first: either way the
