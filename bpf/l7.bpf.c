@@ -209,18 +209,25 @@ static __always_inline bool is_tcp_sock(const struct sock *sk) {
   return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
 }
 
-static __always_inline void read_addrs(struct conn_state *cs, const struct sock *sk) {
-  __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-  cs->family = (__u8)family;
-  cs->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-  cs->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-  if (family == AF_INET) {
-    BPF_CORE_READ_INTO((__u32 *)cs->laddr, sk, __sk_common.skc_rcv_saddr);
-    BPF_CORE_READ_INTO((__u32 *)cs->raddr, sk, __sk_common.skc_daddr);
+/* The 4-tuple of a socket, or of a request socket (a connection still in a listener's
+ * queue): both begin with a struct sock_common. Ports in host order. */
+static __always_inline void read_tuple(const struct sock_common *c, __u8 *family, __u16 *lport, __u16 *rport,
+                                       __u8 *laddr, __u8 *raddr) {
+  __u16 f = BPF_CORE_READ(c, skc_family);
+  *family = (__u8)f;
+  *lport = BPF_CORE_READ(c, skc_num);
+  *rport = bpf_ntohs(BPF_CORE_READ(c, skc_dport));
+  if (f == AF_INET) {
+    BPF_CORE_READ_INTO((__u32 *)laddr, c, skc_rcv_saddr);
+    BPF_CORE_READ_INTO((__u32 *)raddr, c, skc_daddr);
   } else {
-    BPF_CORE_READ_INTO(cs->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-    BPF_CORE_READ_INTO(cs->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(laddr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(raddr, c, skc_v6_daddr.in6_u.u6_addr8);
   }
+}
+
+static __always_inline void read_addrs(struct conn_state *cs, const struct sock *sk) {
+  read_tuple(&sk->__sk_common, &cs->family, &cs->lport, &cs->rport, cs->laddr, cs->raddr);
 }
 
 static __always_inline void set_owner(struct conn_state *cs, __u32 tgid) {
@@ -1118,17 +1125,7 @@ int BPF_PROG(tcp_retransmit_synack, const struct sock *sk, const struct request_
   ev->ts_ns = ev->ts_enter_ns = now;
   ev->kind = L7_EV_SYNACK_RETRANSMIT;
   ev->fd = -1;
-  __u16 family = BPF_CORE_READ(req, __req_common.skc_family);
-  ev->family = (__u8)family;
-  ev->lport = BPF_CORE_READ(req, __req_common.skc_num);
-  ev->rport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
-  if (family == AF_INET) {
-    BPF_CORE_READ_INTO((__u32 *)ev->laddr, req, __req_common.skc_rcv_saddr);
-    BPF_CORE_READ_INTO((__u32 *)ev->raddr, req, __req_common.skc_daddr);
-  } else {
-    BPF_CORE_READ_INTO(ev->laddr, req, __req_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-    BPF_CORE_READ_INTO(ev->raddr, req, __req_common.skc_v6_daddr.in6_u.u6_addr8);
-  }
+  read_tuple(&req->__req_common, &ev->family, &ev->lport, &ev->rport, ev->laddr, ev->raddr);
   bpf_ringbuf_submit(ev, submit_flags());
   count(L7_CNT_EVENTS);
   return 0;
