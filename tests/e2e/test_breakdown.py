@@ -24,6 +24,30 @@ SHORT = {p: p.split(".")[-1].replace("_ns", "") for p in PARTS}
 errors = []
 
 
+
+def wait_running(parent, n, timeout=10.0):
+    """Waits until `parent` has n children in state R (stress-ng's workers spinning)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = 0
+        for tid in os.listdir("/proc/%d/task" % parent) if os.path.isdir("/proc/%d" % parent) else []:
+            try:
+                with open("/proc/%d/task/%s/children" % (parent, tid)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            for k in kids:
+                try:
+                    with open("/proc/%d/stat" % k) as f:
+                        running += f.read().rsplit(")", 1)[1].split()[0] == "R"
+                except OSError:
+                    pass
+        if running >= n:
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)
+    h.fail("stress-ng's %d workers did not start within %.0f s" % (n, timeout))
+
 def check(cond, msg):
     if not cond:
         errors.append(msg)
@@ -94,10 +118,14 @@ def main():
             scen["alone"] = (p.pid, drive(port, "alone", 25))
             procs.stop(p)
 
-            # 2. contention: same server pinned to CPU 1 with three pinned hogs.
+            # 2. contention: same server pinned to CPU 1 with four pinned hogs (a fair share
+            # of one fifth; the scheduler's wake-up credit gives a server that sleeps between
+            # requests more than that, and three hogs that had not all started by the first
+            # request once left it at half the CPU: oncpu ≈ runq). The load starts once the
+            # hogs are all running.
             p, port = server("contention", "cpu", 20, pre=["taskset", "-c", "1"])
-            hogs = procs.start(["stress-ng", "--cpu", "3", "--taskset", "1", "--timeout", "60s", "--quiet"], "hogs")
-            time.sleep(0.5)
+            hogs = procs.start(["stress-ng", "--cpu", "4", "--taskset", "1", "--timeout", "60s", "--quiet"], "hogs")
+            wait_running(hogs.pid, 4)
             scen["contention"] = (p.pid, drive(port, "contention", 15))
             procs.stop(hogs)
             procs.stop(p)
