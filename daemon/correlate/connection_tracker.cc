@@ -809,32 +809,34 @@ size_t ConnectionTracker::TupleHash::operator()(const Tuple& t) const {
   return std::hash<uint64_t>()(h);
 }
 
-ConnectionTracker::Tuple ConnectionTracker::TupleOf(const Conn& c, bool mirrored) {
+ConnectionTracker::Tuple ConnectionTracker::MakeTuple(uint8_t family, const std::array<uint8_t, 16>& laddr,
+                                                      const std::array<uint8_t, 16>& raddr, uint16_t lport,
+                                                      uint16_t rport) {
   Tuple t;
-  t.laddr = AsV6(c.family, mirrored ? c.raddr : c.laddr);
-  t.raddr = AsV6(c.family, mirrored ? c.laddr : c.raddr);
-  t.lport = mirrored ? c.rport : c.lport;
-  t.rport = mirrored ? c.lport : c.rport;
+  t.laddr = AsV6(family, laddr);
+  t.raddr = AsV6(family, raddr);
+  t.lport = lport;
+  t.rport = rport;
   return t;
+}
+
+ConnectionTracker::Tuple ConnectionTracker::TupleOf(const Conn& c, bool mirrored) {
+  return mirrored ? MakeTuple(c.family, c.raddr, c.laddr, c.rport, c.lport)
+                  : MakeTuple(c.family, c.laddr, c.raddr, c.lport, c.rport);
 }
 
 void ConnectionTracker::OnSynAckRetransmit(const SocketEvent& ev) {
   stats_.synack_retransmits++;
-  Tuple t;
-  t.laddr = AsV6(ev.family, ev.laddr);
-  t.raddr = AsV6(ev.family, ev.raddr);
-  t.lport = ev.lport;
-  t.rport = ev.rport;
+  const Tuple t = MakeTuple(ev.family, ev.laddr, ev.raddr, ev.lport, ev.rport);
   auto [it, fresh] = synacks_.try_emplace(t);
-  if (fresh) {
-    synack_order_.push_back(t);
-    while (synack_order_.size() > kMaxSynAckTuples) {
-      synacks_.erase(synack_order_.front());
-      synack_order_.pop_front();
-    }
+  if (it->second.size() < kMaxSynAcksPerTuple) it->second.push_back(ev.ts_exit_ns);
+  if (!fresh) return;
+  // Entries are never erased but here, oldest first, so the order holds each tuple once.
+  synack_order_.push_back(t);
+  if (synack_order_.size() > kMaxSynAckTuples) {
+    synacks_.erase(synack_order_.front());
+    synack_order_.pop_front();
   }
-  auto& ts = synacks_[t];  // (re-found: the bound above may have rehashed)
-  if (ts.size() < kMaxSynAcksPerTuple) ts.push_back(ev.ts_exit_ns);
 }
 
 void ConnectionTracker::StartContext(Conn& c, Pending& p) {
@@ -1075,10 +1077,11 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
         s->incidents.push_back(std::move(e));
         n++;
       }
+      // Only the connect span's window holds them: later spans on the connection (or a
+      // reuse of the tuple) start after the handshake and count none.
       if (n > 0) {
         s->net.retransmits = s->net.retransmits.value_or(0) + n;
         stats_.synack_on_spans += static_cast<uint64_t>(n);
-        synacks_.erase(sa);  // the tuple stays in synack_order_ until it ages out
       }
     }
   }

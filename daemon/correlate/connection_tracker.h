@@ -176,6 +176,8 @@ class ConnectionTracker {
   struct TupleHash {
     size_t operator()(const Tuple& t) const;
   };
+  static Tuple MakeTuple(uint8_t family, const std::array<uint8_t, 16>& laddr, const std::array<uint8_t, 16>& raddr,
+                         uint16_t lport, uint16_t rport);
   static Tuple TupleOf(const Conn& c, bool mirrored);
   static uint64_t ThreadKey(uint32_t tgid, uint32_t tid) { return (uint64_t{tgid} << 32) | tid; }
   void StartContext(Conn& c, Pending& p);
