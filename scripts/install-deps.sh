@@ -27,6 +27,8 @@ pkgs=(
   libnghttp2-dev
   # probes: netlink (a sandbox's host-side veth, read from inside its network namespace)
   libmnl-dev
+  # correlate: a NAT'd Service address's real callee, from the kernel's conntrack (netlink)
+  libnetfilter-conntrack-dev
 )
 if [ "$profile" = test ]; then
   pkgs+=(

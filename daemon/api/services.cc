@@ -56,9 +56,16 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
              {"peer", tracker.links_peer},
              {"peer_ambiguous", tracker.links_peer_ambiguous},
              {"peer_unmatched", tracker.links_peer_unmatched},
+             {"peer_nat", tracker.links_peer_nat},
+             {"nat_ambiguous", tracker.links_nat_ambiguous},
              {"app_traceparent", tracker.app_traceparents},
              {"process", tracker.links_process},
              {"process_ambiguous", tracker.links_process_ambiguous}};
+  s.nat_lookups = {{"translated", tracker.nat_translated},
+                   {"untranslated", tracker.nat_lookups - tracker.nat_translated - tracker.nat_no_entry - tracker.nat_errors},
+                   {"no_entry", tracker.nat_no_entry},
+                   {"error", tracker.nat_errors},
+                   {"dropped", tracker.nat_asks_dropped}};
   if (ls != nullptr)
     s.locate = {{"normal", ls->traces - ls->abnormal},
                 {"slow", ls->slow},

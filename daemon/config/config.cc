@@ -280,6 +280,8 @@ const std::vector<Key>& Keys() {
       ISOTRACE_KEY("correlate.max_connections", max_connections),
       ISOTRACE_KEY("correlate.max_pending_requests", max_pending_requests),
       ISOTRACE_KEY("correlate.idle_timeout_s", idle_timeout_s),
+      Key{"correlate.conntrack",
+          [](const YAML::Node& n, Config* c) { return ReadScalar(n, "correlate.conntrack", &c->conntrack); }},
       ISOTRACE_KEY("embedded.spans", embedded_spans),
       ISOTRACE_KEY("embedded.summary_interval_s", summary_interval_s),
       ISOTRACE_KEY("log.level", log_level),

@@ -63,6 +63,8 @@ struct Config {
   uint32_t max_connections = 65536;
   uint32_t max_pending_requests = 64;
   uint32_t idle_timeout_s = 300;
+  // Link NAT'd connections (Service addresses) through the kernel's conntrack.
+  bool conntrack = true;
 
   // Embedded mode and logs.
   uint32_t embedded_spans = 4096;

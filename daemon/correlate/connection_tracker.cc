@@ -101,6 +101,9 @@ constexpr size_t kMaxClosedClients = 1024;
 // per tuple (a handshake gives up after net.ipv4.tcp_synack_retries, 5 by default).
 constexpr size_t kMaxSynAckTuples = 4096;
 constexpr size_t kMaxSynAcksPerTuple = 8;
+// CLIENT connections waiting to be asked about NAT, and translations kept.
+constexpr size_t kMaxNatAsks = 4096;
+constexpr size_t kMaxNatLinks = 16384;
 
 struct ConnectionTracker::Conn {
   Key key;
@@ -140,6 +143,7 @@ struct ConnectionTracker::Conn {
   bool tls = false;              // its data records are TLS plaintext
   std::string_view tls_version;  // from its ServerHello (a constant), empty: unknown
   bool h2_failed = false;  // counted as undecodable
+  bool nat_noted = false;  // queued for a conntrack lookup (CLIENT connections, once)
   std::deque<uint32_t> self_streams;  // streams of isotrace's own exports (bounded)
   int32_t fd = -1;
   bool edge = false;  // seen at a sandbox's network edge (SocketEvent::edge)
@@ -233,7 +237,10 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   Conn* raw = c.get();
   by_conn_[ev.conn_id] = key;
   if (ev.fd >= 0) by_fd_[FdKey(ev.tgid, ev.fd)] = key;
-  by_tuple_[TupleOf(*raw, /*mirrored=*/false)] = key;
+  const Tuple own = TupleOf(*raw, /*mirrored=*/false);
+  by_tuple_[own] = key;
+  // A translation kept for an earlier connection with this tuple is not this one's.
+  if (!nat_fwd_.empty()) ForgetNat(own);
   conns_.emplace(key, std::move(c));
   stats_.connections_opened++;
   return raw;
@@ -928,6 +935,7 @@ ConnectionTracker::Pending* ConnectionTracker::FindEnclosing(const Conn& c, cons
 void ConnectionTracker::ResolveClient(Conn& c, Pending& p) {
   if (p.resolved) return;
   p.resolved = true;
+  if (!c.nat_noted) NoteClient(c);
   Pending* enc = FindEnclosing(c, p);
   // A traceparent equal to the enclosing request's own header was forwarded, not made
   // by the app for this call (proxies pass request headers through).
@@ -953,8 +961,87 @@ void ConnectionTracker::ResolveClient(Conn& c, Pending& p) {
   }
 }
 
+void ConnectionTracker::NoteClient(Conn& c) {
+  c.nat_noted = true;
+  if (nat_ == nullptr || c.edge) return;
+  if (nat_ask_.size() >= kMaxNatAsks) {
+    nat_ask_.pop_front();
+    stats_.nat_asks_dropped++;
+  }
+  nat_ask_.push_back({c.key.tgid, TupleOf(c, /*mirrored=*/false)});
+}
+
+void ConnectionTracker::ForgetNat(const Tuple& caller) {
+  auto f = nat_fwd_.find(caller);
+  if (f == nat_fwd_.end()) return;
+  const Tuple callee_mirror = MakeTuple(10 /* AF_INET6 */, f->second.raddr, f->second.laddr, f->second.rport,
+                                        f->second.lport);
+  if (auto r = nat_rev_.find(callee_mirror); r != nat_rev_.end() && r->second == caller) nat_rev_.erase(r);
+  nat_fwd_.erase(f);
+}
+
+void ConnectionTracker::AskNat() {
+  // The callers a miss could be waiting for: every CLIENT connection since the last miss.
+  // Each is asked once; a lookup costs a netlink round trip (bench figures: docs/locate.md).
+  while (!nat_ask_.empty()) {
+    const NatAsk a = nat_ask_.front();
+    nat_ask_.pop_front();
+    const Tuple mirror = MakeTuple(10 /* AF_INET6 */, a.orig.raddr, a.orig.laddr, a.orig.rport, a.orig.lport);
+    // Linked without NAT (its other end is here as it addressed it), or gone untraced.
+    if (by_tuple_.count(mirror) || (!by_tuple_.count(a.orig) && !closed_clients_.count(a.orig))) continue;
+    probes::FlowTuple orig{a.orig.laddr, a.orig.raddr, a.orig.lport, a.orig.rport}, reply;
+    stats_.nat_lookups++;
+    switch (nat_->Reply(a.tgid, orig, &reply)) {
+      case probes::NatResult::kTranslated: stats_.nat_translated++; break;
+      case probes::NatResult::kUntranslated: continue;
+      case probes::NatResult::kNoEntry: stats_.nat_no_entry++; continue;
+      case probes::NatResult::kError: stats_.nat_errors++; continue;
+    }
+    // The callee's socket: its address as it answers (reply source), the caller as it
+    // sees it (reply destination, after SNAT).
+    const Tuple callee = MakeTuple(10 /* AF_INET6 */, reply.src, reply.dst, reply.sport, reply.dport);
+    const Tuple callee_mirror = MakeTuple(10 /* AF_INET6 */, reply.dst, reply.src, reply.dport, reply.sport);
+    ForgetNat(a.orig);
+    auto [r, fresh] = nat_rev_.try_emplace(callee_mirror, a.orig);
+    if (!fresh && !(r->second == a.orig)) {
+      // Another caller is translated to the same callee tuple (overlapping addresses in
+      // two namespaces): which one the callee serves is unknowable. Neither links.
+      stats_.links_nat_ambiguous++;
+      r->second = Tuple{};  // the all-zero tuple names no connection
+    }
+    nat_fwd_[a.orig] = callee;
+    nat_order_.push_back(a.orig);
+    if (nat_order_.size() > kMaxNatLinks) {
+      ForgetNat(nat_order_.front());
+      nat_order_.pop_front();
+    }
+  }
+}
+
+const ConnectionTracker::Tuple* ConnectionTracker::NatCaller(const Tuple& mirrored) {
+  if (nat_ == nullptr) return nullptr;
+  if (!nat_ask_.empty()) AskNat();
+  auto r = nat_rev_.find(mirrored);
+  return r == nat_rev_.end() ? nullptr : &r->second;
+}
+
 std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeer(const Conn& c, const Pending& server) {
-  const Tuple mirrored = TupleOf(c, /*mirrored=*/true);
+  Tuple mirrored = TupleOf(c, /*mirrored=*/true);
+  bool via_nat = false;
+  if (nat_ != nullptr && !c.edge && !by_tuple_.count(mirrored) && !closed_clients_.count(mirrored)) {
+    if (const Tuple* caller = NatCaller(mirrored)) {
+      if (*caller == Tuple{}) return std::nullopt;  // ambiguous (counted when found)
+      mirrored = *caller;
+      via_nat = true;
+    }
+  }
+  auto r = ClaimPeerAt(c, server, mirrored);
+  if (r && via_nat) stats_.links_peer_nat++;
+  return r;
+}
+
+std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeerAt(const Conn& c, const Pending& server,
+                                                                           const Tuple& mirrored) {
   auto bt = by_tuple_.find(mirrored);
   if (bt == by_tuple_.end()) {
     // The caller's connection may have closed before this end's records came in.
@@ -1063,7 +1150,15 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
   // The connection's other end on this node: its retransmits and resets are this call's
   // too, both ways: a CLIENT span's lost responses retransmit from the server's socket,
   // a SERVER span's lost request segments from the caller's.
-  const Tuple peer = TupleOf(c, /*mirrored=*/true);
+  Tuple peer = TupleOf(c, /*mirrored=*/true);
+  if (!nat_fwd_.empty() || !nat_rev_.empty()) {
+    // Behind NAT the other end's socket has another tuple (AskNat).
+    if (c.role == Role::kClient) {
+      if (auto f = nat_fwd_.find(TupleOf(c, /*mirrored=*/false)); f != nat_fwd_.end()) peer = f->second;
+    } else if (auto r = nat_rev_.find(peer); r != nat_rev_.end() && !by_tuple_.count(peer)) {
+      peer = r->second;
+    }
+  }
   if (c.role == Role::kClient && !synacks_.empty()) {
     // SYN-ACKs the callee's listener resent while this side waited in connect().
     if (auto sa = synacks_.find(peer); sa != synacks_.end()) {

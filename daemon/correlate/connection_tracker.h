@@ -27,6 +27,11 @@
 //   (mirrored 4-tuple) joins that client's trace as its child: the oldest request on the
 //   client side not yet claimed, and only when its request line is the same; anything
 //   else stays unlinked and is counted. A wrong link is worse than none.
+// - Through NAT (a Service address): a SERVER request whose mirrored 4-tuple names no
+//   connection here asks conntrack (probes/conntrack.h) for the reply tuples of the
+//   CLIENT connections opened since the last such miss; a caller whose reply tuple is the
+//   callee's socket is its other end, and the peer rule applies to it. Two callers
+//   translated to the same callee tuple are ambiguous: neither links (counted).
 // - A valid traceparent the app itself sent wins for the exported trace and parent. One
 //   that merely repeats the incoming request's header (a proxy forwarding headers) is
 //   not the app's and does not override the local link.
@@ -44,6 +49,7 @@
 #include "daemon/correlate/http1.h"
 #include "daemon/correlate/http2.h"
 #include "daemon/correlate/span.h"
+#include "daemon/probes/conntrack.h"
 #include "daemon/probes/socket_event.h"
 #include "daemon/util/clock.h"
 
@@ -77,6 +83,14 @@ struct TrackerStats {
   uint64_t links_peer = 0;               // SERVER joined to the caller's CLIENT on this node
   uint64_t links_peer_ambiguous = 0;     // the caller's next request differs: unlinked
   uint64_t links_peer_unmatched = 0;     // caller's connection seen, no request to match
+  // NAT (a Service address, DNAT and SNAT): the other end found through conntrack.
+  uint64_t links_peer_nat = 0;           // of links_peer: through a conntrack translation
+  uint64_t links_nat_ambiguous = 0;      // two callers translated to one callee tuple
+  uint64_t nat_lookups = 0;              // CLIENT connections asked about
+  uint64_t nat_translated = 0;           // of which NAT'd (a link candidate)
+  uint64_t nat_no_entry = 0;             // no conntrack entry (conntrack unused there)
+  uint64_t nat_errors = 0;               // namespace or ctnetlink not reachable
+  uint64_t nat_asks_dropped = 0;         // over the queue's bound, never asked
   uint64_t app_traceparents = 0;         // CLIENT requests carrying the app's own context
   // CLIENT on an HTTP/2 connection (or under an HTTP/2 SERVER request) parented to the one
   // SERVER request its process is serving (gRPC hands requests to thread pools).
@@ -118,6 +132,8 @@ class ConnectionTracker {
 
   const TrackerStats& stats() const { return stats_; }
   void SetFeatures(const TrackerFeatures& f) { features_ = f; }
+  // Where NAT'd connections' other ends are looked up (null: not looked up). Not owned.
+  void SetNat(probes::NatLookup* nat) { nat_ = nat; }
   size_t connections() const { return conns_.size(); }
 
  private:
@@ -187,6 +203,7 @@ class ConnectionTracker {
   Pending* FindEnclosing(const Conn& c, const Pending& client);
   // The caller's CLIENT request a SERVER request answers, claimed; null when unlinked.
   std::optional<ClientCtx> ClaimPeer(const Conn& c, const Pending& server);
+  std::optional<ClientCtx> ClaimPeerAt(const Conn& c, const Pending& server, const Tuple& mirrored);
   void RetireActive(const Conn& c, const Pending& p);
   struct Oom {
     uint64_t ts;
@@ -222,6 +239,23 @@ class ConnectionTracker {
   std::unordered_map<Tuple, std::vector<uint64_t>, TupleHash> synacks_;
   std::deque<Tuple> synack_order_;
   void OnSynAckRetransmit(const probes::SocketEvent& ev);
+  // NAT (the header comment): CLIENT connections not asked about yet, oldest first.
+  probes::NatLookup* nat_ = nullptr;
+  struct NatAsk {
+    uint32_t tgid;
+    Tuple orig;
+  };
+  std::deque<NatAsk> nat_ask_;
+  // The callee's socket tuple, mirrored (what its SERVER requests look up) → the caller's
+  // tuple; nat_ambiguous_ instead when two callers claim it. And the caller's tuple → the
+  // callee's socket tuple (what the caller's spans look up for the peer's incidents).
+  std::unordered_map<Tuple, Tuple, TupleHash> nat_rev_, nat_fwd_;
+  std::deque<Tuple> nat_order_;  // callers' tuples, oldest first (bounded)
+  void NoteClient(Conn& c);
+  void AskNat();
+  void ForgetNat(const Tuple& caller);
+  // The caller's tuple a SERVER connection's other end has behind NAT, or null.
+  const Tuple* NatCaller(const Tuple& mirrored);
   struct Active {
     Key conn;
     uint64_t pending_id;

@@ -547,6 +547,13 @@ void Aggregator::CollectSelf(uint64_t now, Snapshot* out) {
     for (const auto& [outcome, n] : self_.links) AddPoint(m, static_cast<double>(n), {{std::string(semconv::kOutcome), outcome}});
     rm.metrics.push_back(std::move(m));
   }
+  if (!self_.nat_lookups.empty()) {
+    Metric m = Counter(kCorrelateNatLookups, "{connection}",
+                       "CLIENT connections looked up in conntrack for a NAT'd callee, by outcome.");
+    for (const auto& [outcome, n] : self_.nat_lookups)
+      AddPoint(m, static_cast<double>(n), {{std::string(semconv::kOutcome), outcome}});
+    rm.metrics.push_back(std::move(m));
+  }
   if (!self_.locate.empty()) {
     Metric m = Counter(kLocateTraces, "{trace}",
                        "Local traces daemon/locate judged or released unjudged, by outcome.");

@@ -59,6 +59,7 @@ inline constexpr std::string_view kExportQueueSize = "isotrace.export.queue.size
 inline constexpr std::string_view kCorrelateSpans = "isotrace.correlate.spans";
 inline constexpr std::string_view kCorrelateLost = "isotrace.correlate.lost";
 inline constexpr std::string_view kCorrelateLinks = "isotrace.correlate.links";
+inline constexpr std::string_view kCorrelateNatLookups = "isotrace.correlate.nat.lookups";
 inline constexpr std::string_view kLocateTraces = "isotrace.locate.traces";
 inline constexpr std::string_view kVerdicts = "isotrace.verdicts";
 inline constexpr std::string_view kWorkloads = "isotrace.metrics.workloads";
@@ -103,6 +104,7 @@ struct SelfStats {
   uint64_t spans = 0;                         // spans the correlator produced
   std::map<std::string, uint64_t> correlate_lost;  // reason → requests/connections given up
   std::map<std::string, uint64_t> links;   // outcome → spans (thread, peer, *_ambiguous, ...)
+  std::map<std::string, uint64_t> nat_lookups;  // outcome → CLIENT connections asked of conntrack
   std::map<std::string, uint64_t> locate;  // outcome → local traces (normal, slow, failed, ...)
   bool exporting = false;                     // a span exporter runs (else no export.*)
   uint64_t spans_accepted = 0;

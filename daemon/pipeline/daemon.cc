@@ -171,7 +171,11 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
       ", \"connections_http2_undecodable\": ", ts.connections_http2_undecodable,
       ", \"http2_streams_dropped\": ", ts.http2_streams_dropped,
       ", \"links_process\": ", ts.links_process, ", \"links_peer\": ", ts.links_peer,
-      ", \"synack_retransmits\": ", ts.synack_retransmits, ", \"synack_on_spans\": ", ts.synack_on_spans, "}}\n");
+      ", \"synack_retransmits\": ", ts.synack_retransmits, ", \"synack_on_spans\": ", ts.synack_on_spans,
+      ", \"links_peer_nat\": ", ts.links_peer_nat, ", \"links_nat_ambiguous\": ", ts.links_nat_ambiguous,
+      ", \"nat_lookups\": ", ts.nat_lookups, ", \"nat_translated\": ", ts.nat_translated,
+      ", \"nat_no_entry\": ", ts.nat_no_entry, ", \"nat_errors\": ", ts.nat_errors,
+      ", \"nat_asks_dropped\": ", ts.nat_asks_dropped, "}}\n");
   // Write then rename, so a reader never sees half a file.
   const std::string tmp = path + ".tmp";
   if (FILE* f = std::fopen(tmp.c_str(), "w")) {

@@ -86,6 +86,17 @@ absl::Status Pipeline::Start() {
   probe_ = std::move(*probe);
   const auto& f = probe_->features();
   tracker_.SetFeatures({f.memstall, f.steal, f.tcp_incidents});
+  if (cfg_.conntrack) {
+    auto ct = probes::Conntrack::Create();
+    if (ct.ok()) {
+      conntrack_ = std::move(*ct);
+      tracker_.SetNat(conntrack_.get());
+    } else {
+      // Optional: connections through NAT (Service addresses) then stay unlinked.
+      spdlog::warn("conntrack unavailable ({}): calls to NAT'd service addresses are not linked",
+                   ct.status().message());
+    }
+  }
   spdlog::info("l7 probe attached: data from {}, capture {} bytes per message, ring buffer {} KiB",
                f.sock_tracepoints ? "sock_send_length/sock_recv_length" : "syscall tracepoints",
                cfg_.capture_bytes, cfg_.ringbuf_bytes / 1024);
@@ -171,6 +182,14 @@ void Pipeline::MaybeHousekeep() {
   if (now - last_housekeep_ns_ < kHousekeepEveryNs) return;
   last_housekeep_ns_ = now;
   tracker_.Expire(now);
+  if (conntrack_) {
+    conntrack_->Expire();
+    if (const auto& cs = conntrack_->stats(); cs.errors != conntrack_errors_logged_) {
+      // One line per housekeeping round at most, with the latest reason.
+      spdlog::warn("conntrack: {} lookup error(s) so far, latest: {}", cs.errors, conntrack_->last_error());
+      conntrack_errors_logged_ = cs.errors;
+    }
+  }
   for (auto& t : tickers_) t();
   if (cfg_.summary_interval_s == 0 || now - last_summary_ns_ < cfg_.summary_interval_s * 1000000000ull)
     return;

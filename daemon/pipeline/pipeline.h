@@ -72,12 +72,14 @@ class Pipeline {
   locate::VerdictStore verdicts_;
   std::unique_ptr<locate::Locator> locator_;  // null: locate.enabled = false
   std::vector<VerdictConsumer> verdict_consumers_;
+  std::unique_ptr<probes::Conntrack> conntrack_;  // null: correlate.conntrack off, or unreachable
   correlate::ConnectionTracker tracker_;
   std::unique_ptr<probes::L7Probe> probe_;
   std::unique_ptr<probes::ProcProbe> proc_probe_;
   std::vector<SpanConsumer> consumers_;
   std::vector<std::function<void()>> tickers_;
   std::unordered_map<uint32_t, std::string> comm_by_tgid_;  // last comm seen per process
+  uint64_t conntrack_errors_logged_ = 0;
   uint64_t last_housekeep_ns_ = 0;
   uint64_t last_summary_ns_ = 0;
 };

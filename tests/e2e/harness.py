@@ -242,6 +242,17 @@ def veth_namespaces(ns_a, ns_b, dev_a, dev_b, addr_a, addr_b, made):
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
 
 
+def wait_listening_in(ns, port):
+    """True once a TCP listener on `port` exists in network namespace `ns` (10 s at most)."""
+    for _ in range(100):
+        out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :%d" % port],
+                             capture_output=True, text=True).stdout
+        if out.strip():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def process_tree(pid):
     """pid and every process below it (a server's workers)."""
     out, todo = set(), [pid]

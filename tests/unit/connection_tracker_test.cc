@@ -1223,6 +1223,182 @@ TEST_F(ConnectionTrackerTest, ResentSynAcksOfTheCalleesListenerLandOnTheCallersC
   EXPECT_EQ(stats().synack_on_spans, 1u);
 }
 
+// --- NAT'd service addresses (conntrack) -------------------------------------------
+
+namespace nat {
+
+std::array<uint8_t, 16> V6(std::array<uint8_t, 4> a) {
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]};
+}
+
+// The kernel's conntrack as the tracker sees it: original tuple → reply tuple.
+class FakeConntrack : public probes::NatLookup {
+ public:
+  void Add(const Sock& caller, std::array<uint8_t, 4> callee_addr, uint16_t callee_port,
+           std::array<uint8_t, 4> caller_seen_addr, uint16_t caller_seen_port) {
+    entries_.push_back({{V6(caller.laddr), V6(caller.raddr), caller.lport, caller.rport},
+                        {V6(callee_addr), V6(caller_seen_addr), callee_port, caller_seen_port}});
+  }
+  probes::NatResult Reply(uint32_t tgid, const probes::FlowTuple& orig, probes::FlowTuple* reply) override {
+    asked.push_back(tgid);
+    for (const auto& [o, r] : entries_)
+      if (o == orig) {
+        *reply = r;
+        return probes::NatResult::kTranslated;
+      }
+    return probes::NatResult::kNoEntry;
+  }
+  std::vector<uint32_t> asked;
+
+ private:
+  std::vector<std::pair<probes::FlowTuple, probes::FlowTuple>> entries_;
+};
+
+// A (tgid 100) calls the Service address 10.96.0.10:80; DNAT sends it to B (tgid 200) at
+// 10.0.0.2:9090, and SNAT makes A appear as 10.0.0.77:61000 there.
+struct NatChain : links::Chain {
+  NatChain() {
+    a_out.raddr = {10, 96, 0, 10};
+    a_out.rport = 80;
+    b_in.raddr = {10, 0, 0, 77};
+    b_in.rport = 61000;
+  }
+};
+
+}  // namespace nat
+
+TEST_F(ConnectionTrackerTest, ServerBehindDnatAndSnatJoinsTheCallersTraceThroughConntrack) {
+  nat::NatChain c;
+  nat::FakeConntrack ct;
+  ct.Add(c.a_out, {10, 0, 0, 2}, 9090, {10, 0, 0, 77}, 61000);
+  tracker_->SetNat(&ct);
+  Accept(c.a_in, 1);
+  Recv(c.a_in, Get("/order"), 2);
+  Connect(c.a_out, 3);
+  Send(c.a_out, Get("/stock"), 4);
+  Accept(c.b_in, 4);
+  Recv(c.b_in, Get("/stock"), 5);
+  // The callee's socket retransmitted the response: the caller's span counts it as its
+  // peer's, found through the translation too.
+  SocketEvent rt = Base(c.b_in, Kind::kRetransmit, 6);
+  tracker_->OnEvent(rt);
+  Send(c.b_in, Response(200, "OK", "7"), 6);
+  Recv(c.a_out, Response(200, "OK", "7"), 7);
+  Send(c.a_in, Response(200, "OK", "done"), 8);
+  // A second request on the same connection: asked once per connection.
+  Send(c.a_out, Get("/stock"), 9);
+  Recv(c.b_in, Get("/stock"), 10);
+  Send(c.b_in, Response(200, "OK", "7"), 11);
+  Recv(c.a_out, Response(200, "OK", "7"), 12);
+  ASSERT_EQ(spans_.size(), 5u);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  const Span* a_server = links::Find(spans_, 100, SpanKind::kServer);
+  ASSERT_TRUE(a_client && b_server && a_server);
+  EXPECT_EQ(b_server->trace_id, a_server->trace_id);
+  EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
+  EXPECT_TRUE(b_server->remote_parent);
+  EXPECT_EQ(spans_[3].parent_span_id, spans_[4].span_id) << "the second call links too";  // B answers first
+  EXPECT_EQ(stats().links_peer, 2u);
+  EXPECT_EQ(stats().links_peer_nat, 2u);
+  EXPECT_EQ(stats().nat_lookups, 1u);
+  EXPECT_EQ(stats().nat_translated, 1u);
+  EXPECT_EQ(ct.asked, std::vector<uint32_t>{100}) << "the caller's process names the namespace to ask";
+  ASSERT_EQ(a_client->incidents.size(), 1u);
+  EXPECT_EQ(a_client->incidents[0].kind, IncidentKind::kTcpRetransmit);
+  EXPECT_TRUE(a_client->incidents[0].peer_side);
+}
+
+TEST_F(ConnectionTrackerTest, CallersMirroredByTheirCalleeAreNeverAskedAbout) {
+  links::Chain c;
+  nat::FakeConntrack ct;
+  tracker_->SetNat(&ct);
+  Connect(c.a_out, 1);
+  Send(c.a_out, Get("/stock"), 2);
+  Accept(c.b_in, 2);
+  Recv(c.b_in, Get("/stock"), 3);
+  Send(c.b_in, Response(200, "OK", "7"), 4);
+  Recv(c.a_out, Response(200, "OK", "7"), 5);
+  // A request from off the node misses: the queue is drained, the linked caller skipped.
+  Sock outside;
+  outside.tgid = 200;
+  outside.fd = 12;
+  outside.sock_id = 77;
+  outside.laddr = {10, 0, 0, 2};
+  outside.lport = 9090;
+  outside.raddr = {192, 168, 1, 1};
+  outside.rport = 5555;
+  Accept(outside, 6);
+  Recv(outside, Get("/x"), 7);
+  Send(outside, Response(200, "OK", "x"), 8);
+  ASSERT_EQ(spans_.size(), 3u);
+  EXPECT_EQ(stats().links_peer, 1u);
+  EXPECT_TRUE(ct.asked.empty());
+  EXPECT_EQ(stats().nat_lookups, 0u);
+}
+
+TEST_F(ConnectionTrackerTest, TwoCallersTranslatedToOneCalleeTupleLinkNeither) {
+  // Overlapping addresses in two namespaces: both callers' reply tuples name B's socket.
+  nat::NatChain c;
+  Sock other = c.a_out;
+  other.tgid = 300;
+  other.tid = 301;
+  other.sock_id = 9;
+  other.lport = 41001;  // another caller in another namespace, to the same Service
+  nat::FakeConntrack ct;
+  ct.Add(c.a_out, {10, 0, 0, 2}, 9090, {10, 0, 0, 77}, 61000);
+  ct.Add(other, {10, 0, 0, 2}, 9090, {10, 0, 0, 77}, 61000);
+  tracker_->SetNat(&ct);
+  Connect(c.a_out, 1);
+  Connect(other, 1);
+  Send(c.a_out, Get("/stock"), 2);
+  Send(other, Get("/stock"), 2);
+  Accept(c.b_in, 3);
+  Recv(c.b_in, Get("/stock"), 4);
+  Send(c.b_in, Response(200, "OK", "7"), 5);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(b_server);
+  EXPECT_TRUE(AllZero(b_server->parent_span_id));
+  EXPECT_TRUE(AllZero(b_server->local_parent));
+  EXPECT_EQ(stats().links_peer, 0u);
+  EXPECT_EQ(stats().links_nat_ambiguous, 1u);
+  EXPECT_EQ(stats().nat_lookups, 2u);
+}
+
+TEST_F(ConnectionTrackerTest, ATranslationIsForgottenWhenItsTupleIsReused) {
+  // The caller's tuple comes back on a new connection (after TIME_WAIT) to another
+  // Service: the old translation must not link it to the old callee.
+  nat::NatChain c;
+  nat::FakeConntrack ct;
+  ct.Add(c.a_out, {10, 0, 0, 2}, 9090, {10, 0, 0, 77}, 61000);
+  tracker_->SetNat(&ct);
+  Connect(c.a_out, 1);
+  Send(c.a_out, Get("/stock"), 2);
+  Accept(c.b_in, 3);
+  Recv(c.b_in, Get("/stock"), 4);
+  Send(c.b_in, Response(200, "OK", "7"), 5);
+  Recv(c.a_out, Response(200, "OK", "7"), 6);
+  Close(c.a_out, 7);
+  Close(c.b_in, 7);
+  EXPECT_EQ(stats().links_peer_nat, 1u);
+  Sock again = c.a_out;
+  again.sock_id = 50;  // a new socket, same tuple; conntrack no longer has it
+  nat::FakeConntrack ct2;
+  tracker_->SetNat(&ct2);
+  Connect(again, 10);
+  Send(again, Get("/stock"), 11);
+  Sock b_again = c.b_in;
+  b_again.sock_id = 51;
+  Accept(b_again, 12);
+  Recv(b_again, Get("/stock"), 13);
+  Send(b_again, Response(200, "OK", "7"), 14);
+  ASSERT_EQ(spans_.size(), 3u);
+  EXPECT_TRUE(AllZero(spans_[2].parent_span_id)) << "linked through a stale translation";
+  EXPECT_EQ(stats().links_peer_nat, 1u);
+  EXPECT_EQ(ct2.asked, std::vector<uint32_t>{100});
+  EXPECT_EQ(stats().nat_no_entry, 1u);
+}
+
 TEST_F(ConnectionTrackerTest, TlsPlaintextAfterCiphertextStartsAfresh) {
   // nginx peeks at a TLS port's first byte before the handshake (a syscall-hook kernel
   // reports it), and a daemon started mid-connection sees ciphertext first: either way the

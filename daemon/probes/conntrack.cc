@@ -1,0 +1,213 @@
+#include "daemon/probes/conntrack.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace isotrace::probes {
+namespace {
+
+constexpr size_t kMaxNamespaces = 256;
+
+uint64_t MonoNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+bool IsV4Mapped(const std::array<uint8_t, 16>& a) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a.data(), kPrefix, sizeof(kPrefix)) == 0;
+}
+
+uint64_t InodeOf(const std::string& path) {
+  struct stat st{};
+  return stat(path.c_str(), &st) == 0 ? uint64_t(st.st_ino) : 0;
+}
+
+struct Found {
+  bool got = false;
+  FlowTuple reply;
+};
+
+int OnEntry(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  auto* f = static_cast<Found*>(data);
+  f->got = true;
+  if (nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET) {
+    f->reply.src = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    f->reply.dst = f->reply.src;
+    const uint32_t s = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC), d = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_DST);
+    std::memcpy(f->reply.src.data() + 12, &s, 4);
+    std::memcpy(f->reply.dst.data() + 12, &d, 4);
+  } else {
+    std::memcpy(f->reply.src.data(), nfct_get_attr(ct, ATTR_REPL_IPV6_SRC), 16);
+    std::memcpy(f->reply.dst.data(), nfct_get_attr(ct, ATTR_REPL_IPV6_DST), 16);
+  }
+  f->reply.sport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC));
+  f->reply.dport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_DST));
+  return NFCT_CB_STOP;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Conntrack>> Conntrack::Create(const std::string& proc_root) {
+  std::unique_ptr<Conntrack> c(new Conntrack(proc_root));
+  c->own_ino_ = InodeOf(proc_root + "/self/ns/net");
+  c->host_ino_ = InodeOf(proc_root + "/1/ns/net");
+  nfct_handle* h = nfct_open(CONNTRACK, 0);
+  if (h == nullptr) return absl::UnavailableError(absl::StrCat("ctnetlink: ", std::strerror(errno)));
+  c->stats_.sockets_opened++;
+  c->by_ino_[c->own_ino_] = Ns{h, MonoNs()};
+  return c;
+}
+
+Conntrack::~Conntrack() {
+  for (auto& [ino, ns] : by_ino_) nfct_close(ns.h);
+}
+
+nfct_handle* Conntrack::HandleFor(const std::string& ns_path, uint64_t* ns_ino) {
+  const uint64_t ino = InodeOf(ns_path);
+  *ns_ino = ino;
+  if (ino == 0) return nullptr;  // the process is gone (or /proc hides it)
+  if (auto it = by_ino_.find(ino); it != by_ino_.end()) {
+    it->second.last_used_ns = MonoNs();
+    return it->second.h;
+  }
+  if (by_ino_.size() >= kMaxNamespaces) {
+    // The least recently used one other than our own goes.
+    auto victim = by_ino_.end();
+    for (auto it = by_ino_.begin(); it != by_ino_.end(); ++it)
+      if (it->first != own_ino_ && (victim == by_ino_.end() || it->second.last_used_ns < victim->second.last_used_ns))
+        victim = it;
+    if (victim != by_ino_.end()) {
+      nfct_close(victim->second.h);
+      by_ino_.erase(victim);
+    }
+  }
+  int fd = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    stats_.errors++;
+    last_error_ = absl::StrCat("open ", ns_path, ": ", std::strerror(errno));
+    return nullptr;
+  }
+  // A thread of its own enters the namespace; the netlink socket it opens there stays in
+  // that namespace after the thread is gone.
+  nfct_handle* h = nullptr;
+  int err = 0;
+  std::thread t([&] {
+    if (setns(fd, CLONE_NEWNET) != 0) {
+      err = errno;
+      return;
+    }
+    h = nfct_open(CONNTRACK, 0);
+    if (h == nullptr) err = errno;
+  });
+  t.join();
+  close(fd);
+  if (h == nullptr) {
+    stats_.errors++;
+    last_error_ = absl::StrCat("ctnetlink in ", ns_path, ": ", std::strerror(err),
+                               err == EPERM ? " (entering another network namespace needs CAP_SYS_ADMIN)" : "");
+    return nullptr;
+  }
+  stats_.sockets_opened++;
+  by_ino_[ino] = Ns{h, MonoNs()};
+  return h;
+}
+
+NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply) {
+  nf_conntrack* ct = nfct_new();
+  if (ct == nullptr) return NatResult::kError;
+  const bool v4 = IsV4Mapped(orig.src) && IsV4Mapped(orig.dst);
+  if (v4) {
+    uint32_t s, d;
+    std::memcpy(&s, orig.src.data() + 12, 4);
+    std::memcpy(&d, orig.dst.data() + 12, 4);
+    nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET);
+    nfct_set_attr_u32(ct, ATTR_IPV4_SRC, s);
+    nfct_set_attr_u32(ct, ATTR_IPV4_DST, d);
+  } else {
+    nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET6);
+    nfct_set_attr(ct, ATTR_IPV6_SRC, orig.src.data());
+    nfct_set_attr(ct, ATTR_IPV6_DST, orig.dst.data());
+  }
+  nfct_set_attr_u8(ct, ATTR_L4PROTO, IPPROTO_TCP);
+  nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(orig.sport));
+  nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(orig.dport));
+  Found found;
+  nfct_callback_register(h, NFCT_T_ALL, OnEntry, &found);
+  const uint64_t t0 = MonoNs();
+  const int r = nfct_query(h, NFCT_Q_GET, ct);
+  const int err = errno;
+  stats_.query_ns += MonoNs() - t0;
+  stats_.queries++;
+  nfct_callback_unregister(h);
+  nfct_destroy(ct);
+  if (r < 0 || !found.got) {
+    if (r < 0 && err != ENOENT) {
+      stats_.errors++;
+      last_error_ = absl::StrCat("conntrack get: ", std::strerror(err));
+      return NatResult::kError;
+    }
+    return NatResult::kNoEntry;
+  }
+  // No translation: the reply is the original mirrored.
+  if (found.reply.src == orig.dst && found.reply.dst == orig.src && found.reply.sport == orig.dport &&
+      found.reply.dport == orig.sport)
+    return NatResult::kUntranslated;
+  *reply = found.reply;
+  return NatResult::kTranslated;
+}
+
+NatResult Conntrack::Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* reply) {
+  // The caller's namespace first (its OUTPUT rules), then the daemon's own (a DaemonSet on
+  // the host network: the node's, where kube-proxy translates pods' packets), then pid 1's
+  // when it is another one and readable.
+  uint64_t caller_ino = 0;
+  NatResult best = NatResult::kNoEntry;
+  const auto take = [&](NatResult r) {
+    if (r == NatResult::kUntranslated || (r == NatResult::kError && best == NatResult::kNoEntry)) best = r;
+    return r == NatResult::kTranslated;
+  };
+  if (nfct_handle* h = HandleFor(absl::StrCat(proc_root_, "/", tgid, "/ns/net"), &caller_ino); h != nullptr) {
+    if (take(Query(h, orig, reply))) return NatResult::kTranslated;
+  } else {
+    take(NatResult::kError);
+  }
+  if (own_ino_ != caller_ino) {
+    if (take(Query(by_ino_[own_ino_].h, orig, reply))) return NatResult::kTranslated;
+  }
+  if (host_ino_ != 0 && host_ino_ != caller_ino && host_ino_ != own_ino_) {
+    uint64_t ino = 0;
+    if (nfct_handle* hh = HandleFor(absl::StrCat(proc_root_, "/1/ns/net"), &ino); hh != nullptr) {
+      if (take(Query(hh, orig, reply))) return NatResult::kTranslated;
+    }
+  }
+  return best;
+}
+
+void Conntrack::Expire(uint64_t idle_ns) {
+  const uint64_t now_mono_ns = MonoNs();
+  for (auto it = by_ino_.begin(); it != by_ino_.end();) {
+    if (it->first != own_ino_ && now_mono_ns > it->second.last_used_ns + idle_ns) {
+      nfct_close(it->second.h);
+      it = by_ino_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace isotrace::probes

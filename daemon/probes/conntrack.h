@@ -1,0 +1,99 @@
+#pragma once
+// NAT'd connections: the address the callee really sees, from the kernel's conntrack
+// (docs/locate.md, "Service addresses").
+//
+// A caller that connects to a Service address (a Kubernetes ClusterIP, DNAT'd by
+// kube-proxy's iptables/nftables rules) has a socket whose 4-tuple names the virtual
+// address; the callee's socket names its own address and, after SNAT/masquerade, a
+// translated caller. Conntrack holds both sides of that translation: the original tuple
+// (what the caller sent) and the reply tuple (what the callee answers to). The tracker
+// asks for the reply tuple of a caller's connection and links the two ends by it.
+//
+// The entry lives in the network namespace where the translation happened: the caller's
+// own namespace (rules in its OUTPUT chain) or the node's (kube-proxy translating a pod's
+// packets as they cross the host). Both are asked, the caller's first. The query is one
+// netlink request on a ctnetlink socket opened inside that namespace (a short-lived thread
+// enters it, so the daemon's threads never leave their own); sockets are kept per
+// namespace, bounded, and closed when unused.
+//
+// libnetfilter_conntrack builds and parses the ctnetlink messages; only the namespace
+// handling and the cache are ours.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "absl/status/statusor.h"
+
+struct nfct_handle;
+
+namespace isotrace::probes {
+
+// One direction of a TCP connection. Addresses in IPv6 form (IPv4 as ::ffff:a.b.c.d, as
+// the tracker keys connections); ports in host byte order.
+struct FlowTuple {
+  std::array<uint8_t, 16> src{}, dst{};
+  uint16_t sport = 0, dport = 0;
+  bool operator==(const FlowTuple&) const = default;
+};
+
+enum class NatResult : uint8_t {
+  kTranslated,    // an entry whose reply tuple is not the original's mirror: NAT'd
+  kUntranslated,  // an entry, no translation (the callee sees the caller's own tuple)
+  kNoEntry,       // no entry in any namespace asked (or conntrack not in use there)
+  kError,         // the namespace or the socket could not be reached (counted)
+};
+
+// The seam the tracker uses (a unit test's fake replaces the kernel).
+class NatLookup {
+ public:
+  virtual ~NatLookup() = default;
+  // The reply tuple of the TCP connection `orig` that process `tgid` opened; `reply` is set
+  // on kTranslated only (src: the callee as it answers, dst: the caller as it sees it).
+  virtual NatResult Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* reply) = 0;
+};
+
+struct ConntrackStats {
+  uint64_t queries = 0;       // netlink GETs sent
+  uint64_t query_ns = 0;      // time spent in them (wall clock, one thread)
+  uint64_t sockets_opened = 0;
+  uint64_t errors = 0;        // a namespace not entered, a socket not opened, a query failing
+                              // other than "no such entry"
+};
+
+class Conntrack final : public NatLookup {
+ public:
+  // Fails when ctnetlink cannot be reached from the daemon's own namespace (no
+  // CAP_NET_ADMIN, or netlink refused): the caller then links without NAT.
+  static absl::StatusOr<std::unique_ptr<Conntrack>> Create(const std::string& proc_root = "/proc");
+  ~Conntrack() override;
+
+  NatResult Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* reply) override;
+  // Closes sockets of namespaces not asked since `idle_ns` (a socket keeps its namespace
+  // alive).
+  void Expire(uint64_t idle_ns = 60'000'000'000ull);
+  const ConntrackStats& stats() const { return stats_; }
+  // The last error, for a log line (empty: none).
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  struct Ns {
+    nfct_handle* h = nullptr;
+    uint64_t last_used_ns = 0;
+  };
+  explicit Conntrack(std::string proc_root) : proc_root_(std::move(proc_root)) {}
+  // The socket for the namespace `ns_path` names (opened on first use); null on error.
+  nfct_handle* HandleFor(const std::string& ns_path, uint64_t* ns_ino);
+  NatResult Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply);
+
+  std::string proc_root_;
+  uint64_t own_ino_ = 0;   // the daemon's namespace
+  uint64_t host_ino_ = 0;  // the node's (pid 1's), where kube-proxy translates
+  std::unordered_map<uint64_t, Ns> by_ino_;
+  ConntrackStats stats_;
+  std::string last_error_;
+};
+
+}  // namespace isotrace::probes
