@@ -8,7 +8,9 @@
 # Environment: DURATION (s per measured run, default 10), ROUNDS (without/with pairs,
 # default 3), BPF_STATS_DURATION (default 5),
 # CONNS (wrk connections, default 16), THREADS (wrk threads, default 1),
-# FILE_BYTES (static file size, default 1024), DAEMON_ARGS (extra isotraced flags).
+# FILE_BYTES (static file size, default 1024), DAEMON_ARGS (extra isotraced flags),
+# FRESH=1 (one connection per request: wrk sends "Connection: close", so connection
+# setup and teardown are on the measured path).
 # Needs root (BPF, sysctl), nginx, wrk, bpftool, python3. Exits 2 when it cannot run.
 # See bench/README.md for what each figure means.
 set -euo pipefail
@@ -50,7 +52,9 @@ URL="http://127.0.0.1:$PORT/index.html"
 
 # run_wrk <seconds> <name>: wrk's output into $TMP/<name>.wrk
 run_wrk() {
-  wrk -t"$THREADS" -c"$CONNS" -d"$1"s --latency "$URL" >"$TMP/$2.wrk" 2>&1 ||
+  local extra=()
+  [ "${FRESH:-0}" = 1 ] && extra=(-H "Connection: close")
+  wrk -t"$THREADS" -c"$CONNS" -d"$1"s --latency "${extra[@]}" "$URL" >"$TMP/$2.wrk" 2>&1 ||
     cannot "wrk failed: $(cat "$TMP/$2.wrk")"
 }
 

@@ -110,6 +110,8 @@ struct conn_state {
   __u8 pad[3];
   __u32 tls_tgid;      /* CS_TLS: the tls_conns key of the plaintext stream */
   __u64 tls_ssl;
+  __u32 netns;         /* CS_CONNECTED: network namespace inode (else 0) */
+  __u32 pad2;
   __u8 laddr[16], raddr[16];
   char comm[16];
   struct l7_thread_acct connect_acct; /* CS_CONNECTED: the connecting thread at SYN_SENT */
@@ -317,6 +319,8 @@ static __always_inline void fill_header(struct l7_event *ev, struct conn_state *
     ev->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
   }
   ev->retransmits = cs->retransmits;
+  ev->netns = cs->netns;
+  ev->pad2 = 0;
 }
 
 /* A record with no payload (lifecycle, incidents, uncaptured segments). */
@@ -1030,6 +1034,9 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate) {
     cs = new_conn(sk, tgid);
     if (!cs) return 0;
     cs->flags |= CS_CONNECTED;
+    /* The caller's namespace, for the daemon's conntrack lookup (NAT'd callees): only
+     * connections this side opened need it. A direct load from the hook's own socket. */
+    cs->netns = sk->__sk_common.skc_net.net->ns.inum;
     cs->conn_start_ns = bpf_ktime_get_ns();
     acct_snapshot(&cs->connect_acct, cs->conn_start_ns);
     return 0;

@@ -144,6 +144,10 @@ struct l7_event {
   struct l7_thread_acct acct;
   __u32 srtt_us;       /* TCP smoothed RTT of the socket (µs) at the event */
   __u32 retransmits;   /* retransmits on the socket since the probe first saw it */
+  __u32 netns;         /* connections this side connect()ed: the socket's network
+                        * namespace (inode number, as of /proc/<pid>/ns/net), for the
+                        * daemon's conntrack lookup; 0 otherwise */
+  __u32 pad2;
   __u8 data[L7_MAX_CAPTURE];
 };
 

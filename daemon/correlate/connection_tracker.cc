@@ -110,6 +110,7 @@ struct ConnectionTracker::Conn {
   uint64_t sock_id = 0;
   uint64_t proc_start_ns = 0;
   uint64_t cgroup_id = 0;
+  uint32_t netns = 0;  // network namespace inode (0: unknown)
   Role role = Role::kUnknown;
   bool disabled = false;  // not HTTP/1.x: ignore until the socket changes
   uint8_t family = 0;
@@ -227,6 +228,7 @@ ConnectionTracker::Conn* ConnectionTracker::Find(const SocketEvent& ev, bool cre
   c->sock_id = ev.sock_id;
   c->proc_start_ns = ev.proc_start_ns;
   c->cgroup_id = ev.cgroup_id;
+  c->netns = ev.netns;
   c->family = ev.family;
   c->laddr = ev.laddr;
   c->raddr = ev.raddr;
@@ -968,7 +970,9 @@ void ConnectionTracker::NoteClient(Conn& c) {
     nat_ask_.pop_front();
     stats_.nat_asks_dropped++;
   }
-  nat_ask_.push_back({c.key.tgid, TupleOf(c, /*mirrored=*/false)});
+  // Pinned now: a one-shot caller may have exited (its namespace with it) by the time a
+  // miss asks.
+  nat_ask_.push_back({c.key.tgid, nat_->Pin(c.key.tgid, c.netns), TupleOf(c, /*mirrored=*/false)});
 }
 
 void ConnectionTracker::ForgetNat(const Tuple& caller) {
@@ -991,7 +995,7 @@ void ConnectionTracker::AskNat() {
     if (by_tuple_.count(mirror) || (!by_tuple_.count(a.orig) && !closed_clients_.count(a.orig))) continue;
     probes::FlowTuple orig{a.orig.laddr, a.orig.raddr, a.orig.lport, a.orig.rport}, reply;
     stats_.nat_lookups++;
-    switch (nat_->Reply(a.tgid, orig, &reply)) {
+    switch (nat_->Reply(a.tgid, a.ns, orig, &reply)) {
       case probes::NatResult::kTranslated: stats_.nat_translated++; break;
       case probes::NatResult::kUntranslated: continue;
       case probes::NatResult::kNoEntry: stats_.nat_no_entry++; continue;

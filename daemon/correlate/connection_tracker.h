@@ -243,6 +243,7 @@ class ConnectionTracker {
   probes::NatLookup* nat_ = nullptr;
   struct NatAsk {
     uint32_t tgid;
+    uint64_t ns;  // NatLookup::Pin's token for the caller's namespace
     Tuple orig;
   };
   std::deque<NatAsk> nat_ask_;

@@ -1,6 +1,7 @@
 #include "daemon/probes/conntrack.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <netinet/in.h>
@@ -39,31 +40,41 @@ uint64_t InodeOf(const std::string& path) {
 
 struct Found {
   bool got = false;
-  FlowTuple reply;
+  FlowTuple orig, reply;
 };
+
+void ReadTuple(const nf_conntrack* ct, bool reply_dir, FlowTuple* t) {
+  if (nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET) {
+    t->src = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    t->dst = t->src;
+    const uint32_t s = nfct_get_attr_u32(ct, reply_dir ? ATTR_REPL_IPV4_SRC : ATTR_ORIG_IPV4_SRC);
+    const uint32_t d = nfct_get_attr_u32(ct, reply_dir ? ATTR_REPL_IPV4_DST : ATTR_ORIG_IPV4_DST);
+    std::memcpy(t->src.data() + 12, &s, 4);
+    std::memcpy(t->dst.data() + 12, &d, 4);
+  } else {
+    std::memcpy(t->src.data(), nfct_get_attr(ct, reply_dir ? ATTR_REPL_IPV6_SRC : ATTR_ORIG_IPV6_SRC), 16);
+    std::memcpy(t->dst.data(), nfct_get_attr(ct, reply_dir ? ATTR_REPL_IPV6_DST : ATTR_ORIG_IPV6_DST), 16);
+  }
+  t->sport = ntohs(nfct_get_attr_u16(ct, reply_dir ? ATTR_REPL_PORT_SRC : ATTR_ORIG_PORT_SRC));
+  t->dport = ntohs(nfct_get_attr_u16(ct, reply_dir ? ATTR_REPL_PORT_DST : ATTR_ORIG_PORT_DST));
+}
 
 int OnEntry(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   auto* f = static_cast<Found*>(data);
   f->got = true;
-  if (nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET) {
-    f->reply.src = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    f->reply.dst = f->reply.src;
-    const uint32_t s = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC), d = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_DST);
-    std::memcpy(f->reply.src.data() + 12, &s, 4);
-    std::memcpy(f->reply.dst.data() + 12, &d, 4);
-  } else {
-    std::memcpy(f->reply.src.data(), nfct_get_attr(ct, ATTR_REPL_IPV6_SRC), 16);
-    std::memcpy(f->reply.dst.data(), nfct_get_attr(ct, ATTR_REPL_IPV6_DST), 16);
-  }
-  f->reply.sport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC));
-  f->reply.dport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_DST));
-  return NFCT_CB_STOP;
+  ReadTuple(ct, /*reply_dir=*/false, &f->orig);
+  ReadTuple(ct, /*reply_dir=*/true, &f->reply);
+  // Not NFCT_CB_STOP: that returns before the kernel's acknowledgement is read, and the
+  // next query on the socket would take that stale ack for its answer (no entry), and
+  // the one after it this entry.
+  return NFCT_CB_CONTINUE;
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Conntrack>> Conntrack::Create(const std::string& proc_root) {
-  std::unique_ptr<Conntrack> c(new Conntrack(proc_root));
+absl::StatusOr<std::unique_ptr<Conntrack>> Conntrack::Create(const std::string& proc_root,
+                                                             std::vector<std::string> netns_dirs) {
+  std::unique_ptr<Conntrack> c(new Conntrack(proc_root, std::move(netns_dirs)));
   c->own_ino_ = InodeOf(proc_root + "/self/ns/net");
   c->host_ino_ = InodeOf(proc_root + "/1/ns/net");
   nfct_handle* h = nfct_open(CONNTRACK, 0);
@@ -74,16 +85,23 @@ absl::StatusOr<std::unique_ptr<Conntrack>> Conntrack::Create(const std::string& 
 }
 
 Conntrack::~Conntrack() {
-  for (auto& [ino, ns] : by_ino_) nfct_close(ns.h);
+  for (auto& [ino, ns] : by_ino_) Release(ns);
 }
 
-nfct_handle* Conntrack::HandleFor(const std::string& ns_path, uint64_t* ns_ino) {
+void Conntrack::Release(Ns& ns) {
+  if (ns.h != nullptr) nfct_close(ns.h);
+  if (ns.fd >= 0) close(ns.fd);
+  ns.h = nullptr;
+  ns.fd = -1;
+}
+
+Conntrack::Ns* Conntrack::NsFor(const std::string& ns_path, uint64_t* ns_ino) {
   const uint64_t ino = InodeOf(ns_path);
   *ns_ino = ino;
   if (ino == 0) return nullptr;  // the process is gone (or /proc hides it)
   if (auto it = by_ino_.find(ino); it != by_ino_.end()) {
     it->second.last_used_ns = MonoNs();
-    return it->second.h;
+    return &it->second;
   }
   if (by_ino_.size() >= kMaxNamespaces) {
     // The least recently used one other than our own goes.
@@ -92,22 +110,37 @@ nfct_handle* Conntrack::HandleFor(const std::string& ns_path, uint64_t* ns_ino) 
       if (it->first != own_ino_ && (victim == by_ino_.end() || it->second.last_used_ns < victim->second.last_used_ns))
         victim = it;
     if (victim != by_ino_.end()) {
-      nfct_close(victim->second.h);
+      Release(victim->second);
       by_ino_.erase(victim);
     }
   }
-  int fd = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     stats_.errors++;
     last_error_ = absl::StrCat("open ", ns_path, ": ", std::strerror(errno));
     return nullptr;
   }
+  // The process may have moved to another namespace between stat and open.
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || uint64_t(st.st_ino) != ino) {
+    close(fd);
+    return nullptr;
+  }
+  Ns& ns = by_ino_[ino];
+  ns.fd = fd;
+  ns.last_used_ns = MonoNs();
+  return &ns;
+}
+
+nfct_handle* Conntrack::HandleOf(uint64_t ino, Ns& ns) {
+  ns.last_used_ns = MonoNs();
+  if (ns.h != nullptr || ns.fd < 0) return ns.h;
   // A thread of its own enters the namespace; the netlink socket it opens there stays in
   // that namespace after the thread is gone.
   nfct_handle* h = nullptr;
   int err = 0;
   std::thread t([&] {
-    if (setns(fd, CLONE_NEWNET) != 0) {
+    if (setns(ns.fd, CLONE_NEWNET) != 0) {
       err = errno;
       return;
     }
@@ -115,16 +148,66 @@ nfct_handle* Conntrack::HandleFor(const std::string& ns_path, uint64_t* ns_ino) 
     if (h == nullptr) err = errno;
   });
   t.join();
-  close(fd);
   if (h == nullptr) {
+    // Not retried (a missing capability stays missing): the entry answers null until it
+    // expires unused.
+    close(ns.fd);
+    ns.fd = -1;
     stats_.errors++;
-    last_error_ = absl::StrCat("ctnetlink in ", ns_path, ": ", std::strerror(err),
+    last_error_ = absl::StrCat("ctnetlink in network namespace ", ino, ": ", std::strerror(err),
                                err == EPERM ? " (entering another network namespace needs CAP_SYS_ADMIN)" : "");
     return nullptr;
   }
   stats_.sockets_opened++;
-  by_ino_[ino] = Ns{h, MonoNs()};
+  close(ns.fd);  // the socket holds the namespace from now on
+  ns.fd = -1;
+  ns.h = h;
   return h;
+}
+
+uint64_t Conntrack::Pin(uint32_t tgid, uint32_t netns) {
+  if (netns != 0) {
+    if (auto it = by_ino_.find(netns); it != by_ino_.end()) {
+      it->second.last_used_ns = MonoNs();
+      return netns;
+    }
+  }
+  uint64_t ino = 0;
+  if (NsFor(absl::StrCat(proc_root_, "/", tgid, "/ns/net"), &ino) != nullptr && (netns == 0 || ino == netns))
+    return ino;
+  // The process is gone (or moved on to another namespace): a named namespace, if any.
+  return netns != 0 && NamedNs(netns) != nullptr ? netns : 0;
+}
+
+Conntrack::Ns* Conntrack::NamedNs(uint64_t ino) {
+  constexpr uint64_t kRescanNs = 10'000'000'000ull;
+  const uint64_t now = MonoNs();
+  if (auto u = unnamed_.find(ino); u != unnamed_.end() && now < u->second + kRescanNs) return nullptr;
+  for (const auto& dir : netns_dirs_) {
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) continue;
+    std::string found;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const std::string path = absl::StrCat(dir, "/", e->d_name);
+      if (InodeOf(path) == ino) {
+        found = path;
+        break;
+      }
+    }
+    closedir(d);
+    if (!found.empty()) {
+      uint64_t got = 0;
+      Ns* ns = NsFor(found, &got);
+      if (ns != nullptr && got == ino) {
+        unnamed_.erase(ino);
+        return ns;
+      }
+    }
+  }
+  if (unnamed_.size() >= kMaxNamespaces) unnamed_.clear();
+  unnamed_[ino] = now;
+  return nullptr;
 }
 
 NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply) {
@@ -163,6 +246,12 @@ NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* rep
     }
     return NatResult::kNoEntry;
   }
+  // An answer for another connection would link the wrong caller: never taken.
+  if (!(found.orig == orig)) {
+    stats_.errors++;
+    last_error_ = "conntrack get: the answer names another connection";
+    return NatResult::kError;
+  }
   // No translation: the reply is the original mirrored.
   if (found.reply.src == orig.dst && found.reply.dst == orig.src && found.reply.sport == orig.dport &&
       found.reply.dport == orig.sport)
@@ -171,7 +260,7 @@ NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* rep
   return NatResult::kTranslated;
 }
 
-NatResult Conntrack::Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* reply) {
+NatResult Conntrack::Reply(uint32_t tgid, uint64_t pinned, const FlowTuple& orig, FlowTuple* reply) {
   // The caller's namespace first (its OUTPUT rules), then the daemon's own (a DaemonSet on
   // the host network: the node's, where kube-proxy translates pods' packets), then pid 1's
   // when it is another one and readable.
@@ -181,17 +270,25 @@ NatResult Conntrack::Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* repl
     if (r == NatResult::kUntranslated || (r == NatResult::kError && best == NatResult::kNoEntry)) best = r;
     return r == NatResult::kTranslated;
   };
-  if (nfct_handle* h = HandleFor(absl::StrCat(proc_root_, "/", tgid, "/ns/net"), &caller_ino); h != nullptr) {
-    if (take(Query(h, orig, reply))) return NatResult::kTranslated;
+  Ns* caller = nullptr;
+  if (auto it = pinned != 0 ? by_ino_.find(pinned) : by_ino_.end(); it != by_ino_.end()) {
+    caller_ino = pinned;
+    caller = &it->second;
   } else {
-    take(NatResult::kError);
+    caller = NsFor(absl::StrCat(proc_root_, "/", tgid, "/ns/net"), &caller_ino);
+  }
+  if (nfct_handle* h = caller != nullptr ? HandleOf(caller_ino, *caller) : nullptr; h != nullptr) {
+    if (take(Query(h, orig, reply))) return NatResult::kTranslated;
+  } else if (caller_ino != 0) {
+    take(NatResult::kError);  // a process gone unpinned is not an error: its entry may be in ours
   }
   if (own_ino_ != caller_ino) {
     if (take(Query(by_ino_[own_ino_].h, orig, reply))) return NatResult::kTranslated;
   }
   if (host_ino_ != 0 && host_ino_ != caller_ino && host_ino_ != own_ino_) {
     uint64_t ino = 0;
-    if (nfct_handle* hh = HandleFor(absl::StrCat(proc_root_, "/1/ns/net"), &ino); hh != nullptr) {
+    Ns* host = NsFor(absl::StrCat(proc_root_, "/1/ns/net"), &ino);
+    if (nfct_handle* hh = host != nullptr ? HandleOf(ino, *host) : nullptr; hh != nullptr) {
       if (take(Query(hh, orig, reply))) return NatResult::kTranslated;
     }
   }
@@ -202,7 +299,7 @@ void Conntrack::Expire(uint64_t idle_ns) {
   const uint64_t now_mono_ns = MonoNs();
   for (auto it = by_ino_.begin(); it != by_ino_.end();) {
     if (it->first != own_ino_ && now_mono_ns > it->second.last_used_ns + idle_ns) {
-      nfct_close(it->second.h);
+      Release(it->second);
       it = by_ino_.erase(it);
     } else {
       ++it;

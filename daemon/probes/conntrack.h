@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -50,9 +51,16 @@ enum class NatResult : uint8_t {
 class NatLookup {
  public:
   virtual ~NatLookup() = default;
-  // The reply tuple of the TCP connection `orig` that process `tgid` opened; `reply` is set
-  // on kTranslated only (src: the callee as it answers, dst: the caller as it sees it).
-  virtual NatResult Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* reply) = 0;
+  // Called when a process's CLIENT connection is first seen: keeps a reference to the
+  // connection's network namespace (`netns`: its inode from the probe, 0 unknown), so that
+  // a later Reply can ask there after the process exited (a one-shot caller). Found
+  // among the namespaces already held, else through the process while it lives, else
+  // among the named ones (ip-netns and CNI bind mounts). Returns Reply's token (0: none).
+  virtual uint64_t Pin(uint32_t /*tgid*/, uint32_t /*netns*/) { return 0; }
+  // The reply tuple of the TCP connection `orig` that process `tgid` opened (`ns`: what
+  // Pin returned for it, or 0); `reply` is set on kTranslated only (src: the callee as it
+  // answers, dst: the caller as it sees it).
+  virtual NatResult Reply(uint32_t tgid, uint64_t ns, const FlowTuple& orig, FlowTuple* reply) = 0;
 };
 
 struct ConntrackStats {
@@ -67,28 +75,45 @@ class Conntrack final : public NatLookup {
  public:
   // Fails when ctnetlink cannot be reached from the daemon's own namespace (no
   // CAP_NET_ADMIN, or netlink refused): the caller then links without NAT.
-  static absl::StatusOr<std::unique_ptr<Conntrack>> Create(const std::string& proc_root = "/proc");
+  // `netns_dirs`: where named network namespaces are bind-mounted (ip-netns, CNI).
+  static absl::StatusOr<std::unique_ptr<Conntrack>> Create(
+      const std::string& proc_root = "/proc",
+      std::vector<std::string> netns_dirs = {"/run/netns", "/var/run/netns"});
   ~Conntrack() override;
 
-  NatResult Reply(uint32_t tgid, const FlowTuple& orig, FlowTuple* reply) override;
-  // Closes sockets of namespaces not asked since `idle_ns` (a socket keeps its namespace
-  // alive).
+  uint64_t Pin(uint32_t tgid, uint32_t netns) override;
+  NatResult Reply(uint32_t tgid, uint64_t ns, const FlowTuple& orig, FlowTuple* reply) override;
+  // Closes sockets and pins of namespaces not used since `idle_ns` (both keep their
+  // namespace alive).
   void Expire(uint64_t idle_ns = 60'000'000'000ull);
   const ConntrackStats& stats() const { return stats_; }
   // The last error, for a log line (empty: none).
   const std::string& last_error() const { return last_error_; }
 
  private:
+  // A namespace in use: its ctnetlink socket once asked, and until then the descriptor
+  // Pin opened (either keeps the namespace alive).
   struct Ns {
     nfct_handle* h = nullptr;
+    int fd = -1;
     uint64_t last_used_ns = 0;
   };
-  explicit Conntrack(std::string proc_root) : proc_root_(std::move(proc_root)) {}
-  // The socket for the namespace `ns_path` names (opened on first use); null on error.
-  nfct_handle* HandleFor(const std::string& ns_path, uint64_t* ns_ino);
+  Conntrack(std::string proc_root, std::vector<std::string> netns_dirs)
+      : proc_root_(std::move(proc_root)), netns_dirs_(std::move(netns_dirs)) {}
+  // A named namespace with inode `ino` (netns_dirs_), scanned at most once per inode per
+  // kRescanNs; null when none.
+  Ns* NamedNs(uint64_t ino);
+  // The entry for the namespace `ns_path` names (its descriptor opened on first use);
+  // null when it cannot be reached. Sets *ns_ino (0: the process is gone).
+  Ns* NsFor(const std::string& ns_path, uint64_t* ns_ino);
+  // The socket of a known namespace (opened inside it on first use); null on error.
+  nfct_handle* HandleOf(uint64_t ino, Ns& ns);
+  void Release(Ns& ns);
   NatResult Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply);
 
   std::string proc_root_;
+  std::vector<std::string> netns_dirs_;
+  std::unordered_map<uint64_t, uint64_t> unnamed_;  // inode → when a scan missed it
   uint64_t own_ino_ = 0;   // the daemon's namespace
   uint64_t host_ino_ = 0;  // the node's (pid 1's), where kube-proxy translates
   std::unordered_map<uint64_t, Ns> by_ino_;

@@ -43,8 +43,9 @@ static_assert(offsetof(l7_event, laddr) == 112);
 static_assert(offsetof(l7_event, comm) == 144);
 static_assert(offsetof(l7_event, acct) == 160);
 static_assert(offsetof(l7_event, srtt_us) == 224);
-static_assert(offsetof(l7_event, data) == 232);
-static_assert(L7_EVENT_HEADER_SIZE == 232);
+static_assert(offsetof(l7_event, netns) == 232);
+static_assert(offsetof(l7_event, data) == 240);
+static_assert(L7_EVENT_HEADER_SIZE == 240);
 static_assert((L7_MAX_CAPTURE & (L7_MAX_CAPTURE - 1)) == 0);
 
 std::string FormatAddress(uint8_t family, const std::array<uint8_t, 16>& addr) {
@@ -588,6 +589,7 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
   ev.srtt_us = raw->srtt_us;
   ev.tls = raw->flags & L7_F_TLS;
   ev.retransmits = raw->retransmits;
+  ev.netns = raw->netns;
   // The sink must not throw (no exceptions out of libbpf callbacks); it is our code.
   self->sink_(ev);
   return 0;

@@ -84,6 +84,7 @@ struct SocketEvent {
   ThreadAcct acct;
   uint32_t srtt_us = 0;      // TCP smoothed RTT of the socket at the event
   uint32_t retransmits = 0;  // cumulative retransmits on the socket
+  uint32_t netns = 0;        // connect()ed sockets: network namespace inode (else 0)
 };
 
 // "1.2.3.4" / "::1"; IPv4-mapped IPv6 addresses are shown as IPv4.

@@ -43,7 +43,7 @@ except ImportError:  # a Python outside Debian's: use Debian's python3-yaml (pur
         h.fail("PyYAML missing: scripts/install-deps.sh installs python3-yaml")
 
 SRC = h.SRC
-CAPS = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE", "DAC_READ_SEARCH"}
+CAPS = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"}
 HOST_MOUNTS = {"/sys/kernel/btf", "/sys/kernel/tracing", "/sys/fs/cgroup", "/var/log/pods"}
 errors = []
 
@@ -108,6 +108,9 @@ def check_daemonset(ds, where):
     spec = ds["spec"]["template"]["spec"]
     if spec.get("hostPID") is not True:
         err(where + ": hostPID must be true")
+    # kube-proxy's translations are in the node's conntrack table (docs/locate.md).
+    if spec.get("hostNetwork") is not True or spec.get("dnsPolicy") != "ClusterFirstWithHostNet":
+        err(where + ": hostNetwork: true with dnsPolicy: ClusterFirstWithHostNet (node conntrack)")
     if spec.get("automountServiceAccountToken") is not False:
         err(where + ": the daemon needs no API token (automountServiceAccountToken: false)")
     c = spec["containers"][0]
@@ -234,7 +237,7 @@ def check_deploy(docs):
     # systemd.
     unit = os.path.join(SRC, "deploy/systemd/isotraced.service")
     text = open(unit).read()
-    for needle in ("CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_RESOURCE CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+    for needle in ("CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_RESOURCE CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN",
                    "--validate-config", "KillSignal=SIGTERM"):
         if needle not in text:
             err("isotraced.service lacks %s" % needle)

@@ -1239,8 +1239,11 @@ class FakeConntrack : public probes::NatLookup {
     entries_.push_back({{V6(caller.laddr), V6(caller.raddr), caller.lport, caller.rport},
                         {V6(callee_addr), V6(caller_seen_addr), callee_port, caller_seen_port}});
   }
-  probes::NatResult Reply(uint32_t tgid, const probes::FlowTuple& orig, probes::FlowTuple* reply) override {
+  uint64_t Pin(uint32_t tgid, uint32_t netns) override { return 1000 + tgid + (uint64_t{netns} << 32); }
+  probes::NatResult Reply(uint32_t tgid, uint64_t ns, const probes::FlowTuple& orig,
+                          probes::FlowTuple* reply) override {
     asked.push_back(tgid);
+    asked_ns.push_back(ns);
     for (const auto& [o, r] : entries_)
       if (o == orig) {
         *reply = r;
@@ -1249,6 +1252,7 @@ class FakeConntrack : public probes::NatLookup {
     return probes::NatResult::kNoEntry;
   }
   std::vector<uint32_t> asked;
+  std::vector<uint64_t> asked_ns;  // the Pin token each lookup carried
 
  private:
   std::vector<std::pair<probes::FlowTuple, probes::FlowTuple>> entries_;
@@ -1304,6 +1308,7 @@ TEST_F(ConnectionTrackerTest, ServerBehindDnatAndSnatJoinsTheCallersTraceThrough
   EXPECT_EQ(stats().nat_lookups, 1u);
   EXPECT_EQ(stats().nat_translated, 1u);
   EXPECT_EQ(ct.asked, std::vector<uint32_t>{100}) << "the caller's process names the namespace to ask";
+  EXPECT_EQ(ct.asked_ns, std::vector<uint64_t>{1100}) << "the namespace pinned when the connection was first seen";
   ASSERT_EQ(a_client->incidents.size(), 1u);
   EXPECT_EQ(a_client->incidents[0].kind, IncidentKind::kTcpRetransmit);
   EXPECT_TRUE(a_client->incidents[0].peer_side);
