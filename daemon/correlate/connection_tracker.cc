@@ -967,8 +967,10 @@ void ConnectionTracker::NoteClient(Conn& c) {
   c.nat_noted = true;
   if (nat_ == nullptr || c.edge) return;
   if (nat_ask_.size() >= kMaxNatAsks) {
+    // Only a connection the lookup would still have asked about is a loss: on a node
+    // whose calls all mirror, the queue fills with connections linked without NAT.
+    if (NatAskPending(nat_ask_.front())) stats_.nat_asks_dropped++;
     nat_ask_.pop_front();
-    stats_.nat_asks_dropped++;
   }
   // Pinned now: a one-shot caller may have exited (its namespace with it) by the time a
   // miss asks.
@@ -984,15 +986,29 @@ void ConnectionTracker::ForgetNat(const Tuple& caller) {
   nat_fwd_.erase(f);
 }
 
+bool ConnectionTracker::NatAskPending(const NatAsk& a) const {
+  // Not when its other end is here as it addressed it, when a SERVER request already
+  // claimed one of its requests (linked, with or without NAT), or when it is gone.
+  const Tuple mirror = MakeTuple(10 /* AF_INET6 */, a.orig.raddr, a.orig.laddr, a.orig.rport, a.orig.lport);
+  if (by_tuple_.count(mirror)) return false;
+  const auto any_claimed = [](const auto& list) {
+    return std::any_of(list.begin(), list.end(), [](const auto& r) { return r.claimed; });
+  };
+  if (auto bt = by_tuple_.find(a.orig); bt != by_tuple_.end()) {
+    auto ci = conns_.find(bt->second);
+    return ci != conns_.end() && !any_claimed(ci->second->recent_clients) && !any_claimed(ci->second->pending);
+  }
+  auto cc = closed_clients_.find(a.orig);
+  return cc != closed_clients_.end() && !any_claimed(cc->second->recent);
+}
+
 void ConnectionTracker::AskNat() {
   // The callers a miss could be waiting for: every CLIENT connection since the last miss.
   // Each is asked once; a lookup costs a netlink round trip (bench figures: docs/locate.md).
   while (!nat_ask_.empty()) {
     const NatAsk a = nat_ask_.front();
     nat_ask_.pop_front();
-    const Tuple mirror = MakeTuple(10 /* AF_INET6 */, a.orig.raddr, a.orig.laddr, a.orig.rport, a.orig.lport);
-    // Linked without NAT (its other end is here as it addressed it), or gone untraced.
-    if (by_tuple_.count(mirror) || (!by_tuple_.count(a.orig) && !closed_clients_.count(a.orig))) continue;
+    if (!NatAskPending(a)) continue;
     probes::FlowTuple orig{a.orig.laddr, a.orig.raddr, a.orig.lport, a.orig.rport}, reply;
     stats_.nat_lookups++;
     switch (nat_->Reply(a.tgid, a.ns, orig, &reply)) {

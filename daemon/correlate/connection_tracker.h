@@ -90,7 +90,8 @@ struct TrackerStats {
   uint64_t nat_translated = 0;           // of which NAT'd (a link candidate)
   uint64_t nat_no_entry = 0;             // no conntrack entry (conntrack unused there)
   uint64_t nat_errors = 0;               // namespace or ctnetlink not reachable
-  uint64_t nat_asks_dropped = 0;         // over the queue's bound, never asked
+  uint64_t nat_asks_dropped = 0;         // over the queue's bound before a miss asked (and
+                                         // not linked without NAT meanwhile)
   uint64_t app_traceparents = 0;         // CLIENT requests carrying the app's own context
   // CLIENT on an HTTP/2 connection (or under an HTTP/2 SERVER request) parented to the one
   // SERVER request its process is serving (gRPC hands requests to thread pools).
@@ -254,6 +255,7 @@ class ConnectionTracker {
   std::deque<Tuple> nat_order_;  // callers' tuples, oldest first (bounded)
   void NoteClient(Conn& c);
   void AskNat();
+  bool NatAskPending(const NatAsk& a) const;  // would AskNat still ask about it?
   void ForgetNat(const Tuple& caller);
   // The caller's tuple a SERVER connection's other end has behind NAT, or null.
   const Tuple* NatCaller(const Tuple& mirrored);

@@ -80,7 +80,7 @@ absl::StatusOr<std::unique_ptr<Conntrack>> Conntrack::Create(const std::string& 
   nfct_handle* h = nfct_open(CONNTRACK, 0);
   if (h == nullptr) return absl::UnavailableError(absl::StrCat("ctnetlink: ", std::strerror(errno)));
   c->stats_.sockets_opened++;
-  c->by_ino_[c->own_ino_] = Ns{h, MonoNs()};
+  c->by_ino_[c->own_ino_] = Ns{.h = h, .fd = -1, .last_used_ns = MonoNs()};
   return c;
 }
 

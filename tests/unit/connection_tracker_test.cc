@@ -1342,6 +1342,51 @@ TEST_F(ConnectionTrackerTest, CallersMirroredByTheirCalleeAreNeverAskedAbout) {
   EXPECT_EQ(stats().nat_lookups, 0u);
 }
 
+TEST_F(ConnectionTrackerTest, AFullLookupQueueCountsOnlyCallersStillUnlinked) {
+  // More CLIENT connections than the lookup queue holds, and no miss to drain it.
+  nat::FakeConntrack ct;
+  tracker_->SetNat(&ct);
+  constexpr int kCalls = 4200;  // > the queue's 4096
+  uint64_t t = 1;
+  // Calls whose callee is on the node and mirrors them: pushed out of the queue, but no
+  // lookup was lost.
+  for (int i = 0; i < kCalls; i++) {
+    links::Chain c;
+    c.a_out.fd = 1000 + i;
+    c.a_out.sock_id = 100000 + 2 * i;
+    c.a_out.lport = static_cast<uint16_t>(20000 + i);
+    c.b_in.fd = 1000 + i;
+    c.b_in.sock_id = 100001 + 2 * i;
+    c.b_in.rport = c.a_out.lport;
+    Connect(c.a_out, t++);
+    Send(c.a_out, Get("/m"), t++);
+    Accept(c.b_in, t++);
+    Recv(c.b_in, Get("/m"), t++);
+    Send(c.b_in, Response(200, "OK", "m"), t++);
+    Recv(c.a_out, Response(200, "OK", "m"), t++);
+    Close(c.a_out, t++);
+    Close(c.b_in, t++);
+  }
+  EXPECT_EQ(stats().links_peer, uint64_t(kCalls));
+  EXPECT_EQ(stats().nat_asks_dropped, 0u) << "callers linked without NAT are no loss";
+  // Calls leaving the node (open connections, no callee here): those pushed out are lost.
+  for (int i = 0; i < kCalls; i++) {
+    Sock out;
+    out.tgid = 500;
+    out.tid = 501;
+    out.fd = 3000 + i;
+    out.sock_id = 900000 + i;
+    out.laddr = {10, 0, 0, 1};
+    out.lport = static_cast<uint16_t>(30000 + i);
+    out.raddr = {10, 96, 0, 10};
+    out.rport = 80;
+    Connect(out, t++);
+    Send(out, Get("/away"), t++);
+  }
+  EXPECT_EQ(stats().nat_asks_dropped, uint64_t(kCalls - 4096));
+  EXPECT_TRUE(ct.asked.empty()) << "nothing missed: nothing asked";
+}
+
 TEST_F(ConnectionTrackerTest, TwoCallersTranslatedToOneCalleeTupleLinkNeither) {
   // Overlapping addresses in two namespaces: both callers' reply tuples name B's socket.
   nat::NatChain c;
