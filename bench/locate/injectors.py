@@ -191,6 +191,66 @@ class Network(Fault):
                        capture_output=True, timeout=30)
 
 
+class SynLoss(Fault):
+    """Connection setup lost on the link: svc-b opens a new connection to svc-c for every
+    call while svc-c's netns drops half of the SYNs arriving for its port; each lost SYN
+    costs the caller a 1 s resend (3 s for two). The CLIENT span covers the connect."""
+    name = "syn_loss"
+    truth = ("svc-b", "network", "tcp_retransmit")
+    PCT = 50
+    note = "svc-b connects anew per call; svc-c's netns drops %d %% of the SYNs for its port" % PCT
+
+    def apply(self):
+        self.chain.set_control("svc-b", fresh_conn=1)
+        self.chain.nft_in_container_netns(
+            "table inet isotrace_locate_syn {\n chain in {\n  type filter hook input priority 0;\n"
+            "  tcp dport %d tcp flags & (syn | ack) == syn numgen random mod 100 < %d drop\n }\n}\n"
+            % (8080, self.PCT))
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "exec", self.chain.netns, "nft", "delete", "table", "inet",
+                        "isotrace_locate_syn"], capture_output=True, timeout=30)
+        self.chain.reset_control("svc-b", "fresh_conn")
+
+
+class ResponseLoss(Fault):
+    """Loss callee → caller: the host drops a share of svc-c's packets as they arrive over
+    the veth (svc-c's answers to svc-b). svc-c's socket resends them; the resends land on
+    svc-c's SERVER span's connection and, as the peer's, on svc-b's CLIENT span."""
+    name = "response_loss"
+    truth = ("svc-b", "network", "tcp_retransmit")
+    PCT = 25
+    note = "the host's input drops %d %% of the packets from svc-c's port (its answers to svc-b)" % PCT
+
+    def apply(self):
+        h_nft = ("table inet %s {\n chain in {\n  type filter hook input priority 0;\n"
+                 "  ip saddr %s tcp sport %d numgen random mod 100 < %d drop\n }\n}\n"
+                 % (self._table(), self.chain.c_ip, 8080, self.PCT))
+        subprocess.run(["nft", "-f", "-"], input=h_nft.encode(), capture_output=True, timeout=30, check=True)
+
+    def remove(self):
+        subprocess.run(["nft", "delete", "table", "inet", self._table()], capture_output=True, timeout=30)
+
+    def _table(self):
+        return "isotrace_locate_resp" + self.chain.tag  # the host's ruleset: one per run
+
+
+class Queue(Fault):
+    """A callee that queues: svc-c serves one request at a time and its single worker is
+    busy (off CPU) for a while before it reads each request. svc-c's own spans stay as
+    usual; svc-b's requests wait, unread, in svc-c's sockets."""
+    name = "queue"
+    truth = ("svc-c", "downstream", "queue")
+    BUSY_MS = 15.0
+    note = "svc-c serves one request at a time, its worker busy %.0f ms before each read" % BUSY_MS
+
+    def apply(self):
+        self.chain.set_control("svc-c", serial_busy_ms=self.BUSY_MS)
+
+    def remove(self):
+        self.chain.reset_control("svc-c", "serial_busy_ms")
+
+
 class SlowDownstream(Fault):
     name = "slow_downstream"
     truth = ("svc-c", "downstream", "downstream")
@@ -237,5 +297,6 @@ class Failure(Fault):
         self.chain.reset_control("svc-c", "fail_status")
 
 
-ALL = [CpuContention, Throttling, BlockIO, Memory, Network, SlowDownstream, SlowApp, Failure]
+ALL = [CpuContention, Throttling, BlockIO, Memory, Network, SynLoss, ResponseLoss, Queue, SlowDownstream, SlowApp,
+       Failure]
 BY_NAME = {f.name: f for f in ALL}

@@ -15,9 +15,12 @@ changes. Keys (defaults in DEFAULTS):
   svc-b.extra_every     1 = every request
   svc-b.fsync_rounds    write+fdatasync rounds per request            (fault block_io, own)
   svc-b.fsync_kib       KiB written per round
+  svc-b.fresh_conn      1 = a new connection to svc-c per call        (fault syn_loss)
   svc-c.cpu_ms          CPU burnt per request
   svc-c.read_mb         MiB of the data file read through the page cache per request
   svc-c.alloc_mb        MiB of anonymous memory allocated and touched per request
+  svc-c.serial_busy_ms  >0: one request at a time, and the single worker is busy this
+                        long (off CPU) before it reads each request   (fault queue)
   db.delay_ms           delay before each answer                       (fault slow_downstream)
 """
 import argparse
@@ -28,6 +31,7 @@ import json
 import mmap
 import os
 import queue
+import select
 import socket
 import socketserver
 import sys
@@ -35,8 +39,9 @@ import threading
 import time
 
 DEFAULTS = {
-    "svc-b": {"cpu_ms": 2.0, "extra_cpu_ms": 0.0, "extra_every": 1, "fsync_rounds": 1, "fsync_kib": 4},
-    "svc-c": {"cpu_ms": 3.0, "read_mb": 4, "alloc_mb": 0, "fail_status": 0},
+    "svc-b": {"cpu_ms": 2.0, "extra_cpu_ms": 0.0, "extra_every": 1, "fsync_rounds": 1, "fsync_kib": 4,
+              "fresh_conn": 0},
+    "svc-c": {"cpu_ms": 3.0, "read_mb": 4, "alloc_mb": 0, "fail_status": 0, "serial_busy_ms": 0.0},
     "db": {"delay_ms": 1.0},
 }
 
@@ -90,6 +95,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+    def handle_one_request(self):
+        busy = self.server.serial_busy_ms()
+        if not busy:
+            return super().handle_one_request()
+        # A single busy worker: wait for the next request without holding the worker (an
+        # idle keep-alive connection must not block the others), then queue for it. The
+        # request waits in this socket, unread, while the worker is busy elsewhere. Nobody
+        # pipelines here, so nothing waits in rfile's buffer when the socket is empty.
+        select.select([self.connection], [], [])
+        with self.server.single:
+            time.sleep(busy / 1000.0)
+            return super().handle_one_request()
+
     def do_GET(self):
         try:
             status, body = self.server.work(self.path)
@@ -105,6 +123,10 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     allow_reuse_address = True
+    single = threading.Lock()
+
+    def serial_busy_ms(self):
+        return 0.0
 
 
 class Pool:
@@ -168,7 +190,14 @@ def run_svc_b(a):
         for i in range(int(c["fsync_rounds"])):
             os.pwrite(fd, data, ((n * 7 + i) % 64) * 64 * 1024)
             os.fdatasync(fd)
-        status, body = pool.call(lambda conn: get(conn, path))
+        if c["fresh_conn"]:
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            try:
+                status, body = get(conn, path)
+            finally:
+                conn.close()
+        else:
+            status, body = pool.call(lambda conn: get(conn, path))
         return (200 if status == 200 else 502), b"b:" + body
 
     srv = Server(("127.0.0.1", a.port), Handler)
@@ -252,6 +281,7 @@ def run_svc_c(a):
 
     srv = Server(("0.0.0.0", a.port), Handler)
     srv.work = work
+    srv.serial_busy_ms = lambda: float(ctl.get()["serial_busy_ms"])
     print("svc-c listening on 0.0.0.0:%d" % a.port, flush=True)
     srv.serve_forever()
 

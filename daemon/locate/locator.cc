@@ -99,6 +99,12 @@ std::string Peer(const Span& s) {
 // A memory stall this far above usual makes the span's extra block I/O count as memory
 // pressure (page cache re-read after eviction); below it, I/O stands on its own.
 constexpr int64_t kMinMemExcessNs = 1'000'000;
+// A hand-off gap before the callee's first read takes the cause the callee's own spans
+// show only when that cause is itself abnormal (at least 1 ms over its usual) and large
+// enough to account for the wait (at least an eighth of it): a throttled callee reads
+// late because of the same throttling, a callee whose spans are normal was queueing.
+constexpr int64_t kMinHandoffEvidenceNs = 1'000'000;
+constexpr int64_t kHandoffEvidenceRatio = 8;
 
 bool Failed(const Span& s) {
   // A non-zero grpc-status fails the call whatever the HTTP status (usually 200).
@@ -430,15 +436,38 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       a.baseline += base;
       a.excess += std::max<int64_t>(0, value - base);
     };
-    // Hand-off gaps (a CLIENT span's wait its local child does not cover, without
-    // network evidence) are judged with that child: the queueing before the child's
-    // first read has the same cause as what the child shows inside.
+    // Hand-off gaps: a CLIENT span's wait that its local child does not cover, without
+    // network evidence on the connection. Judged by where it lies (docs/locate.md §4):
+    // before the callee's first read (the request queued at the callee) or after the
+    // callee's last write (the answer on its way back).
     struct Handoff {
       size_t child;
-      int64_t excess;
+      int64_t pre_value, pre_base, pre_excess;     // before the callee read the request
+      int64_t post_value, post_base, post_excess;  // after the callee sent its answer
       std::string caller;
     };
     std::vector<Handoff> handoffs;
+    // The gap split by wall time: before the first local child started, after the last
+    // one ended (the caller's own time at either end is on-CPU time, not gap).
+    auto split_handoff = [&](const Node& n, int64_t base_gap, const std::string& caller) {
+      const Span& s = n.h->span;
+      uint64_t first = s.end_unix_ns, last = s.start_unix_ns;
+      for (size_t k : n.kids) {
+        first = std::min(first, nodes[k].h->span.start_unix_ns);
+        last = std::max(last, nodes[k].h->span.end_unix_ns);
+      }
+      const int64_t pre_wall = first > s.start_unix_ns ? static_cast<int64_t>(first - s.start_unix_ns) : 0;
+      const int64_t post_wall = s.end_unix_ns > last ? static_cast<int64_t>(s.end_unix_ns - last) : 0;
+      const double pre_share =
+          pre_wall + post_wall > 0 ? static_cast<double>(pre_wall) / static_cast<double>(pre_wall + post_wall) : 1.0;
+      auto part = [&](int64_t v) { return static_cast<int64_t>(static_cast<double>(v) * pre_share); };
+      const int64_t gap = n.comp[kGap], excess = gap - base_gap;
+      Handoff ho{n.kids.front(), part(gap), part(base_gap), part(excess), 0, 0, 0, caller};
+      ho.post_value = gap - ho.pre_value;
+      ho.post_base = base_gap - ho.pre_base;
+      ho.post_excess = excess - ho.pre_excess;
+      return ho;
+    };
     for (size_t i : path) {
       Node& n = nodes[i];
       const std::string svc = ServiceName(*n.h->resource);
@@ -478,28 +507,42 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
         else if (n.kids.empty())
           add(svc, {"downstream", "downstream"}, n.comp[kGap], base(kGap));
         else
-          handoffs.push_back({n.kids.front(), n.comp[kGap] - base(kGap), svc});
+          handoffs.push_back(split_handoff(n, base(kGap), svc));
       }
     }
-    for (const auto& [child, excess, caller] : handoffs) {
-      if (excess <= 0) continue;
-      // The child's largest excess names where the hand-off time went.
-      Node& cn = nodes[child];
-      const std::string csvc = ServiceName(*cn.h->resource);
-      std::tuple<std::string, std::string, std::string> best;
-      int64_t best_ex = 0;
-      for (auto& [k, a] : acc)
-        if (std::get<0>(k) == csvc && a.excess > best_ex) {
-          best_ex = a.excess;
-          best = k;
+    for (const Handoff& ho : handoffs) {
+      // Before the callee's first read: the request waited at the callee (its accept
+      // queue, its socket while every thread was busy). When the callee's own spans are
+      // abnormal enough to account for that wait (a throttled or starved callee reads
+      // late for the same reason it serves slowly), it has the cause they show;
+      // otherwise it is the callee's queue, never its largest component inflated by time
+      // outside its span.
+      if (ho.pre_excess > 0) {
+        const std::string csvc = ServiceName(*nodes[ho.child].h->resource);
+        std::tuple<std::string, std::string, std::string> best;
+        int64_t best_ex = 0;
+        for (auto& [k, a] : acc)
+          if (std::get<0>(k) == csvc && a.excess > best_ex) {
+            best_ex = a.excess;
+            best = k;
+          }
+        if (best_ex >= kMinHandoffEvidenceNs && best_ex * kHandoffEvidenceRatio >= ho.pre_excess) {
+          acc[best].excess += ho.pre_excess;
+          acc[best].value += ho.pre_value;
+        } else {
+          auto& a = acc[{csvc, "downstream", "queue"}];
+          a.value += ho.pre_value;
+          a.baseline += ho.pre_base;
+          a.excess += ho.pre_excess;
         }
-      if (best_ex > 0) {
-        acc[best].excess += excess;
-        acc[best].value += excess;
-      } else {
-        auto& a = acc[{caller, "network", "latency"}];
-        a.excess += excess;
-        a.value += excess;
+      }
+      // After the callee's last write, with no retransmit, drop or reset on the
+      // connection: the answer was late on its way back for a reason no probe saw.
+      if (ho.post_excess > 0) {
+        auto& a = acc[{ho.caller, "network", "unknown"}];
+        a.value += ho.post_value;
+        a.baseline += ho.post_base;
+        a.excess += ho.post_excess;
       }
     }
 

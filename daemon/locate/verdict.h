@@ -3,7 +3,7 @@
 // failed trace, and the bounded store the local API (`isotrace locate`) reads.
 // Vocabulary (DESIGN.md): layer ∈ app, wasm, sandbox, container, kernel, network, vm,
 // downstream; cause ∈ cpu, runqueue, throttling, block_io, memory, steal, wait,
-// tcp_retransmit, tcp_reset, latency, downstream, error, oom_kill.
+// tcp_retransmit, tcp_reset, packet_drop, unknown, downstream, queue, error, oom_kill.
 
 #include <cstdint>
 #include <deque>

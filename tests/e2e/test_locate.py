@@ -13,7 +13,10 @@ Asserts:
      nginx's SERVER span the child of either: docs/locate.md, "app context wins");
  (b) verdicts: for each injection (CPU throttling of svc-c's container, 40 ms more CPU in
      svc-b's handler, svc-c answering 503 — a failed trace, blamed on its deepest failing
-     span; 2 each) the majority verdict of the traces started during the fault
+     span; and on the veth between svc-b and svc-c's network namespace: loss of svc-b's
+     requests, loss of SYNs on new connections, loss of svc-c's answers, and svc-c
+     queueing requests behind one busy worker; 2 each) the majority verdict of the
+     traces started during the fault
      is the truth, the first correct verdict log arrives within 5 s of the onset (printed;
      the target is 2 s), and every verdict log's traceId/spanId name a received span that
      carries the same isotrace.verdict.* attributes;
@@ -37,7 +40,7 @@ import chain as C  # noqa: E402
 import injectors as I  # noqa: E402
 import run as R  # noqa: E402
 
-FAULTS = (I.Throttling, I.SlowApp, I.Failure)
+FAULTS = (I.Throttling, I.SlowApp, I.Failure, I.Network, I.SynLoss, I.ResponseLoss, I.Queue)
 REPS = 2
 LINK_SAMPLE = 150
 FIRST_VERDICT_MAX_S = 5.0

@@ -80,14 +80,17 @@ class LocateTest : public ::testing::Test {
   // A: SERVER (front) → CLIENT → B: SERVER (back, in a container), synchronous. The
   // back end's own time is `b`; the front spends 1 ms of CPU around the call. Spans
   // arrive as the tracker emits them: innermost first.
+  // `pre_part` of the gap lies before the back end's first read, the rest after its
+  // answer left.
   void Chain(uint64_t t0, const Acct& b, int64_t net_gap = 200'000, int64_t retransmits = 0, int status = 200,
-             int drops = 0) {
+             int drops = 0, double pre_part = 0.5) {
     const int64_t b_dur = b.oncpu + b.runq + b.throttled + b.blkio + b.memstall + b.other;
     const uint64_t id = ++trace_;
     const uint64_t a_srv = id * 10 + 1, a_cli = id * 10 + 2, b_srv = id * 10 + 3;
     const uint64_t a_start = t0, cli_start = t0 + 500'000;
-    const uint64_t b_start = cli_start + net_gap / 2, b_end = b_start + b_dur;
-    const uint64_t cli_end = b_end + net_gap / 2, a_end = cli_end + 500'000;
+    const int64_t pre_gap = static_cast<int64_t>(static_cast<double>(net_gap) * pre_part);
+    const uint64_t b_start = cli_start + pre_gap, b_end = b_start + b_dur;
+    const uint64_t cli_end = b_end + (net_gap - pre_gap), a_end = cli_end + 500'000;
     Span bs = MakeSpan(SpanKind::kServer, b_srv, a_cli, b_start, b_end, b);
     bs.status_code = status;
     if (status >= 500) bs.error_type = std::to_string(status);
@@ -113,6 +116,14 @@ class LocateTest : public ::testing::Test {
     locator_->Add(front_res_, std::move(as), a_end);
     now_ = a_end + 200 * kMs;
     locator_->Tick(now_);
+  }
+
+  // Exactly one verdict, naming this (service, layer, cause).
+  void ExpectOneVerdict(const std::string& service, const std::string& layer, const std::string& cause) {
+    ASSERT_EQ(verdicts_.size(), 1u);
+    EXPECT_EQ(verdicts_[0].service, service);
+    EXPECT_EQ(verdicts_[0].layer, layer);
+    EXPECT_EQ(verdicts_[0].cause, cause) << EvidenceText(verdicts_[0], 8);
   }
 
   void Warm(int n, const Acct& usual) {
@@ -265,6 +276,45 @@ TEST_F(LocateTest, LostPacketsBlameTheCallersNetworkAndAPlainGapIsNotTheNetwork)
   ASSERT_EQ(verdicts_.size(), 1u);
   EXPECT_EQ(verdicts_[0].service, "back");
   EXPECT_EQ(verdicts_[0].cause, "runqueue");
+}
+
+// The case: a 1.4 s wait before a normal callee read its request (no retransmit,
+// drop or reset on the connection). It is the callee's queue, and the callee's largest
+// component (on-CPU, normal) is not inflated by time outside its span.
+TEST_F(LocateTest, AWaitBeforeANormalCalleeReadIsItsQueueNotItsLargestComponent) {
+  Warm(15, Usual());
+  Chain(now_ + kMs, Usual(), /*net_gap=*/1400 * kMs, 0, 200, 0, /*pre_part=*/1.0);
+  ExpectOneVerdict("back", "downstream", "queue");
+  EXPECT_GT(verdicts_[0].share, 0.9);
+  for (const auto& e : verdicts_[0].evidence) {
+    if (e.cause == "queue") continue;
+    EXPECT_LT(e.excess_ns, static_cast<int64_t>(kMs)) << EvidenceText(verdicts_[0], 8);
+  }
+}
+
+// A callee that itself ran abnormally (5 ms more run-queue wait) and read late: the wait
+// before its read has the cause its span shows, when that cause is large enough to
+// account for it (here 5 ms against a 30 ms wait) — and is its queue when it is not
+// (5 ms against a 400 ms wait).
+TEST_F(LocateTest, AWaitBeforeAnAbnormalCalleeReadTakesItsCauseOnlyWhenItCanAccountForIt) {
+  Warm(15, Usual());
+  Acct b = Usual();
+  b.runq += 5 * kMs;
+  Chain(now_ + kMs, b, /*net_gap=*/30 * kMs, 0, 200, 0, /*pre_part=*/1.0);
+  ExpectOneVerdict("back", "kernel", "runqueue");
+  verdicts_.clear();
+  Chain(now_ + kMs, b, /*net_gap=*/400 * kMs, 0, 200, 0, /*pre_part=*/1.0);
+  ExpectOneVerdict("back", "downstream", "queue");
+}
+
+// The answer left the callee and reached the caller 300 ms later, with no retransmit,
+// drop or reset seen: the network, cause unknown, on the caller's hop.
+TEST_F(LocateTest, AWaitAfterTheCalleesAnswerWithoutEvidenceIsTheNetworkUnknown) {
+  Warm(15, Usual());
+  Chain(now_ + kMs, Usual(), /*net_gap=*/300 * kMs, 0, 200, 0, /*pre_part=*/0.0);
+  ExpectOneVerdict("front", "network", "unknown");
+  ASSERT_FALSE(verdicts_[0].path_hops.empty());
+  EXPECT_EQ(verdicts_[0].path_hops.back().service, "back");
 }
 
 TEST_F(LocateTest, FailedTracesBlameTheDeepestFailingSpan) {
