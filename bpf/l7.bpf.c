@@ -90,6 +90,7 @@ enum conn_flags {
   CS_FIN_OUT = 1 << 4,     /* our FIN reported */
   CS_TLS = 1 << 5,         /* TLS: the plaintext (tls_conns) is reported, not these bytes */
   CS_CONNECT_SENT = 1 << 6, /* the L7_EV_CONNECT record went out (or was lost) */
+  CS_SEND_BEGIN = 1 << 7,  /* a request's first write began: send_begin_ns, connect_acct */
 };
 struct conn_state {
   __u64 id;
@@ -97,6 +98,7 @@ struct conn_state {
   __u64 msg_start[2];  /* pos where the message in progress began */
   __u64 conn_start_ns; /* SYN_SENT */
   __u64 established_ns;
+  __u64 send_begin_ns; /* CS_SEND_BEGIN: when the send in progress began */
   __u64 proc_start_ns; /* owner: the last process that moved bytes */
   __u64 cgroup_id;
   __u32 tgid;
@@ -114,7 +116,9 @@ struct conn_state {
   __u32 pad2;
   __u8 laddr[16], raddr[16];
   char comm[16];
-  struct l7_thread_acct connect_acct; /* CS_CONNECTED: the connecting thread at SYN_SENT */
+  /* CS_CONNECTED: the connecting thread at SYN_SENT, until the connect record went out;
+   * then, with CS_SEND_BEGIN, the sending thread when the send in progress began. */
+  struct l7_thread_acct connect_acct;
 };
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -590,7 +594,15 @@ static __always_inline void on_stream(struct conn_state *cs, const struct sock *
   ev->fd = fd;
   ev->syscall = b->sys;
   if (start) ev->flags |= L7_F_MSG_START;
-  acct_snapshot(&ev->acct, now);
+  if (dir == L7_DIR_EGRESS && (cs->flags & CS_SEND_BEGIN)) {
+    /* A request's first write, timed from the start of its send (send_begin). */
+    ev->ts_enter_ns = cs->send_begin_ns;
+    __builtin_memcpy(&ev->acct, &cs->connect_acct, sizeof(ev->acct));
+    ev->flags |= L7_F_ACCT_AT_ENTER;
+  } else {
+    acct_snapshot(&ev->acct, now);
+  }
+  if (dir == L7_DIR_EGRESS) cs->flags &= ~CS_SEND_BEGIN;
   if (s) {
     if (n > L7_MAX_CAPTURE) n = L7_MAX_CAPTURE;
     barrier_var(n);
@@ -789,6 +801,37 @@ static __always_inline void on_eof(const struct sock *sk) {
   emit_simple(cs, sk, L7_EV_FIN, L7_DIR_INGRESS, true);
 }
 
+/* ---- the start of a send (tcp_sendmsg_locked, 6.12+) ----------------------------------
+ *
+ * The data hooks see a write when its bytes have moved (its end). A CLIENT span starts
+ * at its request's first write, so without this the write's own time (copying, waiting
+ * for send-buffer room) would fall outside the span and its breakdown. tcp_sendmsg_locked
+ * fires at each pass of the send loop: the first pass of a write on a connection this
+ * side opened, after its connect record went out and after the last segment went the
+ * other way (a request follows an answer), marks the start and snapshots the thread's
+ * accounting; the write's data record then carries both (L7_F_ACCT_AT_ENTER). Every
+ * other send costs one socket-storage lookup. */
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(send_begin, const struct sock *sk, const struct msghdr *msg, const struct sk_buff *skb,
+             int size_goal) {
+  struct conn_state *cs = conn_get(sk);
+  if (!cs) return 0;
+  if ((cs->flags & (CS_CONNECTED | CS_CONNECT_SENT | CS_SEND_BEGIN | CS_TLS)) != (CS_CONNECTED | CS_CONNECT_SENT))
+    return 0;
+  if (cs->last_dir == L7_DIR_EGRESS) return 0; /* a later write of the same message */
+  __u64 now = bpf_ktime_get_ns();
+  cs->send_begin_ns = now;
+  acct_snapshot(&cs->connect_acct, now);
+  cs->flags |= CS_SEND_BEGIN;
+  return 0;
+}
+
+/* A send that moved nothing (an error, EAGAIN): the next one starts afresh. */
+static __always_inline void send_failed(const struct sock *sk) {
+  struct conn_state *cs = conn_get(sk);
+  if (cs) cs->flags &= ~CS_SEND_BEGIN;
+}
+
 /* ---- data hooks: socket tracepoints (6.3+) ----------------------------------------- */
 
 /* Syscall numbers and argument registers, per architecture (the saved user registers
@@ -875,7 +918,11 @@ static __always_inline bool kernel_task(void) {
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send, struct sock *sk, int ret, int flags) {
-  if (ret <= 0 || kernel_task()) return 0;
+  if (ret <= 0) {
+    send_failed(sk);
+    return 0;
+  }
+  if (kernel_task()) return 0;
   struct seg_buf b = {};
   int fd = syscall_buf(true, &b);
   on_segment(sk, L7_DIR_EGRESS, ret, &b, fd, 0);
@@ -994,7 +1041,10 @@ static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx) {
     on_eof(sk);
     return 0;
   }
-  if (ret <= 0) return 0;
+  if (ret <= 0) {
+    if (c.dir == L7_DIR_EGRESS) send_failed(sk);
+    return 0;
+  }
   struct seg_buf b = {.buf = c.buf, .iovcnt = c.iovcnt, .is_vec = c.is_vec, .sys = c.syscall};
   on_segment(sk, c.dir, ret, &b, c.fd, c.ts);
   return 0;

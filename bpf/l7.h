@@ -95,6 +95,9 @@ enum l7_event_flags {
   L7_F_NEW_CONN = 1 << 1,  /* first record of this connection */
   L7_F_CONNECTED = 1 << 2, /* this side connect()ed: conn_start/established are set */
   L7_F_TLS = 1 << 3,       /* the connection is TLS: data records carry the plaintext */
+  /* acct was taken at ts_enter_ns, not at ts_ns: the first write of a request on a
+   * connection this side opened, timed from the start of the send (tcp_sendmsg_locked) */
+  L7_F_ACCT_AT_ENTER = 1 << 4,
 };
 
 /* Cumulative accounting of the calling thread at the event, kept in the kernel by the
@@ -116,7 +119,8 @@ struct l7_thread_acct {
 
 struct l7_event {
   __u64 ts_ns;         /* bpf_ktime_get_ns() when the bytes moved (CLOCK_MONOTONIC) */
-  __u64 ts_enter_ns;   /* the syscall's entry where the hook sees it, else == ts_ns */
+  __u64 ts_enter_ns;   /* the syscall's entry where the hook sees it (or, with
+                        * L7_F_ACCT_AT_ENTER, the start of the send), else == ts_ns */
   __u64 conn_id;       /* the probe's id of the connection: unique, never reused */
   __u64 sock_id;       /* kernel struct sock address: opaque, reused after close */
   __u64 proc_start_ns; /* group leader's start_time: (tgid, start) names a process */

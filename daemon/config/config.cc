@@ -277,6 +277,10 @@ const std::vector<Key>& Keys() {
       ISOTRACE_KEY("probes.capture_bytes", capture_bytes),
       ISOTRACE_KEY("probes.ringbuf_bytes", ringbuf_bytes),
       ISOTRACE_KEY("probes.target_pid", target_pid),
+      Key{"probes.client_write_start",
+          [](const YAML::Node& n, Config* c) {
+            return ReadScalar(n, "probes.client_write_start", &c->client_write_start);
+          }},
       ISOTRACE_KEY("correlate.max_connections", max_connections),
       ISOTRACE_KEY("correlate.max_pending_requests", max_pending_requests),
       ISOTRACE_KEY("correlate.idle_timeout_s", idle_timeout_s),

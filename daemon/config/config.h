@@ -58,6 +58,9 @@ struct Config {
   uint32_t capture_bytes = 1024;
   uint32_t ringbuf_bytes = 8u << 20;
   uint32_t target_pid = 0;            // 0 = every process
+  // Time a CLIENT span from the start of its request's first write (tcp_sendmsg_locked,
+  // Linux 6.12+), at one more BPF program run per TCP send on the node.
+  bool client_write_start = true;
 
   // Correlation limits.
   uint32_t max_connections = 65536;

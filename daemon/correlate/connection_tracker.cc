@@ -34,6 +34,17 @@ bool LooksLikeRequestStart(std::string_view p) {
   while (i < p.size() && i < 32 && p[i] >= 'A' && p[i] <= 'Z') i++;
   return i >= 3 && i < p.size() && p[i] == ' ';
 }
+
+// The segment's accounting as of `ts`, the edge the tracker times it by. The probe takes
+// a request's first write's snapshot at its start (acct_at_enter): on a connection whose
+// side the probe guessed wrong (it connect()ed, yet serves), that write is timed by its
+// end, and a snapshot of another instant would break the breakdown's sum: none then.
+probes::ThreadAcct AcctAt(const probes::SocketEvent& ev, uint64_t ts) {
+  if (!ev.acct_at_enter || ts == ev.ts_enter_ns) return ev.acct;
+  probes::ThreadAcct none = ev.acct;
+  none.valid = false;
+  return none;
+}
 }  // namespace
 
 // Accounting at a segment, kept for the few most recent segments of each direction so
@@ -417,7 +428,7 @@ void ConnectionTracker::OnData(Conn& c, const SocketEvent& ev) {
   Http1Parser& other = is_request_dir ? *c.responses : *c.requests;
   auto& snaps = is_request_dir ? c.req_snaps : c.resp_snaps;
   if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
-  snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
+  snaps.push_back({ts, ev.tid, AcctAt(ev, ts), ev.retransmits, ev.srtt_us});
   // Flushed messages of the other direction come first, and are handled before this
   // segment is parsed: a flushed (head-truncated) request must reach ExpectResponseTo
   // before its response head is framed, or a HEAD/CONNECT answer is framed with a body.
@@ -1262,7 +1273,7 @@ void ConnectionTracker::OnHttp2Data(Conn& c, const SocketEvent& ev) {
   if (from_client) c.last_tid = ev.tid;
   auto& snaps = from_client ? c.req_snaps : c.resp_snaps;
   if (snaps.size() >= Conn::kMaxSnaps) snaps.pop_front();
-  snaps.push_back({ts, ev.tid, ev.acct, ev.retransmits, ev.srtt_us});
+  snaps.push_back({ts, ev.tid, AcctAt(ev, ts), ev.retransmits, ev.srtt_us});
   if (uint64_t lost = AdvancePosition(c, ev)) {
     // Records the probe lost: the decoder skips their bytes where it can prove the frame
     // boundaries (inside DATA), else the connection becomes undecodable.

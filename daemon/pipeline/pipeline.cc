@@ -64,6 +64,7 @@ absl::Status Pipeline::Start() {
   StartProcProbe();
   probes::L7ProbeOptions opts;
   opts.capture_bytes = cfg_.capture_bytes;
+  opts.client_write_start = cfg_.client_write_start;
   opts.ringbuf_bytes = cfg_.ringbuf_bytes;
   opts.target_tgid = cfg_.target_pid;
   opts.vm_guest = resolver_.vm().guest;

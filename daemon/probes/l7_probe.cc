@@ -225,6 +225,18 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
     if (f.tcp_incidents)
       spdlog::info("no tcp_retransmit_synack tracepoint: resent SYN-ACKs are not counted on callers' spans");
   }
+  // The start of a send (6.12+): a CLIENT span's first write is timed from there.
+  const bool has_send_start = HasTypedef(vmlinux, "btf_trace_tcp_sendmsg_locked");
+  f.send_begin = options.client_write_start && has_send_start;
+  if (!f.send_begin) {
+    bpf_program__set_autoload(sk->progs.send_begin, false);
+    if (!has_send_start)
+      spdlog::info("no tcp_sendmsg_locked tracepoint (Linux < 6.12): a CLIENT span starts when its "
+                   "request's first write has moved its bytes, without that write's own time");
+    else
+      spdlog::info("probes.client_write_start is off: a CLIENT span starts when its request's "
+                   "first write has moved its bytes, without that write's own time");
+  }
   // Packets the node's own netfilter drops on their way out (kfree_skb's drop reason,
   // 5.17+): the only trace of a loss TCP does not count as a retransmission.
   int kfree_args = 0;
@@ -265,9 +277,9 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
                            : StructHasMember(vmlinux, "cfs_rq", "throttle_count") ? "hierarchy"
                                                                                   : "none";
   spdlog::info("kernel features (BTF): data={} breakdown={} memstall={} tcp_incidents={} oom={} "
-               "steal={} throttling={} sched_switch_prev_state={}",
+               "steal={} throttling={} sched_switch_prev_state={} send_begin={}",
                f.sock_tracepoints ? "sock_tracepoints" : "syscall_tracepoints", f.thread_acct,
-               f.memstall, f.tcp_incidents, f.oom, f.steal, throttling, switch_args >= 4);
+               f.memstall, f.tcp_incidents, f.oom, f.steal, throttling, switch_args >= 4, f.send_begin);
   btf__free(vmlinux);
 
   rodata->edge_capture_bytes = std::min<uint32_t>(options.edge_capture_bytes, EDGE_MAX_CAPTURE);
@@ -588,6 +600,7 @@ int L7Probe::OnRecord(void* ctx, void* data, size_t size) {
   ev.acct = AcctOf(raw->acct);
   ev.srtt_us = raw->srtt_us;
   ev.tls = raw->flags & L7_F_TLS;
+  ev.acct_at_enter = raw->flags & L7_F_ACCT_AT_ENTER;
   ev.retransmits = raw->retransmits;
   ev.netns = raw->netns;
   // The sink must not throw (no exceptions out of libbpf callbacks); it is our code.

@@ -31,6 +31,7 @@ struct L7ProbeOptions {
   uint32_t conn_entries = 32768;        // TCP connections tracked in the kernel at once
   bool wakeup_every_record = false;     // tests: wake the reader on every record
   bool force_syscall_hooks = false;     // tests/benchmarks: the pre-6.3 data hooks
+  bool client_write_start = true;       // probes.client_write_start (docs/configuration.md)
   uint32_t target_tgid = 0;             // 0: every process
   uint32_t self_tgid = 0;               // 0: this process
   // The node is a VM guest (layers::DetectVm decides, once, for the vm layer too): steal
@@ -56,6 +57,7 @@ struct L7Features {
   bool memstall = false;     // reclaim tracepoints
   bool tcp_incidents = false;  // retransmit/reset tracepoints
   bool oom = false;          // mark_victim tracepoint
+  bool send_begin = false;   // tcp_sendmsg_locked: a request's first write timed from its start
 };
 
 struct L7Counters {

@@ -69,6 +69,9 @@ struct SocketEvent {
                              // a start line); later segments of a message carry no payload
   bool new_conn = false;     // the first record of this connection
   bool tls = false;          // a TLS connection: data records carry its plaintext
+  // kData: `acct` was taken at ts_enter_ns (the start of a request's first write on a
+  // connection this side opened), not at ts_exit_ns.
+  bool acct_at_enter = false;
   // Seen at a sandbox's network edge (edge_reassembly.h), not at a socket: `acct` is the
   // sandbox's accounting summed over its threads, tid is the sandbox's tgid.
   bool edge = false;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "daemon/probes/environment.h"
@@ -434,6 +436,100 @@ TEST_P(L7ProbeTest, FilesPipesAndUnixSocketsProduceNothing) {
   close(client);
   close(server);
   close(listener);
+}
+
+uint64_t MonoNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// A keep-alive client's second request is one write of a head and a 32 MiB body that the
+// server, asleep for 300 ms, does not read: the write blocks until it drains. Its record
+// is timed from the start of the send, with the thread's accounting of that instant
+// (L7_F_ACCT_AT_ENTER), so a CLIENT span includes its first write's own time: the next
+// record's snapshot has ≥ 250 ms more sleep than it. The connection's first write (before
+// its connect record) and the server's answers keep their end-of-write snapshots.
+TEST_P(L7ProbeTest, AClientRequestsFirstWriteIsTimedFromTheStartOfItsSend) {
+  if (!probe_->features().send_begin) {
+    if (KernelLacks("send_begin")) GTEST_SKIP() << "expected: no tcp_sendmsg_locked tracepoint (Linux < 6.12)";
+    if (RequireBpf()) FAIL() << "this kernel should have the tcp_sendmsg_locked tracepoint";
+    GTEST_SKIP() << "no tcp_sendmsg_locked tracepoint on this kernel";
+  }
+  if (KernelLacks("send_begin")) FAIL() << "ISOTRACE_KERNEL_LACKS says send_begin, but this kernel has it";
+  int listener, client, server;
+  uint16_t port;
+  MakePair(&listener, &client, &server, &port);
+  const std::string req1 = "GET /one HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  char buf[4096];
+  ASSERT_EQ(write(client, req1.data(), req1.size()), static_cast<ssize_t>(req1.size()));
+  ASSERT_EQ(read(server, buf, sizeof(buf)), static_cast<ssize_t>(req1.size()));
+  ASSERT_EQ(write(server, resp.data(), resp.size()), static_cast<ssize_t>(resp.size()));
+  ASSERT_EQ(read(client, buf, sizeof(buf)), static_cast<ssize_t>(resp.size()));
+
+  constexpr size_t kBody = 32u << 20;
+  std::string req2 = "POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kBody) + "\r\n\r\n";
+  const size_t head2 = req2.size();
+  req2.append(kBody, 'b');
+  std::thread reader([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::vector<char> big(1 << 20);
+    size_t got = 0;
+    while (got < req2.size()) {
+      ssize_t n = read(server, big.data(), big.size());
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    (void)!write(server, resp.data(), resp.size());
+  });
+  const uint64_t before = MonoNs();
+  size_t sent = 0;
+  while (sent < req2.size()) {
+    ssize_t n = write(client, req2.data() + sent, req2.size() - sent);
+    ASSERT_GT(n, 0);
+    sent += static_cast<size_t>(n);
+  }
+  const uint64_t after = MonoNs();
+  ASSERT_EQ(read(client, buf, sizeof(buf)), static_cast<ssize_t>(resp.size()));
+  reader.join();
+  close(server);
+  close(client);
+  close(listener);
+  Drain(8);
+
+  auto cdata = Of(client, SocketEvent::Kind::kData);
+  ASSERT_GE(cdata.size(), 4u);
+  // Request 1: the connection's first write (its CLIENT span starts at connect).
+  EXPECT_FALSE(cdata[0]->ev.acct_at_enter);
+  // Request 2's first write.
+  const Captured* w = nullptr;
+  const Captured* next = nullptr;
+  for (size_t i = 0; i < cdata.size(); i++)
+    if (cdata[i]->ev.dir == SocketEvent::Direction::kEgress && cdata[i]->payload.rfind("POST /two", 0) == 0) {
+      w = cdata[i];
+      for (size_t j = i + 1; j < cdata.size() && !next; j++)
+        if (cdata[j]->ev.dir == SocketEvent::Direction::kIngress) next = cdata[j];
+      break;
+    }
+  ASSERT_NE(w, nullptr);
+  ASSERT_NE(next, nullptr);
+  EXPECT_TRUE(w->ev.msg_start);
+  EXPECT_TRUE(w->ev.acct_at_enter);
+  EXPECT_GE(w->ev.ret, static_cast<int64_t>(head2));
+  EXPECT_GE(w->ev.ts_enter_ns, before);
+  EXPECT_LT(w->ev.ts_enter_ns, before + 20'000'000ull) << "the send began right after write() was called";
+  EXPECT_LE(w->ev.ts_exit_ns, after);
+  EXPECT_GE(w->ev.ts_exit_ns - w->ev.ts_enter_ns, 250'000'000ull) << "the write blocked for the sleeping reader";
+  ASSERT_TRUE(w->ev.acct.valid);
+  ASSERT_TRUE(next->ev.acct.valid);
+  EXPECT_EQ(next->ev.tid, w->ev.tid);
+  EXPECT_GE(next->ev.acct.sleep_ns - w->ev.acct.sleep_ns, 250'000'000ull)
+      << "the snapshot is of the send's start: the blocked write's sleep comes after it";
+  // Later writes of the same request and the server's answers: end-of-write snapshots.
+  for (const auto* c : cdata)
+    if (c != w) EXPECT_FALSE(c->ev.acct_at_enter) << "seq " << c->ev.seq;
+  for (const auto* c : Of(server, SocketEvent::Kind::kData)) EXPECT_FALSE(c->ev.acct_at_enter);
 }
 
 INSTANTIATE_TEST_SUITE_P(DataHooks, L7ProbeTest, ::testing::Values(false, true),

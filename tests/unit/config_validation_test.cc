@@ -56,7 +56,7 @@ exporter:
   shutdown_timeout_ms: 3000
   retry: {max_attempts: 4, initial_backoff_ms: 200, max_backoff_ms: 1000, max_server_delay_ms: 5000}
 resource: {attributes: "deployment.environment=prod"}
-probes: {capture_bytes: 512, ringbuf_bytes: 4096}
+probes: {capture_bytes: 512, ringbuf_bytes: 4096, client_write_start: false}
 log: {level: debug, stats_file: /tmp/stats.json}
 )",
                  &c);
@@ -70,6 +70,7 @@ log: {level: debug, stats_file: /tmp/stats.json}
   EXPECT_EQ(c.retry_max_attempts, 4u);
   EXPECT_EQ(c.retry_max_server_delay_ms, 5000u);
   EXPECT_EQ(c.ringbuf_bytes, 4096u);
+  EXPECT_FALSE(c.client_write_start);
   EXPECT_EQ(c.stats_file, "/tmp/stats.json");
   EXPECT_TRUE(Validate(c).ok()) << Validate(c);
 

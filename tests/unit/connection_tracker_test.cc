@@ -252,6 +252,51 @@ TEST_F(ConnectionTrackerTest, ClientSpanStartsAtWriteEntryAndEndsAtReadExit) {
   EXPECT_EQ(sp.server_port, 80);
 }
 
+// The probe takes a request's first write's snapshot at the start of its send
+// (acct_at_enter, bpf/l7.h): a CLIENT span, timed from that edge, gets the write's own
+// time in its breakdown. On a connection that turns out to serve (it connect()ed, then
+// answered), that write ends a SERVER span by its exit: a snapshot of its start would
+// break the sum, so that span has no breakdown rather than a wrong one.
+TEST_F(ConnectionTrackerTest, AStartOfSendSnapshotTimesAClientSpanAndNeverEndsAServerSpan) {
+  // A data record with the thread's accounting (on-CPU and sleep, ns).
+  auto data = [this](const Sock& sock, Dir dir, const std::string& payload, uint64_t t, uint64_t oncpu,
+                     uint64_t sleep, bool at_enter) {
+    SocketEvent ev = Base(sock, Kind::kData, t);
+    ev.dir = dir;
+    ev.payload = payload;
+    ev.ret = static_cast<int64_t>(payload.size());
+    ev.acct.valid = true;
+    ev.acct.oncpu_ns = oncpu;
+    ev.acct.sleep_ns = sleep;
+    ev.acct_at_enter = at_enter;
+    tracker_->OnEvent(ev);
+  };
+  const std::string req = Get("/blocked");
+  const std::string resp = Response(200, "OK", "");
+  Sock c;
+  c.lport = 51000;
+  c.rport = 80;
+  Connect(c, 1);
+  data(c, Dir::kEgress, req, 2, 1000, 0, true);
+  data(c, Dir::kIngress, resp, 3, 1400, 600, false);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].kind, SpanKind::kClient);
+  EXPECT_EQ(spans_[0].start_unix_ns, Unix(Enter(2)));
+  ASSERT_TRUE(spans_[0].breakdown.oncpu_ns.has_value());
+  EXPECT_EQ(*spans_[0].breakdown.oncpu_ns, 400);
+  EXPECT_EQ(*spans_[0].breakdown.offcpu_other_ns, 600);
+
+  Sock s;
+  s.sock_id = 0xfeed0002;
+  s.fd = 8;
+  data(s, Dir::kIngress, req, 4, 2000, 0, false);
+  data(s, Dir::kEgress, resp, 5, 2100, 0, true);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].kind, SpanKind::kServer);
+  EXPECT_EQ(spans_[1].end_unix_ns, Unix(Exit(5)));
+  EXPECT_FALSE(spans_[1].breakdown.oncpu_ns.has_value());
+}
+
 // --- framing ------------------------------------------------------------------------
 
 TEST_F(ConnectionTrackerTest, KeepAliveRequestsEachBecomeOneSpan) {
