@@ -54,6 +54,7 @@ struct acct_state {
   __u8 stall_depth; /* inside reclaim (nesting counted) */
   __u16 group;      /* 1 + index into edge_group_acct: a sandbox's thread (0: none) */
   __u8 pad[4];
+  __u64 sum_out;    /* the task's se.sum_exec_runtime at its last switch-out */
 };
 
 /* Task-local storage: a thread's accounting. Created by the l7 handlers (threads that do
@@ -141,6 +142,28 @@ static __always_inline void acct_check_stall(struct acct_state *s, struct task_s
   if (s->stall_depth && !(BPF_CORE_READ(p, flags) & ISOTRACE_PF_MEMALLOC)) s->stall_depth = 0;
 }
 
+/* `p` is running (it is current, or being switched out), yet its state says it is off
+ * CPU: its switch-in never reached sched_switch. Seen on this project's Firecracker
+ * guest: switches away from one of its init's threads never fire the tracepoint (tracefs
+ * shows none either), so the task that runs next comes back unseen. The interval since
+ * the switch-out is booked with the kernel's own count of the thread's CPU time in it
+ * (se.sum_exec_runtime: exact at switch-out, at most a tick behind while the thread
+ * runs) as on-CPU and the rest under the kind the switch-out decided, so every
+ * nanosecond still lands in one counter; then the thread is running again. Counted. */
+static __always_inline void acct_resync(struct acct_state *s, struct task_struct *p, __u64 now) {
+  __u64 span = now - s->off_ts;
+  __u64 sum = p->se.sum_exec_runtime;
+  __u64 ran = sum > s->sum_out ? sum - s->sum_out : 0;
+  if (ran > span) ran = span;
+  acct_add(s, s->off_kind, span - ran);
+  s->oncpu += ran;
+  group_add(s, GRP_ONCPU, ran);
+  s->running = 1;
+  s->on_ts = now;
+  s->steal_in = cpu_steal(p);
+  count(L7_CNT_ACCT_RESYNC);
+}
+
 /* The current thread's counters at `now` (creating its entry on first use). */
 static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now) {
   struct task_struct *cur = bpf_get_current_task_btf();
@@ -157,7 +180,8 @@ static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now)
   }
   /* A syscall's exit is never inside reclaim. */
   s->stall_depth = 0;
-  if (s->running) acct_close_on(s, now, cur);
+  if (!s->running) acct_resync(s, cur, now);
+  else acct_close_on(s, now, cur);
   out->oncpu_ns = s->oncpu;
   out->runq_ns = s->runq;
   out->throttled_ns = s->throttled;
@@ -178,11 +202,13 @@ int acct_switch(__u64 *ctx) {
   struct task_struct *next = (struct task_struct *)ctx[2];
   __u64 now = bpf_ktime_get_ns();
   struct acct_state *s = bpf_task_storage_get(&thread_acct, prev, 0, 0);
-  if (s && s->running) {
+  if (s && !s->running) acct_resync(s, prev, now); /* it ran: its switch-in was missed */
+  if (s) {
     acct_check_stall(s, prev);
     acct_close_on(s, now, prev);
     s->running = 0;
     s->off_ts = now;
+    s->sum_out = prev->se.sum_exec_runtime;
     if (preempt || core_switch_prev_state(ctx, prev) == TASK_RUNNING) {
       if (core_task_throttled(prev)) {
         s->off_kind = ACCT_THROTTLED;
@@ -226,9 +252,14 @@ int BPF_PROG(acct_wakeup, struct task_struct *p) {
 }
 
 static __always_inline int acct_stall(int delta) {
-  struct acct_state *s = bpf_task_storage_get(&thread_acct, bpf_get_current_task_btf(), 0, 0);
-  if (!s || !s->running) return 0;
-  acct_close_on(s, bpf_ktime_get_ns(), (struct task_struct *)bpf_get_current_task());
+  struct task_struct *cur = bpf_get_current_task_btf();
+  struct acct_state *s = bpf_task_storage_get(&thread_acct, cur, 0, 0);
+  if (!s) return 0;
+  __u64 now = bpf_ktime_get_ns();
+  if (!s->running)
+    acct_resync(s, cur, now);
+  else
+    acct_close_on(s, now, cur);
   if (delta > 0 && s->stall_depth < 255) s->stall_depth++;
   if (delta < 0 && s->stall_depth > 0) s->stall_depth--;
   return 0;
@@ -267,6 +298,7 @@ int edge_group_tasks(struct bpf_iter__task *ctx) {
     } else {
       s->running = 0;
       s->off_ts = now;
+      s->sum_out = t->se.sum_exec_runtime;
       s->off_kind = (bpf_core_field_exists(t->__state) && t->__state == TASK_RUNNING) ? ACCT_RUNQ : ACCT_SLEEP;
     }
   }

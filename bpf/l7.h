@@ -228,7 +228,8 @@ enum l7_counter {
   L7_CNT_EDGE_DROPS = 8,    /* edge: edge_events ring buffer full (the packet is lost to us) */
   L7_CNT_EDGE_MALFORMED = 9,/* edge: packet headers that could not be read */
   L7_CNT_SYNACK_LIMITED = 10, /* SYN-ACK retransmits over the per-CPU rate (a SYN flood) */
-  L7_CNT_MAX = 11,
+  L7_CNT_ACCT_RESYNC = 11,  /* a thread seen running whose switch-in the accounting missed */
+  L7_CNT_MAX = 12,
 };
 
 #endif /* ISOTRACE_BPF_L7_H_ */

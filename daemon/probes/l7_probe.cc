@@ -641,6 +641,7 @@ L7Counters L7Probe::counters() const {
   c.tls_untied = sum(L7_CNT_TLS_UNTIED);
   c.tls_ciphertext = sum(L7_CNT_TLS_CIPHER);
   c.synack_limited = sum(L7_CNT_SYNACK_LIMITED);
+  c.acct_resyncs = sum(L7_CNT_ACCT_RESYNC);
   c.tls_targets = tls_targets_;
   c.edge_devices = edge_devices_.size();
   c.edge_packets = sum(L7_CNT_EDGE_PACKETS);

@@ -72,6 +72,8 @@ struct L7Counters {
   uint64_t tls_untied = 0;     // kernel: TLS plaintext whose socket was never seen (lost)
   uint64_t tls_ciphertext = 0; // kernel: ciphertext segments, not reported (by design)
   uint64_t synack_limited = 0; // kernel: SYN-ACK retransmits over the per-CPU rate, not sent
+  uint64_t acct_resyncs = 0;   // kernel: running threads whose switch-in sched_switch missed
+                               // (their interval rebooked from se.sum_exec_runtime)
   uint64_t tls_targets = 0;    // files (libssl, static binaries) the TLS uprobes are on
   // Sandbox edges (bpf/edge.bpf.h, edge_reassembly.h).
   uint64_t edge_devices = 0;   // host-side devices the edge program is on now

@@ -8,6 +8,7 @@ Scenarios: alone (CPU work), CPU contention (pinned stress-ng hogs), CFS throttl
 under a memory cgroup limit), packet loss (nftables drop on a veth between two network
 namespaces) → retransmits and tcp_retransmit span events."""
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -99,7 +100,9 @@ def main():
     os.makedirs(work_dir, exist_ok=True)
     with h.Procs() as procs:
         recv = h.Receiver(procs)
-        daemon = h.start_daemon(procs, "--otlp-endpoint", recv.endpoint, "--summary-interval", "0")
+        stats_path = os.path.join(procs.tmp, "stats.json")
+        daemon = h.start_daemon(procs, "--otlp-endpoint", recv.endpoint, "--summary-interval", "0",
+                                "--stats-file", stats_path)
         env = dict(os.environ, WORK_DIR=work_dir)
         scen = {}  # name -> (pid, keys)
         cgroups = []
@@ -286,15 +289,26 @@ def main():
             check(b["blkio"] > 5 * max(v for k, v in b.items() if k != "blkio"), "blkio: not far above the other off-CPU parts (%s)" % b)
         if "memory" in shares:
             check(shares["memory"]["memstall"] > 0, "memory: memstall is 0")
-        # The sum invariant holds by construction, yet in about one run in three a span of
-        # the first phase (requests right after the probes attached) comes up 1-14 ms short
-        # of on-CPU time after a preemption: a scheduler switch-in the accounting did not
-        # see (cause still open). Up to two such spans are reported; more fail.
+        # The sum invariant holds by construction (bpf/acct.bpf.h books every nanosecond
+        # of a thread in exactly one counter): every span must keep it. Spans of the first
+        # phase used to come up 1-14 ms short now and then: on this Firecracker guest,
+        # switches away from one of init's threads never reach sched_switch, so the thread
+        # that runs next was seen switched out (a preemption) and never back in; the
+        # accounting now notices a running thread it holds off CPU and rebooks it.
         total_spans = sum(len(keys) for _, keys in scen.values())
-        print("sum invariant: %d of %d spans off by more than 1 %%" % (len(sum_violations), total_spans))
+        # Threads found running whose switch-in sched_switch never saw (bpf/acct.bpf.h,
+        # acct_resync): rebooked, counted, printed for the record.
+        resyncs = "?"
+        try:
+            with open(stats_path) as f:
+                resyncs = json.load(f)["probes"]["l7"]["acct_resyncs"]
+        except (OSError, ValueError, KeyError):
+            pass
+        print("sum invariant: %d of %d spans off by more than 1 %% (accounting resyncs: %s)"
+              % (len(sum_violations), total_spans, resyncs))
         for v in sum_violations:
             print("  " + v)
-        check(len(sum_violations) <= 2, "%d spans break the sum invariant" % len(sum_violations))
+        check(not sum_violations, "%d spans break the sum invariant" % len(sum_violations))
         if errors:
             print("daemon log tail:\n" + procs.log(daemon)[-2000:])
             h.fail("%d mismatches" % len(errors))
