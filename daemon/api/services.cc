@@ -56,6 +56,8 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
              {"peer", tracker.links_peer},
              {"peer_ambiguous", tracker.links_peer_ambiguous},
              {"peer_unmatched", tracker.links_peer_unmatched},
+             {"peer_held", tracker.links_peer_held},
+             {"peer_held_expired", tracker.links_peer_held_expired},
              {"peer_nat", tracker.links_peer_nat},
              {"nat_ambiguous", tracker.links_nat_ambiguous},
              {"app_traceparent", tracker.app_traceparents},

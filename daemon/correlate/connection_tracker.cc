@@ -81,6 +81,7 @@ struct ConnectionTracker::Pending {
   bool claimed = false;                // CLIENT: a SERVER request on this node answers it
   uint32_t client_children = 0;        // SERVER: CLIENT requests parented to it
   uint64_t unseen_start = 0;           // SERVER: the thread's unseen_wait_ at the start
+  std::optional<uint64_t> unseen_end;  // SERVER, held (Hold): unseen_wait_ when it ended
   // HTTP/2: the stream, and the RPC it carries (gRPC) with its grpc-status once known.
   bool h2 = false;
   uint32_t stream_id = 0;
@@ -115,6 +116,13 @@ constexpr size_t kMaxSynAcksPerTuple = 8;
 // CLIENT connections waiting to be asked about NAT, and translations kept.
 constexpr size_t kMaxNatAsks = 4096;
 constexpr size_t kMaxNatLinks = 16384;
+// How long a SERVER span waits for its caller's request record (Hold): the caller's
+// write returns after the callee read it, and that write's record follows within a
+// scheduling delay of the caller's thread. Bounded in number too (held spans, and
+// connections closed with some held).
+constexpr uint64_t kHoldForCallerNs = 100'000'000;
+constexpr size_t kMaxHeldPerConn = 64;
+constexpr size_t kMaxLingering = 4096;
 
 struct ConnectionTracker::Conn {
   Key key;
@@ -180,6 +188,18 @@ struct ConnectionTracker::Conn {
     }
   };
   AddressText local_text, remote_text;
+  // SERVER requests that ended before their caller's record came in, oldest first
+  // (ConnectionTracker::Hold). Later ones of this connection wait behind them: claims
+  // follow request order.
+  struct Held {
+    Pending p;
+    std::optional<HttpMessage> resp;
+    std::optional<Snap> end;
+    uint64_t end_mono = 0;
+    std::string_view error;  // a literal (Emit's error types)
+    uint64_t due = 0;
+  };
+  std::deque<Held> held;
 };
 
 namespace {
@@ -284,11 +304,36 @@ void ConnectionTracker::Drop(Key key, bool finish) {
     }
   }
   lru_.erase(it->second->lru_it);
+  const bool caller = gone.role == Role::kClient;
+  if (!gone.held.empty()) {
+    // Off every index, kept for its held spans (ReleaseHeldOf).
+    lingering_.emplace(key, std::move(it->second));
+    conns_.erase(it);
+    while (lingering_.size() > kMaxLingering && !held_due_.empty()) {
+      const Key k = held_due_.front().second;
+      held_due_.pop_front();
+      ReleaseHeldOf(k, 0, /*force=*/true);
+    }
+    return;
+  }
+  // A caller's close comes after its request records: a SERVER span held for one of
+  // them claims from closed_clients_ now, or goes out unlinked.
+  if (caller && !awaiting_caller_.empty()) {
+    auto w = awaiting_caller_.find(tuple);
+    conns_.erase(it);
+    if (w != awaiting_caller_.end()) {
+      const Key k = w->second;
+      awaiting_caller_.erase(w);
+      ReleaseHeldOf(k, 0, /*force=*/true);
+    }
+    return;
+  }
   conns_.erase(it);
 }
 
 void ConnectionTracker::OnEvent(const SocketEvent& ev) {
   stats_.events++;
+  if (!held_due_.empty() && held_due_.front().first <= ev.ts_exit_ns) ReleaseDue(ev.ts_exit_ns);
   switch (ev.kind) {
     case SocketEvent::Kind::kAccept:
     case SocketEvent::Kind::kConnect: {
@@ -544,6 +589,7 @@ void ConnectionTracker::OnRequest(Conn& c, HttpMessage&& req) {
   p.start = start;
   p.connect_ns = connect_ns;
   StartContext(c, p);
+  if (c.role == Role::kClient && !awaiting_caller_.empty()) WakeHeldFor(c);
 }
 
 void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
@@ -569,10 +615,15 @@ void ConnectionTracker::OnResponse(Conn& c, HttpMessage&& resp) {
   }
   // Decide the context while the request is still in `pending` (ResolveServer resolves
   // the connection's earlier requests first, in order).
-  if (c.role != Role::kClient) ResolveServer(c, c.pending.front());
+  const bool hold = c.role != Role::kClient && HoldForCaller(c, c.pending.front());
+  if (c.role != Role::kClient && !hold) ResolveServer(c, c.pending.front());
   Pending p = std::move(c.pending.front());
   c.pending.pop_front();
   auto end = FindSnap(c.resp_snaps, resp.last_ts_ns);
+  if (hold) {
+    Hold(c, std::move(p), &resp, end, resp.last_ts_ns, "");
+    return;
+  }
   Emit(c, p, &resp, end ? &*end : nullptr, resp.last_ts_ns, "");
 }
 
@@ -593,11 +644,16 @@ void ConnectionTracker::FinishConn(Conn& c, uint64_t ts_mono) {
   }
   while (!c.pending.empty()) {
     stats_.requests_unanswered++;
-    if (c.role != Role::kClient) ResolveServer(c, c.pending.front());
+    const bool hold = c.role != Role::kClient && HoldForCaller(c, c.pending.front());
+    if (c.role != Role::kClient && !hold) ResolveServer(c, c.pending.front());
     Pending p = std::move(c.pending.front());
     c.pending.pop_front();
-    Emit(c, p, nullptr, nullptr, std::max(ts_mono, p.req.last_ts_ns),
-         c.reset ? "tcp_reset" : "connection_closed");
+    const uint64_t end = std::max(ts_mono, p.req.last_ts_ns);
+    const std::string_view error = c.reset ? "tcp_reset" : "connection_closed";
+    if (hold)
+      Hold(c, std::move(p), nullptr, std::nullopt, end, error);
+    else
+      Emit(c, p, nullptr, nullptr, end, error);
   }
 }
 
@@ -612,6 +668,7 @@ void ConnectionTracker::Expire(uint64_t now_mono_ns) {
     stats_.connections_expired++;
     Drop(it->first, /*finish=*/true);
   }
+  ReleaseDue(now_mono_ns);
   // Threads whose SERVER requests all ended (or whose connections went away).
   for (auto it = active_.begin(); it != active_.end();) {
     auto& v = it->second;
@@ -648,7 +705,7 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   if (s.kind == SpanKind::kServer) {
     RetireActive(c, p);
     auto u = unseen_wait_.find(ThreadKey(c.key.tgid, tid));
-    uint64_t now_unseen = u == unseen_wait_.end() ? 0 : u->second;
+    uint64_t now_unseen = p.unseen_end ? *p.unseen_end : u == unseen_wait_.end() ? 0 : u->second;
     s.breakdown.downstream_unseen_ns =
         static_cast<int64_t>(now_unseen > p.unseen_start ? now_unseen - p.unseen_start : 0);
   } else if (!p.claimed) {
@@ -1139,12 +1196,103 @@ std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeerAt(const
                    q.req.method, q.req.target, true, q.stream_id};
 }
 
-void ConnectionTracker::ResolveServer(Conn& c, Pending& p) {
+bool ConnectionTracker::CallerRecordMayFollow(const Conn& c, const Pending& p) const {
+  if (c.edge) return false;
+  auto bt = by_tuple_.find(TupleOf(c, /*mirrored=*/true));
+  if (bt == by_tuple_.end()) return false;  // no caller on this node (or one behind NAT)
+  auto ci = conns_.find(bt->second);
+  if (ci == conns_.end() || ci->second.get() == &c) return false;
+  const Conn& peer = *ci->second;
+  if (peer.role != Role::kClient || peer.disabled) return false;
+  // As ClaimPeerAt chooses: any request it could claim (or find ambiguous) is in.
+  const auto mine = [&](uint32_t stream, bool claimed) {
+    return !claimed && (!p.h2 || stream == p.stream_id || (p.stream_id == 1 && stream == 0));
+  };
+  for (const auto& r : peer.recent_clients)
+    if (mine(r.stream_id, r.claimed)) return false;
+  for (const auto& q : peer.pending)
+    if (mine(q.stream_id, q.claimed)) return false;
+  return true;
+}
+
+bool ConnectionTracker::HoldForCaller(const Conn& c, const Pending& p) const {
+  if (p.resolved) return false;  // a client child needed its context: decided already
+  if (!c.held.empty()) return true;  // behind an earlier one: claims follow request order
+  return CallerRecordMayFollow(c, p);
+}
+
+void ConnectionTracker::Hold(Conn& c, Pending&& p, HttpMessage* resp, std::optional<Snap> end,
+                             uint64_t end_mono, std::string_view error) {
+  if (c.held.size() >= kMaxHeldPerConn) ReleaseHeld(c, 0, /*force=*/true);
+  RetireActive(c, p);
+  auto u = unseen_wait_.find(ThreadKey(c.key.tgid, p.tid));
+  p.unseen_end = u == unseen_wait_.end() ? 0 : u->second;
+  const uint64_t due = end_mono + kHoldForCallerNs;
+  auto& h = c.held.emplace_back();
+  h.p = std::move(p);
+  if (resp) h.resp = std::move(*resp);  // the caller is done with it
+  h.end = std::move(end);
+  h.end_mono = end_mono;
+  h.error = error;
+  h.due = due;
+  held_due_.emplace_back(due, c.key);
+  awaiting_caller_[TupleOf(c, /*mirrored=*/true)] = c.key;
+  stats_.links_peer_held++;
+}
+
+void ConnectionTracker::ReleaseHeld(Conn& c, uint64_t now, bool force) {
+  while (!c.held.empty()) {
+    auto& front = c.held.front();
+    const bool due = force || front.due <= now;
+    if (!due && CallerRecordMayFollow(c, front.p)) break;
+    Conn::Held h = std::move(front);
+    c.held.pop_front();
+    const uint64_t unmatched = stats_.links_peer_unmatched;
+    ResolveServer(c, h.p, /*in_pending=*/false);
+    if (due && stats_.links_peer_unmatched != unmatched) stats_.links_peer_held_expired++;
+    Emit(c, h.p, h.resp ? &*h.resp : nullptr, h.end ? &*h.end : nullptr, h.end_mono, h.error);
+  }
+  if (c.held.empty()) {
+    auto w = awaiting_caller_.find(TupleOf(c, /*mirrored=*/true));
+    if (w != awaiting_caller_.end() && w->second == c.key) awaiting_caller_.erase(w);
+  }
+}
+
+void ConnectionTracker::ReleaseHeldOf(Key key, uint64_t now, bool force) {
+  if (auto it = conns_.find(key); it != conns_.end()) {
+    ReleaseHeld(*it->second, now, force);
+    return;
+  }
+  auto it = lingering_.find(key);
+  if (it == lingering_.end()) return;
+  ReleaseHeld(*it->second, now, force);
+  if (it->second->held.empty()) lingering_.erase(it);
+}
+
+void ConnectionTracker::WakeHeldFor(const Conn& caller) {
+  auto w = awaiting_caller_.find(TupleOf(caller, /*mirrored=*/false));
+  if (w == awaiting_caller_.end()) return;
+  ReleaseHeldOf(w->second, 0, /*force=*/false);
+}
+
+void ConnectionTracker::ReleaseDue(uint64_t now) {
+  while (!held_due_.empty() && held_due_.front().first <= now) {
+    const Key k = held_due_.front().second;
+    held_due_.pop_front();
+    ReleaseHeldOf(k, now, /*force=*/false);
+  }
+}
+
+void ConnectionTracker::ResolveServer(Conn& c, Pending& p, bool in_pending) {
   if (p.resolved) return;
-  // Claims follow request order: the connection's earlier requests claim first.
-  for (auto& q : c.pending) {
-    if (&q == &p) break;
-    if (!q.resolved) ResolveServer(c, q);
+  // Claims follow request order: the connection's earlier requests claim first, held
+  // ones (which ended already) before those still in flight.
+  if (in_pending) {
+    if (!c.held.empty()) ReleaseHeld(c, 0, /*force=*/true);
+    for (auto& q : c.pending) {
+      if (&q == &p) break;
+      if (!q.resolved) ResolveServer(c, q);
+    }
   }
   p.resolved = true;
   auto peer = ClaimPeer(c, p);
@@ -1382,6 +1530,7 @@ void ConnectionTracker::OnHttp2Request(Conn& c, Http2Exchange&& x) {
     p.rpc = Span::Rpc{"grpc", std::string(x.RpcService()), std::string(x.RpcMethod()), -1};
   p.req = std::move(req);
   StartContext(c, p);
+  if (c.role == Role::kClient && !awaiting_caller_.empty()) WakeHeldFor(c);
 }
 
 void ConnectionTracker::OnHttp2Done(Conn& c, Http2Exchange&& x, uint64_t ts) {
@@ -1395,7 +1544,8 @@ void ConnectionTracker::OnHttp2Done(Conn& c, Http2Exchange&& x, uint64_t ts) {
       stats_.responses_unmatched++;  // its request was over the pending limit
     return;
   }
-  if (c.role != Role::kClient) ResolveServer(c, *it);
+  const bool hold = c.role != Role::kClient && HoldForCaller(c, *it);
+  if (c.role != Role::kClient && !hold) ResolveServer(c, *it);
   Pending p = std::move(*it);
   c.pending.erase(it);
   if (p.rpc) p.rpc->grpc_status_code = x.grpc_status;
@@ -1411,6 +1561,10 @@ void ConnectionTracker::OnHttp2Done(Conn& c, Http2Exchange&& x, uint64_t ts) {
     stats_.requests_unanswered++;
   }
   auto end = FindSnap(c.resp_snaps, end_mono);
+  if (hold) {
+    Hold(c, std::move(p), x.status ? &resp : nullptr, end, end_mono, error);
+    return;
+  }
   Emit(c, p, x.status ? &resp : nullptr, end ? &*end : nullptr, end_mono, error);
 }
 

@@ -83,6 +83,11 @@ struct TrackerStats {
   uint64_t links_peer = 0;               // SERVER joined to the caller's CLIENT on this node
   uint64_t links_peer_ambiguous = 0;     // the caller's next request differs: unlinked
   uint64_t links_peer_unmatched = 0;     // caller's connection seen, no request to match
+  // SERVER spans that ended before their caller's request record came in (the caller's
+  // write returns after the callee answered: one ring buffer, two CPUs), held until it
+  // did, and those of them whose caller's record never came within kHoldForCallerNs.
+  uint64_t links_peer_held = 0;
+  uint64_t links_peer_held_expired = 0;
   // NAT (a Service address, DNAT and SNAT): the other end found through conntrack.
   uint64_t links_peer_nat = 0;           // of links_peer: through a conntrack translation
   uint64_t links_nat_ambiguous = 0;      // two callers translated to one callee tuple
@@ -198,7 +203,9 @@ class ConnectionTracker {
   static Tuple TupleOf(const Conn& c, bool mirrored);
   static uint64_t ThreadKey(uint32_t tgid, uint32_t tid) { return (uint64_t{tgid} << 32) | tid; }
   void StartContext(Conn& c, Pending& p);
-  void ResolveServer(Conn& c, Pending& p);
+  // `in_pending`: p is still in c.pending, whose earlier requests claim first; a held
+  // request (Conn::held) is earlier than any of them.
+  void ResolveServer(Conn& c, Pending& p, bool in_pending = true);
   void ResolveClient(Conn& c, Pending& p);
   // The SERVER request the thread serves that a CLIENT request runs under, or null.
   Pending* FindEnclosing(const Conn& c, const Pending& client);
@@ -206,6 +213,19 @@ class ConnectionTracker {
   std::optional<ClientCtx> ClaimPeer(const Conn& c, const Pending& server);
   std::optional<ClientCtx> ClaimPeerAt(const Conn& c, const Pending& server, const Tuple& mirrored);
   void RetireActive(const Conn& c, const Pending& p);
+  // A SERVER request that ended (answered, reset or closed) while its caller on this node
+  // has no request record in yet: the record is on its way, the span waits for it
+  // (Conn::held) instead of going out unlinked.
+  bool CallerRecordMayFollow(const Conn& c, const Pending& p) const;
+  bool HoldForCaller(const Conn& c, const Pending& p) const;
+  void Hold(Conn& c, Pending&& p, HttpMessage* resp, std::optional<Snap> end, uint64_t end_mono,
+            std::string_view error);
+  // Emits c's held spans from the oldest while their caller's record is in (or they are
+  // due at `now`, or `force`); the rest keep waiting.
+  void ReleaseHeld(Conn& c, uint64_t now, bool force);
+  void ReleaseHeldOf(Key key, uint64_t now, bool force);  // also a dropped (lingering) one
+  void WakeHeldFor(const Conn& caller);                    // its request or close came in
+  void ReleaseDue(uint64_t now);
   struct Oom {
     uint64_t ts;
     uint64_t cgroup_id;
@@ -234,6 +254,11 @@ class ConnectionTracker {
   struct ClosedClient;
   std::unordered_map<Tuple, std::unique_ptr<ClosedClient>, TupleHash> closed_clients_;
   std::deque<Tuple> closed_order_;
+  // Held SERVER spans (Hold): connections closed with spans still held (off every index:
+  // nothing else reaches them), the caller's tuple each waits for, and when each is due.
+  std::unordered_map<Key, std::unique_ptr<Conn>, KeyHash> lingering_;
+  std::unordered_map<Tuple, Key, TupleHash> awaiting_caller_;
+  std::deque<std::pair<uint64_t, Key>> held_due_;
   // SYN-ACKs a listener on this node resent, by the listener's 4-tuple, before the
   // connection had any state here: the caller's CLIENT span (whose connect they delayed)
   // takes them as its peer's retransmits. Bounded (oldest tuples go first).

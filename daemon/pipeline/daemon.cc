@@ -172,6 +172,8 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
       ", \"connections_http2_undecodable\": ", ts.connections_http2_undecodable,
       ", \"http2_streams_dropped\": ", ts.http2_streams_dropped,
       ", \"links_process\": ", ts.links_process, ", \"links_peer\": ", ts.links_peer,
+      ", \"links_peer_unmatched\": ", ts.links_peer_unmatched, ", \"links_peer_held\": ", ts.links_peer_held,
+      ", \"links_peer_held_expired\": ", ts.links_peer_held_expired,
       ", \"synack_retransmits\": ", ts.synack_retransmits, ", \"synack_on_spans\": ", ts.synack_on_spans,
       ", \"links_peer_nat\": ", ts.links_peer_nat, ", \"links_nat_ambiguous\": ", ts.links_nat_ambiguous,
       ", \"nat_lookups\": ", ts.nat_lookups, ", \"nat_translated\": ", ts.nat_translated,

@@ -985,6 +985,81 @@ TEST_F(ConnectionTrackerTest, ServerSpanJoinsTheCallersTraceByConnection) {
   EXPECT_EQ(stats().links_peer, 1u);
 }
 
+// The callee answers before the caller's write returns (the caller's thread was
+// preempted between moving its bytes and the syscall's exit, where its record is made):
+// B's whole exchange reaches the ring buffer before A's request. B's span waits for it
+// rather than going out unlinked, and goes out as soon as it is in.
+TEST_F(ConnectionTrackerTest, AServerSpanThatEndsBeforeItsCallersRecordWaitsForIt) {
+  links::Chain c;
+  Connect(c.a_out, 1);
+  Accept(c.b_in, 2);
+  Recv(c.b_in, Get("/stock"), 3);
+  Send(c.b_in, Response(200, "OK", "7"), 4);
+  EXPECT_TRUE(spans_.empty()) << "held for the caller's record";
+  EXPECT_EQ(stats().links_peer_held, 1u);
+  Send(c.a_out, Get("/stock"), 2);
+  ASSERT_EQ(spans_.size(), 1u) << "released by the caller's request";
+  Recv(c.a_out, Response(200, "OK", "7"), 5);
+  ASSERT_EQ(spans_.size(), 2u);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(a_client && b_server);
+  EXPECT_EQ(b_server->trace_id, a_client->trace_id);
+  EXPECT_EQ(b_server->parent_span_id, a_client->span_id);
+  EXPECT_EQ(b_server->end_unix_ns, Unix(Exit(4))) << "its own end, not the release's";
+  EXPECT_EQ(stats().links_peer, 1u);
+  EXPECT_EQ(stats().links_peer_unmatched, 0u);
+  EXPECT_EQ(stats().links_peer_held_expired, 0u);
+}
+
+// An HTTP/1.0 callee answers and closes before the caller's record is in: the closed
+// connection's held span still waits, and so does the next connection's order.
+TEST_F(ConnectionTrackerTest, AHeldServerSpanOutlivesItsConnectionsClose) {
+  links::Chain c;
+  Connect(c.a_out, 1);
+  Accept(c.b_in, 2);
+  Recv(c.b_in, "GET /one HTTP/1.0\r\n\r\n", 3);
+  Send(c.b_in, "HTTP/1.0 200 OK\r\n\r\nbody", 4);
+  Close(c.b_in, 5);
+  EXPECT_TRUE(spans_.empty());
+  Send(c.a_out, "GET /one HTTP/1.0\r\n\r\n", 2);
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].kind, SpanKind::kServer);
+  EXPECT_EQ(spans_[0].status_code, 200);
+  Recv(c.a_out, "HTTP/1.0 200 OK\r\n\r\nbody", 6);
+  Close(c.a_out, 7);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[0].parent_span_id, spans_[1].span_id);
+  EXPECT_EQ(spans_[0].trace_id, spans_[1].trace_id);
+  EXPECT_EQ(stats().links_peer, 1u);
+}
+
+// The caller's record never comes (lost, or its request was never HTTP to us): the span
+// goes out unlinked once kHoldForCallerNs (100 ms) has passed, at the next event or at
+// housekeeping, and the wait is counted as expired.
+TEST_F(ConnectionTrackerTest, AServerSpanWhoseCallersRecordNeverComesGoesOutUnlinkedWhenDue) {
+  links::Chain c;
+  Connect(c.a_out, 1);
+  Accept(c.b_in, 2);
+  Recv(c.b_in, Get("/stock"), 3);
+  Send(c.b_in, Response(200, "OK", "7"), 4);
+  Recv(c.b_in, Get("/stock2"), 5);
+  Send(c.b_in, Response(200, "OK", "8"), 6);
+  EXPECT_TRUE(spans_.empty()) << "the second waits behind the first";
+  tracker_->Expire(Exit(4) + 99'000'000);
+  EXPECT_TRUE(spans_.empty());
+  Accept(c.a_in, 100'000 + 5);  // any event past the due time of the first
+  ASSERT_EQ(spans_.size(), 1u);
+  EXPECT_EQ(spans_[0].path, "/stock");
+  tracker_->Expire(Exit(6) + 100'000'000);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_EQ(spans_[1].path, "/stock2");
+  EXPECT_TRUE(AllZero(spans_[0].parent_span_id));
+  EXPECT_EQ(stats().links_peer_held, 2u);
+  EXPECT_EQ(stats().links_peer_held_expired, 2u);
+  EXPECT_EQ(stats().links_peer_unmatched, 2u);
+}
+
 // The server end's records come after the caller closed (a sandbox's edge packets have
 // a ring buffer of their own): the caller's answered request is still claimable.
 TEST_F(ConnectionTrackerTest, ServerSeenAfterTheCallerClosedStillJoinsItsTrace) {
