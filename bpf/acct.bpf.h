@@ -164,6 +164,14 @@ static __always_inline void acct_resync(struct acct_state *s, struct task_struct
   count(L7_CNT_ACCT_RESYNC);
 }
 
+/* Books `p`'s time up to `now`: it is running, whatever its state says. */
+static __always_inline void acct_bring_to(struct acct_state *s, struct task_struct *p, __u64 now) {
+  if (!s->running)
+    acct_resync(s, p, now);
+  else
+    acct_close_on(s, now, p);
+}
+
 /* The current thread's counters at `now` (creating its entry on first use). */
 static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now) {
   struct task_struct *cur = bpf_get_current_task_btf();
@@ -180,8 +188,7 @@ static __always_inline void acct_snapshot(struct l7_thread_acct *out, __u64 now)
   }
   /* A syscall's exit is never inside reclaim. */
   s->stall_depth = 0;
-  if (!s->running) acct_resync(s, cur, now);
-  else acct_close_on(s, now, cur);
+  acct_bring_to(s, cur, now);
   out->oncpu_ns = s->oncpu;
   out->runq_ns = s->runq;
   out->throttled_ns = s->throttled;
@@ -202,10 +209,9 @@ int acct_switch(__u64 *ctx) {
   struct task_struct *next = (struct task_struct *)ctx[2];
   __u64 now = bpf_ktime_get_ns();
   struct acct_state *s = bpf_task_storage_get(&thread_acct, prev, 0, 0);
-  if (s && !s->running) acct_resync(s, prev, now); /* it ran: its switch-in was missed */
   if (s) {
     acct_check_stall(s, prev);
-    acct_close_on(s, now, prev);
+    acct_bring_to(s, prev, now); /* not running: it ran, its switch-in was missed */
     s->running = 0;
     s->off_ts = now;
     s->sum_out = prev->se.sum_exec_runtime;
@@ -256,10 +262,7 @@ static __always_inline int acct_stall(int delta) {
   struct acct_state *s = bpf_task_storage_get(&thread_acct, cur, 0, 0);
   if (!s) return 0;
   __u64 now = bpf_ktime_get_ns();
-  if (!s->running)
-    acct_resync(s, cur, now);
-  else
-    acct_close_on(s, now, cur);
+  acct_bring_to(s, cur, now);
   if (delta > 0 && s->stall_depth < 255) s->stall_depth++;
   if (delta < 0 && s->stall_depth > 0) s->stall_depth--;
   return 0;

@@ -61,6 +61,9 @@ const volatile __u8 use_bpf_loop = 0;       /* the kernel has bpf_loop: copy man
 /* 1 when every hook that touches connection state gets a trusted struct sock (the
  * socket tracepoints are loaded): state then lives in socket-local storage. */
 const volatile __u8 use_sk_storage = 0;
+/* send_begin is attached (a CLIENT span's first write timed from its start): failed sends
+ * clear its mark; without it they look nothing up. */
+const volatile __u8 use_send_begin = 0;
 
 /* Ring buffer of struct l7_event (variable length: header + captured bytes).
  * Written by every handler, read by daemon/probes. Size set at load. */
@@ -828,6 +831,7 @@ int BPF_PROG(send_begin, const struct sock *sk, const struct msghdr *msg, const 
 
 /* A send that moved nothing (an error, EAGAIN): the next one starts afresh. */
 static __always_inline void send_failed(const struct sock *sk) {
+  if (!use_send_begin) return;
   struct conn_state *cs = conn_get(sk);
   if (cs) cs->flags &= ~CS_SEND_BEGIN;
 }

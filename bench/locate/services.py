@@ -20,7 +20,10 @@ changes. Keys (defaults in DEFAULTS):
   svc-c.read_mb         MiB of the data file read through the page cache per request
   svc-c.alloc_mb        MiB of anonymous memory allocated and touched per request
   svc-c.serial_busy_ms  >0: one request at a time, and the single worker is busy this
-                        long (off CPU) before it reads each request   (fault queue)
+                        long (off CPU) before it reads each request   (faults queue, accept_queue)
+  svc-c.accept_backlog  >0: the listen backlog (listen() again), and the single worker
+                        also accepts: connections wait in the kernel's accept queue, and
+                        SYNs beyond it are dropped                    (fault accept_queue)
   db.delay_ms           delay before each answer                       (fault slow_downstream)
 """
 import argparse
@@ -41,7 +44,8 @@ import time
 DEFAULTS = {
     "svc-b": {"cpu_ms": 2.0, "extra_cpu_ms": 0.0, "extra_every": 1, "fsync_rounds": 1, "fsync_kib": 4,
               "fresh_conn": 0},
-    "svc-c": {"cpu_ms": 3.0, "read_mb": 4, "alloc_mb": 0, "fail_status": 0, "serial_busy_ms": 0.0},
+    "svc-c": {"cpu_ms": 3.0, "read_mb": 4, "alloc_mb": 0, "fail_status": 0, "serial_busy_ms": 0.0,
+              "accept_backlog": 0},
     "db": {"delay_ms": 1.0},
 }
 
@@ -104,6 +108,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # request waits in this socket, unread, while the worker is busy elsewhere. Nobody
         # pipelines here, so nothing waits in rfile's buffer when the socket is empty.
         select.select([self.connection], [], [])
+        try:
+            eof = self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            eof = True
+        if eof:  # the caller closed: nothing to serve, and no reason to be busy
+            self.close_connection = True
+            return
         with self.server.single:
             time.sleep(busy / 1000.0)
             return super().handle_one_request()
@@ -127,6 +138,29 @@ class Server(http.server.ThreadingHTTPServer):
 
     def serial_busy_ms(self):
         return 0.0
+
+    def accept_backlog(self):
+        return 0
+
+    def service_actions(self):
+        # Between accepts (serve_forever's loop): follow the control's backlog.
+        want = self.accept_backlog() or self.request_queue_size
+        if want != getattr(self, "_backlog", self.request_queue_size):
+            self.socket.listen(want)  # Linux resizes a listening socket's queue in place
+            self._backlog = want
+
+    def process_request(self, request, client_address):
+        if not self.accept_backlog():
+            return super().process_request(request, client_address)
+        # The single worker accepts too: the next connection waits in the accept queue
+        # until this one is served.
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 — a broken peer must not stop the accept loop
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+        self.service_actions()
 
 
 class Pool:
@@ -282,6 +316,7 @@ def run_svc_c(a):
     srv = Server(("0.0.0.0", a.port), Handler)
     srv.work = work
     srv.serial_busy_ms = lambda: float(ctl.get()["serial_busy_ms"])
+    srv.accept_backlog = lambda: int(ctl.get()["accept_backlog"])
     print("svc-c listening on 0.0.0.0:%d" % a.port, flush=True)
     srv.serve_forever()
 

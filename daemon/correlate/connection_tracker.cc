@@ -164,6 +164,8 @@ struct ConnectionTracker::Conn {
   std::string_view tls_version;  // from its ServerHello (a constant), empty: unknown
   bool h2_failed = false;  // counted as undecodable
   bool nat_noted = false;  // queued for a conntrack lookup (CLIENT connections, once)
+  bool listen_watched = false;  // SERVER: its process's listen drops are sampled
+  uint32_t callee_tgid = 0;     // CLIENT: the process on this node that claimed its requests
   std::deque<uint32_t> self_streams;  // streams of isotrace's own exports (bounded)
   int32_t fd = -1;
   bool edge = false;  // seen at a sandbox's network edge (SocketEvent::edge)
@@ -766,6 +768,8 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   s.edge = c.edge;
   AddBreakdown(c, p, end_snap, end, &s);
   AddPeerIncidents(c, req.first_ts_ns, end, &s);
+  if (listen_ && s.kind == SpanKind::kClient && p.connect_ns && s.net.retransmits.value_or(0) > 0)
+    AddListenDrops(c, req.first_ts_ns, end, &s);
   stats_.spans++;
   sink_(std::move(s));
 }
@@ -1185,6 +1189,7 @@ std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeerAt(const
     return std::nullopt;
   }
   stats_.links_peer++;
+  peer.callee_tgid = c.key.tgid;
   if (oldest_recent) {
     oldest_recent->claimed = true;
     return *oldest_recent;
@@ -1296,6 +1301,12 @@ void ConnectionTracker::ResolveServer(Conn& c, Pending& p, bool in_pending) {
   }
   p.resolved = true;
   auto peer = ClaimPeer(c, p);
+  if (peer && listen_ && !c.listen_watched) {
+    // A callee with a caller on this node: its listen drops tell a full accept queue
+    // from a lost SYN on that caller's spans (AddListenDrops).
+    c.listen_watched = true;
+    listen_->Watch(c.key.tgid, clock_->MonotonicNowNs());
+  }
   if (peer) {
     p.local_parent = peer->span_id;
     p.remote_parent = true;  // the parent lives in another process
@@ -1325,10 +1336,7 @@ void ConnectionTracker::ResolveServer(Conn& c, Pending& p, bool in_pending) {
   p.flags = 1;
 }
 
-void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t to, Span* s) {
-  // The connection's other end on this node: its retransmits and resets are this call's
-  // too, both ways: a CLIENT span's lost responses retransmit from the server's socket,
-  // a SERVER span's lost request segments from the caller's.
+ConnectionTracker::Tuple ConnectionTracker::PeerTuple(const Conn& c) const {
   Tuple peer = TupleOf(c, /*mirrored=*/true);
   if (!nat_fwd_.empty() || !nat_rev_.empty()) {
     // Behind NAT the other end's socket has another tuple (AskNat).
@@ -1338,6 +1346,25 @@ void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t 
       peer = r->second;
     }
   }
+  return peer;
+}
+
+void ConnectionTracker::AddListenDrops(const Conn& c, uint64_t from, uint64_t to, Span* s) {
+  // The callee: the process that claimed this connection's requests, else the one at its
+  // other end now (the CLIENT span can go out before its callee's span claimed it).
+  uint32_t callee = c.callee_tgid;
+  if (callee == 0)
+    if (auto bt = by_tuple_.find(PeerTuple(c)); bt != by_tuple_.end()) callee = bt->second.tgid;
+  if (callee == 0 || callee == c.key.tgid) return;
+  if (auto d = listen_->Between(callee, from, to, clock_->MonotonicNowNs()))
+    s->net.listen_drops = static_cast<int64_t>(*d);
+}
+
+void ConnectionTracker::AddPeerIncidents(const Conn& c, uint64_t from, uint64_t to, Span* s) {
+  // The connection's other end on this node: its retransmits and resets are this call's
+  // too, both ways: a CLIENT span's lost responses retransmit from the server's socket,
+  // a SERVER span's lost request segments from the caller's.
+  const Tuple peer = PeerTuple(c);
   if (c.role == Role::kClient && !synacks_.empty()) {
     // SYN-ACKs the callee's listener resent while this side waited in connect().
     if (auto sa = synacks_.find(peer); sa != synacks_.end()) {

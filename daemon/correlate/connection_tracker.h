@@ -50,6 +50,7 @@
 #include "daemon/correlate/http2.h"
 #include "daemon/correlate/span.h"
 #include "daemon/probes/conntrack.h"
+#include "daemon/probes/listen_drops.h"
 #include "daemon/probes/socket_event.h"
 #include "daemon/util/clock.h"
 
@@ -140,6 +141,8 @@ class ConnectionTracker {
   void SetFeatures(const TrackerFeatures& f) { features_ = f; }
   // Where NAT'd connections' other ends are looked up (null: not looked up). Not owned.
   void SetNat(probes::NatLookup* nat) { nat_ = nat; }
+  // Where the listen drops of callees' namespaces are read (null: not read). Not owned.
+  void SetListenDrops(probes::ListenDrops* l) { listen_ = l; }
   size_t connections() const { return conns_.size(); }
 
  private:
@@ -237,6 +240,11 @@ class ConnectionTracker {
             uint64_t end_mono, std::string_view error_type);
   void AddBreakdown(const Conn& c, const Pending& p, const Snap* end, uint64_t end_mono, Span* s);
   void AddPeerIncidents(const Conn& c, uint64_t from, uint64_t to, Span* s);
+  // The 4-tuple of c's other end's socket (mirrored, or through NAT where translated).
+  Tuple PeerTuple(const Conn& c) const;
+  // A CLIENT span on a fresh connection that retransmitted: its callee's listen drops.
+  void AddListenDrops(const Conn& c, uint64_t from, uint64_t to, Span* s);
+  probes::ListenDrops* listen_ = nullptr;
 
   TrackerLimits limits_;
   util::Clock* clock_;

@@ -61,6 +61,11 @@ struct Breakdown {
 struct Net {
   std::optional<int64_t> retransmits;  // on the connection (and its local peer) in the span
   std::optional<int64_t> srtt_us;      // smoothed RTT at the span's end
+  // CLIENT span on a connection it opened, with retransmits: connection attempts the
+  // listeners of the callee's network namespace dropped in the span (a full accept
+  // queue: probes/listen_drops.h). Absent: not asked (no retransmit, callee not on this
+  // node) or not known (no sample before the connect).
+  std::optional<int64_t> listen_drops;
 };
 
 // Kernel incidents that touched the request (span events); the names are the verdict

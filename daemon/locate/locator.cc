@@ -33,6 +33,7 @@ struct Breakdown {
   int64_t unseen = 0;
   int64_t retransmits = 0;
   int64_t drops = 0;  // packets the node's own firewall dropped on the way out
+  int64_t listen_drops = 0;  // CLIENT: attempts the callee's listeners dropped meanwhile
   bool reset = false;
   bool oom = false;
 };
@@ -50,6 +51,7 @@ Breakdown BreakdownOf(const Span& s) {
   b.other = k.offcpu_other_ns.value_or(0);
   b.unseen = k.downstream_unseen_ns.value_or(0);
   b.retransmits = s.net.retransmits.value_or(0);
+  b.listen_drops = s.net.listen_drops.value_or(0);
   for (const auto& e : s.incidents) {
     if (e.kind == correlate::IncidentKind::kTcpReset) b.reset = true;
     if (e.kind == correlate::IncidentKind::kOomKill) b.oom = true;
@@ -437,7 +439,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       a.excess += std::max<int64_t>(0, value - base);
     };
     // Hand-off gaps: a CLIENT span's wait that its local child does not cover, without
-    // network evidence on the connection. Judged by where it lies (docs/locate.md §4):
+    // network evidence on the connection. Judged by where it lies (docs/locate.md §2):
     // before the callee's first read (the request queued at the callee) or after the
     // callee's last write (the answer on its way back).
     struct Handoff {
@@ -500,6 +502,12 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       if (n.h->span.kind == SpanKind::kClient) {
         if (n.bd.reset)
           add(svc, {"network", "tcp_reset"}, n.comp[kGap], base(kGap));
+        else if (n.bd.retransmits > 0 && n.bd.listen_drops > 0)
+          // The retransmits answer drops at the callee's listeners, not on the wire: its
+          // accept queue was full (docs/locate.md §2). The connect and the wait after it
+          // are the callee's queue.
+          add(n.kids.empty() ? svc : ServiceName(*nodes[n.kids.front()].h->resource), {"downstream", "queue"},
+              n.comp[kGap], base(kGap));
         else if (n.bd.retransmits > 0)
           add(svc, {"network", "tcp_retransmit"}, n.comp[kGap], base(kGap));
         else if (n.bd.drops > 0)

@@ -128,7 +128,7 @@ otlp::LogRecord VerdictLogRecord(const locate::Verdict& v) {
 // --stats-file): the same numbers as the final log lines, machine-readable.
 void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool exporter_ok,
                     const probes::L7Counters& pc, const std::optional<probes::ProcCounters>& proc,
-                    const correlate::TrackerStats& ts) {
+                    const correlate::TrackerStats& ts, const probes::ListenDropsStats& ld) {
   std::string dropped = "{}";
   std::string failures = "{}";
   if (es != nullptr) {
@@ -178,7 +178,8 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
       ", \"links_peer_nat\": ", ts.links_peer_nat, ", \"links_nat_ambiguous\": ", ts.links_nat_ambiguous,
       ", \"nat_lookups\": ", ts.nat_lookups, ", \"nat_translated\": ", ts.nat_translated,
       ", \"nat_no_entry\": ", ts.nat_no_entry, ", \"nat_errors\": ", ts.nat_errors,
-      ", \"nat_asks_dropped\": ", ts.nat_asks_dropped, "}}\n");
+      ", \"nat_asks_dropped\": ", ts.nat_asks_dropped, ", \"listen_samples\": ", ld.samples,
+      ", \"listen_read_errors\": ", ld.read_errors, ", \"listen_namespaces\": ", ld.namespaces, "}}\n");
   // Write then rename, so a reader never sees half a file.
   const std::string tmp = path + ".tmp";
   if (FILE* f = std::fopen(tmp.c_str(), "w")) {
@@ -331,7 +332,8 @@ void Node::Stop() {
     services_->Shutdown(deadline());
   }
   if (options_.serve && !cfg_.stats_file.empty())
-    WriteStatsFile(cfg_.stats_file, es ? &*es : nullptr, exporter_ok, pc, pipeline_.proc_counters(), ts);
+    WriteStatsFile(cfg_.stats_file, es ? &*es : nullptr, exporter_ok, pc, pipeline_.proc_counters(), ts,
+                   pipeline_.listen_drops_stats());
   spdlog::info("stopped: {} spans, {} events, {} lost in the kernel, {} connections not HTTP",
                ts.spans, pc.received, pc.ringbuf_drops, ts.connections_not_http);
 }

@@ -87,6 +87,7 @@ absl::Status Pipeline::Start() {
   probe_ = std::move(*probe);
   const auto& f = probe_->features();
   tracker_.SetFeatures({f.memstall, f.steal, f.tcp_incidents});
+  tracker_.SetListenDrops(&listen_drops_);
   if (cfg_.conntrack) {
     auto ct = probes::Conntrack::Create();
     if (ct.ok()) {
@@ -183,6 +184,7 @@ void Pipeline::MaybeHousekeep() {
   if (now - last_housekeep_ns_ < kHousekeepEveryNs) return;
   last_housekeep_ns_ = now;
   tracker_.Expire(now);
+  listen_drops_.Sample(now);
   if (conntrack_) {
     conntrack_->Expire();
     if (const auto& cs = conntrack_->stats(); cs.errors != conntrack_errors_logged_) {

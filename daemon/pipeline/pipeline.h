@@ -54,6 +54,7 @@ class Pipeline {
   void AddTicker(std::function<void()> t) { tickers_.push_back(std::move(t)); }
   SpanStore& store() { return store_; }
   const correlate::TrackerStats& tracker_stats() const { return tracker_.stats(); }
+  const probes::ListenDropsStats& listen_drops_stats() const { return listen_drops_.stats(); }
   probes::L7Counters probe_counters() const;
   // The proc probe's (exec/exit/.wasm opens); nullopt when it could not load.
   std::optional<probes::ProcCounters> proc_counters() const;
@@ -73,6 +74,7 @@ class Pipeline {
   std::unique_ptr<locate::Locator> locator_;  // null: locate.enabled = false
   std::vector<VerdictConsumer> verdict_consumers_;
   std::unique_ptr<probes::Conntrack> conntrack_;  // null: correlate.conntrack off, or unreachable
+  probes::ListenDrops listen_drops_;  // callees' namespaces (a full accept queue), housekeeping
   correlate::ConnectionTracker tracker_;
   std::unique_ptr<probes::L7Probe> probe_;
   std::unique_ptr<probes::ProcProbe> proc_probe_;

@@ -45,6 +45,7 @@ inline constexpr std::string_view kDownstreamUnseenNs = "isotrace.downstream.uns
 inline constexpr std::string_view kNetConnectNs = "isotrace.net.connect_ns";
 inline constexpr std::string_view kNetRetransmits = "isotrace.net.retransmits";
 inline constexpr std::string_view kNetSrttUs = "isotrace.net.srtt_us";
+inline constexpr std::string_view kNetListenDrops = "isotrace.net.listen_drops";
 // Spans seen at a sandbox's network edge (docs/layers.md): where the span was observed
 // ("sandbox_edge"; absent: at the process's sockets) and the breakdown's scope
 // ("sandbox": the parts are the sandbox's threads' time in the window, not the request's).

@@ -32,6 +32,7 @@ void ForEachIsotraceAttribute(const correlate::Span& s, F&& f) {
   put(semconv::kNetRetransmits, s.net.retransmits);
   put(semconv::kNetSrttUs, s.net.srtt_us);
   put(semconv::kNetConnectNs, b.connect_ns);
+  put(semconv::kNetListenDrops, s.net.listen_drops);
   put(semconv::kDownstreamNs, b.downstream_ns);
   if (s.edge) f(semconv::kObservedAt, std::string_view("sandbox_edge"));
   if (b.sandbox_scope) f(semconv::kBreakdownScope, std::string_view("sandbox"));

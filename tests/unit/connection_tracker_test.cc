@@ -7,7 +7,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <span>
 #include <string>
@@ -1301,6 +1305,83 @@ TEST_F(ConnectionTrackerTest, FirstClientRequestCoversItsConnect) {
   EXPECT_EQ(spans_[1].path, "/second");
   EXPECT_EQ(spans_[1].start_unix_ns, Unix(Enter(20)));
   EXPECT_FALSE(spans_[1].breakdown.connect_ns.has_value());
+}
+
+// A caller's SYN goes unanswered either because the network lost it or because the
+// callee's full accept queue dropped it; only the callee's namespace's ListenDrops tells
+// which. The CLIENT span of a fresh connection that retransmitted carries the drops
+// between a reading before its connect and one after its end (a fake /proc here), and
+// the callee is watched from its first call linked on this node.
+TEST_F(ConnectionTrackerTest, ARetransmittingConnectCarriesItsCalleesListenDrops) {
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/isotrace-listen-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const fs::path root = tmpl;
+  links::Chain c;
+  auto drops = [&](uint64_t n) {
+    fs::create_directories(root / "200" / "net");
+    fs::create_directories(root / "200" / "ns");
+    if (!fs::is_symlink(root / "200" / "ns" / "net")) fs::create_symlink("net:[4026532100]", root / "200" / "ns" / "net");
+    std::ofstream(root / "200" / "net" / "netstat") << "TcpExt: ListenOverflows ListenDrops\nTcpExt: " << n << " " << n
+                                                    << "\n";
+  };
+  uint64_t mono = 0;
+  util::Clock clk([&] { return mono; }, [&] { return mono + kOffset; });
+  probes::ListenDrops listen(root.string());
+  tracker_ = std::make_unique<ConnectionTracker>(TrackerLimits(), &clk,
+                                                 [this](Span&& s) { spans_.push_back(std::move(s)); });
+  tracker_->SetListenDrops(&listen);
+  // A first call, linked: B is watched (its namespace read now, at 5).
+  drops(5);
+  mono = Exit(3);
+  Send(c.a_out, Get("/warm"), 1);
+  Recv(c.b_in, Get("/warm"), 2);
+  Send(c.b_in, Response(200, "OK", "w"), 3);
+  Recv(c.a_out, Response(200, "OK", "w"), 4);
+  ASSERT_EQ(spans_.size(), 2u);
+  EXPECT_FALSE(spans_[1].net.listen_drops.has_value()) << "no fresh connection, no retransmit";
+  // A fresh connection whose SYN was resent while B's queue dropped 3 attempts.
+  auto call = [&](uint16_t port, uint64_t t0, uint64_t syn_retransmits) {
+    Sock a = c.a_out, b = c.b_in;
+    a.sock_id = b.sock_id = 0;  // distinct sockets below
+    a.sock_id = 50 + port;
+    b.sock_id = 60 + port;
+    a.fd = 11;
+    b.fd = 12;
+    a.lport = b.rport = port;
+    SocketEvent con = Base(a, Kind::kConnected, t0);
+    con.conn_start_ns = con.ts_exit_ns;
+    con.established_ns = Exit(t0 + 1000);
+    tracker_->OnEvent(con);
+    Send(a, Get("/q"), t0 + 1001);
+    Recv(b, Get("/q"), t0 + 1002);
+    Send(b, Response(200, "OK", "q"), t0 + 1003);
+    mono = Exit(t0 + 1004);
+    SocketEvent r = Base(a, Kind::kData, t0 + 1004);
+    r.dir = Dir::kIngress;
+    const std::string resp = Response(200, "OK", "q");
+    r.payload = resp;
+    r.ret = static_cast<int64_t>(resp.size());
+    r.retransmits = static_cast<uint32_t>(syn_retransmits);
+    tracker_->OnEvent(r);
+  };
+  drops(8);
+  call(42001, 10, 1);
+  ASSERT_EQ(spans_.size(), 4u);
+  EXPECT_EQ(spans_[3].kind, SpanKind::kClient);
+  EXPECT_EQ(spans_[3].net.retransmits, 1);
+  EXPECT_EQ(spans_[3].net.listen_drops, 3) << "read now (no reading after the span yet) minus the one before";
+  // Lost on the wire: the queue dropped nothing meanwhile.
+  call(42002, 5000, 1);
+  ASSERT_EQ(spans_.size(), 6u);
+  EXPECT_EQ(spans_[5].net.listen_drops, 0);
+  // No retransmit: not asked.
+  drops(20);
+  call(42003, 9000, 0);
+  ASSERT_EQ(spans_.size(), 8u);
+  EXPECT_FALSE(spans_[7].net.listen_drops.has_value());
+  tracker_.reset();
+  fs::remove_all(root);
 }
 
 TEST_F(ConnectionTrackerTest, ResentSynAcksOfTheCalleesListenerLandOnTheCallersConnect) {

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@ std::shared_ptr<const correlate::Resource> Res(const std::string& service, bool 
 struct Acct {
   int64_t oncpu = 0, runq = 0, throttled = 0, blkio = 0, memstall = 0, steal = 0, other = 0, unseen = 0;
   int64_t retransmits = 0;
+  std::optional<int64_t> listen_drops;  // CLIENT: the callee's listen drops in the span
 };
 
 class LocateTest : public ::testing::Test {
@@ -74,6 +76,7 @@ class LocateTest : public ::testing::Test {
     bd.offcpu_other_ns = a.other;
     if (kind == SpanKind::kServer) bd.downstream_unseen_ns = a.unseen;
     else s.net.retransmits = a.retransmits;
+    s.net.listen_drops = a.listen_drops;
     return s;
   }
 
@@ -83,7 +86,7 @@ class LocateTest : public ::testing::Test {
   // `pre_part` of the gap lies before the back end's first read, the rest after its
   // answer left.
   void Chain(uint64_t t0, const Acct& b, int64_t net_gap = 200'000, int64_t retransmits = 0, int status = 200,
-             int drops = 0, double pre_part = 0.5) {
+             int drops = 0, double pre_part = 0.5, std::optional<int64_t> listen_drops = std::nullopt) {
     const int64_t b_dur = b.oncpu + b.runq + b.throttled + b.blkio + b.memstall + b.other;
     const uint64_t id = ++trace_;
     const uint64_t a_srv = id * 10 + 1, a_cli = id * 10 + 2, b_srv = id * 10 + 3;
@@ -98,6 +101,7 @@ class LocateTest : public ::testing::Test {
     ca.oncpu = 20'000;
     ca.other = static_cast<int64_t>(cli_end - cli_start) - 20'000;
     ca.retransmits = retransmits;
+    ca.listen_drops = listen_drops;
     Span cs = MakeSpan(SpanKind::kClient, a_cli, a_srv, cli_start, cli_end, ca);
     for (int i = 0; i < drops; i++) {
       correlate::Incident e;
@@ -276,6 +280,23 @@ TEST_F(LocateTest, LostPacketsBlameTheCallersNetworkAndAPlainGapIsNotTheNetwork)
   ASSERT_EQ(verdicts_.size(), 1u);
   EXPECT_EQ(verdicts_[0].service, "back");
   EXPECT_EQ(verdicts_[0].cause, "runqueue");
+}
+
+// A SYN resent after 1 s: lost on the wire, or dropped by the callee's full accept queue.
+// The retransmit alone reads as the caller's network; with the callee's listeners
+// dropping attempts meanwhile it is the callee's queue, connect and wait together.
+TEST_F(LocateTest, ARetransmittedConnectIsTheCalleesQueueWhenItsListenersDroppedAttempts) {
+  Warm(15, Usual());
+  Chain(now_ + kMs, Usual(), /*net_gap=*/1100 * kMs, /*retransmits=*/1, 200, 0, /*pre_part=*/1.0,
+        /*listen_drops=*/4);
+  ExpectOneVerdict("back", "downstream", "queue");
+  verdicts_.clear();
+  Chain(now_ + kMs, Usual(), /*net_gap=*/1100 * kMs, /*retransmits=*/1, 200, 0, /*pre_part=*/1.0,
+        /*listen_drops=*/0);
+  ExpectOneVerdict("front", "network", "tcp_retransmit");
+  verdicts_.clear();
+  Chain(now_ + kMs, Usual(), /*net_gap=*/1100 * kMs, /*retransmits=*/1, 200, 0, /*pre_part=*/1.0);
+  ExpectOneVerdict("front", "network", "tcp_retransmit");  // not known: as before
 }
 
 // The case: a 1.4 s wait before a normal callee read its request (no retransmit,

@@ -343,6 +343,7 @@ TEST(OtlpEncode, BreakdownMeasuresAbsentStayAbsentZeroStaysZero) {
   s.breakdown.downstream_unseen_ns = 0;
   s.breakdown.downstream_ns = 11;
   s.net.srtt_us = 42;  // memstall, steal, retransmits, connect: absent (no kernel hook)
+  s.net.listen_drops = 0;  // asked and none: present as 0
   const auto a = Attrs(EncodeOne(s).attributes());
   EXPECT_EQ(a.at("isotrace.app.oncpu_ns"), "i:0");
   EXPECT_EQ(a.at("isotrace.kernel.runq_ns"), "i:7");
@@ -350,6 +351,7 @@ TEST(OtlpEncode, BreakdownMeasuresAbsentStayAbsentZeroStaysZero) {
   EXPECT_EQ(a.at("isotrace.downstream.unseen_ns"), "i:0");
   EXPECT_EQ(a.at("isotrace.downstream_ns"), "i:11");
   EXPECT_EQ(a.at("isotrace.net.srtt_us"), "i:42");
+  EXPECT_EQ(a.at("isotrace.net.listen_drops"), "i:0");
   for (const char* absent : {"isotrace.kernel.memstall_ns", "isotrace.vm.steal_ns",
                              "isotrace.net.retransmits", "isotrace.net.connect_ns",
                              "isotrace.verdict.layer"})
