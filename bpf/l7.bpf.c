@@ -64,6 +64,8 @@ const volatile __u8 use_sk_storage = 0;
 /* send_begin is attached (a CLIENT span's first write timed from its start): failed sends
  * clear its mark; without it they look nothing up. */
 const volatile __u8 use_send_begin = 0;
+/* The same for TLS, from SSL_write's entry (the uprobes): any kernel. */
+const volatile __u8 tls_send_begin = 0;
 
 /* Ring buffer of struct l7_event (variable length: header + captured bytes).
  * Written by every handler, read by daemon/probes. Size set at load. */
@@ -1251,6 +1253,18 @@ static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 num, __u64 len_
   t->emitted = 0;
   t->depth = 0;
   t->ts = bpf_ktime_get_ns();
+  if (op == TLS_OP_WRITE && tls_send_begin) {
+    /* A request's first write on a TLS connection this side opened starts here, before
+     * OpenSSL encrypts it (send_begin's rule, on the plaintext stream). */
+    struct tls_key k = {.ssl = ssl, .tgid = bpf_get_current_pid_tgid() >> 32};
+    struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &k);
+    if (tc && (tc->cs.flags & (CS_CONNECTED | CS_CONNECT_SENT | CS_SEND_BEGIN)) == (CS_CONNECTED | CS_CONNECT_SENT) &&
+        tc->cs.last_dir != L7_DIR_EGRESS) {
+      tc->cs.send_begin_ns = t->ts;
+      acct_snapshot(&tc->cs.connect_acct, t->ts);
+      tc->cs.flags |= CS_SEND_BEGIN;
+    }
+  }
   return 0;
 }
 
@@ -1283,7 +1297,10 @@ static __always_inline int tls_exit(long ret) {
     }
     return 0;
   }
-  if (n <= 0) return 0;
+  if (n <= 0) {
+    if (tc && c.op == TLS_OP_WRITE) tc->cs.flags &= ~CS_SEND_BEGIN; /* the next one starts afresh */
+    return 0;
+  }
   if (!tc) {
     count(L7_CNT_TLS_UNTIED);
     return 0;

@@ -34,6 +34,8 @@ if [ "$profile" = test ]; then
   pkgs+=(
     # unit tests and micro-benchmarks
     libgtest-dev libgmock-dev libbenchmark-dev
+    # the BPF test's in-process TLS client and server (OpenSSL, whose calls the uprobes see)
+    libssl-dev
     # the sanitizer tree's libFuzzer and sanitizer runtimes for clang (only recommended by clang)
     libclang-rt-14-dev
     # tests: real servers, load, sandboxes, containers

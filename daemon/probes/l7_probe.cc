@@ -229,6 +229,7 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   const bool has_send_start = HasTypedef(vmlinux, "btf_trace_tcp_sendmsg_locked");
   f.send_begin = options.client_write_start && has_send_start;
   rodata->use_send_begin = f.send_begin ? 1 : 0;
+  rodata->tls_send_begin = options.client_write_start ? 1 : 0;
   if (!f.send_begin) {
     bpf_program__set_autoload(sk->progs.send_begin, false);
     if (!has_send_start)

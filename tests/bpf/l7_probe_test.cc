@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -369,7 +372,9 @@ TEST_P(L7ProbeTest, LostRecordsShowAsGapsInSeqAndPosition) {
     ASSERT_EQ(write(server, "HTTP/1.1 204 No Content\r\n\r\n", 27), 27);
     ASSERT_EQ(read(client, buf, 27), 27);
     // The first half bursts into the full ring; the second half is read as it comes.
-    if (i >= 12) ASSERT_TRUE(probe_->Poll(0).ok());
+    if (i >= 12) {
+      ASSERT_TRUE(probe_->Poll(0).ok());
+    }
   }
   Drain(1);
   const L7Counters c = probe_->counters();
@@ -527,9 +532,107 @@ TEST_P(L7ProbeTest, AClientRequestsFirstWriteIsTimedFromTheStartOfItsSend) {
   EXPECT_GE(next->ev.acct.sleep_ns - w->ev.acct.sleep_ns, 250'000'000ull)
       << "the snapshot is of the send's start: the blocked write's sleep comes after it";
   // Later writes of the same request and the server's answers: end-of-write snapshots.
-  for (const auto* c : cdata)
-    if (c != w) EXPECT_FALSE(c->ev.acct_at_enter) << "seq " << c->ev.seq;
+  for (const auto* c : cdata) {
+    if (c != w) {
+      EXPECT_FALSE(c->ev.acct_at_enter) << "seq " << c->ev.seq;
+    }
+  }
   for (const auto* c : Of(server, SocketEvent::Kind::kData)) EXPECT_FALSE(c->ev.acct_at_enter);
+}
+
+// An OpenSSL server context with a throwaway self-signed certificate, and a client
+// context that does not verify it: the TLS test's two ends, in this process.
+struct TlsContexts {
+  SSL_CTX* server = nullptr;
+  SSL_CTX* client = nullptr;
+  TlsContexts() {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* cert = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("isotrace-test"), -1,
+                               -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509_sign(cert, key, EVP_sha256());
+    server = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(server, cert);
+    SSL_CTX_use_PrivateKey(server, key);
+    client = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(client, SSL_VERIFY_NONE, nullptr);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+  }
+  ~TlsContexts() {
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+  }
+};
+
+// The same rule over TLS, from the uprobes on any kernel: a request's first write on a
+// connection this side opened starts at SSL_write's entry (before OpenSSL encrypts it),
+// with the thread's accounting then; the plaintext record goes out as the first
+// ciphertext leaves.
+TEST_P(L7ProbeTest, ATlsClientRequestsFirstWriteIsTimedFromSslWritesEntry) {
+  if (probe_->counters().tls_targets == 0) {
+    if (RequireBpf()) FAIL() << "no TLS uprobes on this process's libssl";
+    GTEST_SKIP() << "no TLS uprobes";
+  }
+  TlsContexts ctx;
+  int listener, client, server;
+  uint16_t port;
+  MakePair(&listener, &client, &server, &port);
+  const std::string req1 = "GET /one HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string req2 = "GET /two HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  std::thread srv([&] {
+    SSL* s = SSL_new(ctx.server);
+    SSL_set_fd(s, server);
+    if (SSL_accept(s) == 1) {
+      char buf[4096];
+      for (int i = 0; i < 2; i++) {
+        if (SSL_read(s, buf, sizeof(buf)) <= 0) break;
+        if (SSL_write(s, resp.data(), static_cast<int>(resp.size())) <= 0) break;
+      }
+    }
+    SSL_shutdown(s);
+    SSL_free(s);
+  });
+  SSL* c = SSL_new(ctx.client);
+  SSL_set_fd(c, client);
+  ASSERT_EQ(SSL_connect(c), 1);
+  char buf[4096];
+  ASSERT_EQ(SSL_write(c, req1.data(), static_cast<int>(req1.size())), static_cast<int>(req1.size()));
+  ASSERT_EQ(SSL_read(c, buf, sizeof(buf)), static_cast<int>(resp.size()));
+  const uint64_t before = MonoNs();
+  ASSERT_EQ(SSL_write(c, req2.data(), static_cast<int>(req2.size())), static_cast<int>(req2.size()));
+  const uint64_t after = MonoNs();
+  ASSERT_EQ(SSL_read(c, buf, sizeof(buf)), static_cast<int>(resp.size()));
+  srv.join();
+  SSL_free(c);
+  close(server);
+  close(client);
+  close(listener);
+  Drain(6);
+
+  const Captured* w1 = nullptr;
+  const Captured* w2 = nullptr;
+  for (const auto* d : Of(client, SocketEvent::Kind::kData)) {
+    if (d->payload.rfind("GET /one", 0) == 0) w1 = d;
+    if (d->payload.rfind("GET /two", 0) == 0) w2 = d;
+  }
+  ASSERT_NE(w1, nullptr) << "the plaintext of the first request";
+  ASSERT_NE(w2, nullptr) << "the plaintext of the second request";
+  EXPECT_FALSE(w1->ev.acct_at_enter) << "the connection's first request: its span starts at connect";
+  EXPECT_TRUE(w2->ev.acct_at_enter);
+  EXPECT_GE(w2->ev.ts_enter_ns, before);
+  EXPECT_LT(w2->ev.ts_enter_ns, w2->ev.ts_exit_ns) << "SSL_write's entry, before its first record left";
+  EXPECT_LE(w2->ev.ts_exit_ns, after);
+  EXPECT_TRUE(w2->ev.acct.valid);
+  EXPECT_EQ(w2->ev.tid, tid_);
+  for (const auto* d : Of(server, SocketEvent::Kind::kData)) EXPECT_FALSE(d->ev.acct_at_enter) << d->payload;
 }
 
 INSTANTIATE_TEST_SUITE_P(DataHooks, L7ProbeTest, ::testing::Values(false, true),
