@@ -76,6 +76,10 @@ struct ConnectionTracker::Pending {
   uint8_t flags = 0;
   std::string tracestate;
   bool remote_parent = false;
+  // SERVER, linked to a caller on this node: when the caller began sending the request
+  // (its own first write, monotonic). The caller's socket incidents from then on
+  // delayed this request, even those before this end's first read (AddPeerIncidents).
+  uint64_t caller_start_ns = 0;
   std::optional<TraceContext> header;  // the request's valid traceparent
   bool app_propagated = false;         // CLIENT: the header is the app's own context
   bool claimed = false;                // CLIENT: a SERVER request on this node answers it
@@ -103,6 +107,7 @@ struct ConnectionTracker::ClientCtx {
   std::string target;
   bool claimed = false;
   uint32_t stream_id = 0;  // HTTP/2: the stream (the same id on both ends)
+  uint64_t start_ns = 0;   // the request's first write (monotonic)
 };
 
 struct ConnectionTracker::ClosedClient {
@@ -714,7 +719,7 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
     // A SERVER request on this node may still come to claim it (see ClientCtx).
     if (c.recent_clients.size() >= Conn::kMaxRecentClients) c.recent_clients.pop_front();
     c.recent_clients.push_back({p.id, p.trace_id, p.span_id, p.flags, p.tracestate, p.app_propagated,
-                                p.header, req.method, req.target, false, p.stream_id});
+                                p.header, req.method, req.target, false, p.stream_id, req.first_ts_ns});
   }
 
   s.tracestate = std::move(p.tracestate);  // after recent_clients took its copy
@@ -767,7 +772,14 @@ void ConnectionTracker::Emit(Conn& c, Pending& p, const HttpMessage* resp, const
   s.sock_id = c.sock_id;
   s.edge = c.edge;
   AddBreakdown(c, p, end_snap, end, &s);
-  AddPeerIncidents(c, req.first_ts_ns, end, &s);
+  // A SERVER span's window for its caller's incidents opens when the caller began to
+  // send: a segment the caller's node dropped before this end's first read still had
+  // to be resent before the request was whole (a fast link can fill the socket buffer
+  // before the server thread wakes).
+  const uint64_t peer_from = s.kind == SpanKind::kServer && p.caller_start_ns != 0
+                                 ? std::min(req.first_ts_ns, p.caller_start_ns)
+                                 : req.first_ts_ns;
+  AddPeerIncidents(c, peer_from, end, &s);
   if (listen_ && s.kind == SpanKind::kClient && p.connect_ns && s.net.retransmits.value_or(0) > 0)
     AddListenDrops(c, req.first_ts_ns, end, &s);
   stats_.spans++;
@@ -1198,7 +1210,7 @@ std::optional<ConnectionTracker::ClientCtx> ConnectionTracker::ClaimPeerAt(const
   if (!q.resolved) ResolveClient(peer, q);
   q.claimed = true;
   return ClientCtx{q.id, q.trace_id, q.span_id, q.flags, q.tracestate, q.app_propagated, q.header,
-                   q.req.method, q.req.target, true, q.stream_id};
+                   q.req.method, q.req.target, true, q.stream_id, q.req.first_ts_ns};
 }
 
 bool ConnectionTracker::CallerRecordMayFollow(const Conn& c, const Pending& p) const {
@@ -1310,6 +1322,7 @@ void ConnectionTracker::ResolveServer(Conn& c, Pending& p, bool in_pending) {
   if (peer) {
     p.local_parent = peer->span_id;
     p.remote_parent = true;  // the parent lives in another process
+    p.caller_start_ns = peer->start_ns;
     if (peer->app_propagated && p.header) {
       // The caller's app propagated its own context: that wins.
       p.trace_id = p.header->trace_id;

@@ -1424,6 +1424,35 @@ TEST_F(ConnectionTrackerTest, ResentSynAcksOfTheCalleesListenerLandOnTheCallersC
   EXPECT_EQ(stats().synack_on_spans, 1u);
 }
 
+TEST_F(ConnectionTrackerTest, ACallersDropBeforeTheServersFirstReadIsTheServerSpansPeerIncident) {
+  // The caller's node dropped a segment of the request while the callee's thread had not
+  // read yet (a fast link fills the socket buffer first). The request was not whole until
+  // the caller resent it, so the SERVER span carries the drop as its peer's; a drop before
+  // the caller began this request belongs to neither span.
+  links::Chain c;
+  Connect(c.a_out, 1);
+  tracker_->OnEvent(Base(c.a_out, Kind::kLocalDrop, 2));
+  Send(c.a_out, Get("/stock"), 4);
+  tracker_->OnEvent(Base(c.a_out, Kind::kLocalDrop, 5));
+  Accept(c.b_in, 5);
+  Recv(c.b_in, Get("/stock"), 6);
+  Send(c.b_in, Response(200, "OK", "7"), 7);
+  Recv(c.a_out, Response(200, "OK", "7"), 8);
+  ASSERT_EQ(spans_.size(), 2u);
+  const Span* a_client = links::Find(spans_, 100, SpanKind::kClient);
+  const Span* b_server = links::Find(spans_, 200, SpanKind::kServer);
+  ASSERT_TRUE(a_client && b_server);
+  ASSERT_EQ(b_server->parent_span_id, a_client->span_id);
+  ASSERT_EQ(b_server->incidents.size(), 1u);
+  EXPECT_EQ(b_server->incidents[0].kind, IncidentKind::kPacketDrop);
+  EXPECT_TRUE(b_server->incidents[0].peer_side);
+  EXPECT_EQ(b_server->incidents[0].time_unix_ns, Unix(Exit(5)));
+  ASSERT_EQ(a_client->incidents.size(), 1u);
+  EXPECT_EQ(a_client->incidents[0].kind, IncidentKind::kPacketDrop);
+  EXPECT_FALSE(a_client->incidents[0].peer_side);
+  EXPECT_EQ(a_client->incidents[0].time_unix_ns, Unix(Exit(5)));
+}
+
 // --- NAT'd service addresses (conntrack) -------------------------------------------
 
 namespace nat {
