@@ -13,9 +13,11 @@ const std::string* StringAttr(const std::vector<Attribute>& attrs, std::string_v
   return nullptr;
 }
 
-std::string ServiceName(const Resource& r) {
+std::string ServiceName(const Resource& r) { return std::string(ServiceNameView(r)); }
+
+std::string_view ServiceNameView(const Resource& r) {
   const std::string* s = StringAttr(r.attributes, otlp::semconv::kServiceName);
-  return s ? *s : "unknown";
+  return s ? std::string_view(*s) : std::string_view("unknown");
 }
 
 }  // namespace isotrace::correlate

@@ -16,5 +16,7 @@ const std::string* StringAttr(const std::vector<Attribute>& attrs, std::string_v
 
 // service.name, "unknown" when the resource has none (daemon/layers always sets one).
 std::string ServiceName(const Resource& r);
+// The same, without a copy: valid while `r` lives.
+std::string_view ServiceNameView(const Resource& r);
 
 }  // namespace isotrace::correlate

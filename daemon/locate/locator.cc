@@ -65,8 +65,10 @@ int64_t Dur(const Span& s) {
   return s.end_unix_ns > s.start_unix_ns ? static_cast<int64_t>(s.end_unix_ns - s.start_unix_ns) : 0;
 }
 
-// Total length of the union of [start, end) intervals, clipped to [lo, hi).
-int64_t UnionLength(std::vector<std::pair<uint64_t, uint64_t>> iv, uint64_t lo, uint64_t hi) {
+using Intervals = absl::InlinedVector<std::pair<uint64_t, uint64_t>, 4>;
+
+// Total length of the union of [start, end) intervals, clipped to [lo, hi) (sorts iv).
+int64_t UnionLength(Intervals& iv, uint64_t lo, uint64_t hi) {
   std::sort(iv.begin(), iv.end());
   int64_t total = 0;
   uint64_t cur_s = 0, cur_e = 0;
@@ -131,7 +133,7 @@ void Locator::Add(std::shared_ptr<const correlate::Resource> resource, Span&& sp
   const bool has_parent = std::any_of(span.local_parent.begin(), span.local_parent.end(),
                                       [](uint8_t b) { return b != 0; });
   const IdKey parent = has_parent ? KeyOf(span.local_parent) : 0;
-  if (has_parent && released_.count(parent)) {
+  if (has_parent && Released(parent)) {
     // Its tree was judged already (an asynchronous child that outlived its parent).
     stats_.late_children++;
     RememberReleased(id);
@@ -139,7 +141,7 @@ void Locator::Add(std::shared_ptr<const correlate::Resource> resource, Span&& sp
     return;
   }
   if (held_.size() >= opt_.max_held_spans) {
-    while (!by_arrival_.empty() && !held_.count(by_arrival_.front().second)) by_arrival_.pop_front();
+    while (!by_arrival_.empty() && !held_.contains(by_arrival_.front().second)) by_arrival_.pop_front();
     if (!by_arrival_.empty()) {
       stats_.held_overflow++;
       stats_.released_unjudged++;
@@ -147,12 +149,25 @@ void Locator::Add(std::shared_ptr<const correlate::Resource> resource, Span&& sp
       by_arrival_.pop_front();
     }
   }
-  if (held_.count(id)) {
+  if (held_.contains(id)) {
     // Span ids are random 64-bit values; a repeat is not ours to judge.
     release_(resource, std::move(span));
     return;
   }
-  held_.emplace(id, Held{std::move(resource), std::move(span), now, seq_++});
+  uint32_t slot;
+  if (free_slots_.empty()) {
+    slot = static_cast<uint32_t>(pool_.size());
+    pool_.emplace_back();
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  Held& h = pool_[slot];
+  h.resource = std::move(resource);
+  h.span = std::move(span);
+  h.arrival_ns = now;
+  h.seq = seq_++;
+  held_.emplace(id, slot);
   by_arrival_.push_back({now, id});
   if (has_parent)
     children_[parent].push_back(id);
@@ -163,7 +178,7 @@ void Locator::Add(std::shared_ptr<const correlate::Resource> resource, Span&& sp
   if (by_arrival_.size() > 4 * size_t{opt_.max_held_spans} + 1024) {
     std::deque<std::pair<uint64_t, IdKey>> kept;
     for (const auto& e : by_arrival_)
-      if (held_.count(e.second)) kept.push_back(e);
+      if (held_.contains(e.second)) kept.push_back(e);
     by_arrival_.swap(kept);
   }
 }
@@ -172,12 +187,12 @@ void Locator::Tick(uint64_t now) {
   while (!roots_due_.empty() && roots_due_.front().first <= now) {
     IdKey root = roots_due_.front().second;
     roots_due_.pop_front();
-    if (held_.count(root)) JudgeAndRelease(root, now);
+    if (held_.contains(root)) JudgeAndRelease(root, now);
   }
   const uint64_t max_wait = uint64_t{opt_.max_wait_ms} * 1'000'000ull;
   while (!by_arrival_.empty()) {
     auto [arrival, id] = by_arrival_.front();
-    if (!held_.count(id)) {
+    if (!held_.contains(id)) {
       by_arrival_.pop_front();
       continue;
     }
@@ -193,10 +208,10 @@ void Locator::Drain(uint64_t now) {
   while (!roots_due_.empty()) {
     IdKey root = roots_due_.front().second;
     roots_due_.pop_front();
-    if (held_.count(root)) JudgeAndRelease(root, now);
+    if (held_.contains(root)) JudgeAndRelease(root, now);
   }
   std::vector<std::pair<uint64_t, IdKey>> rest;
-  for (const auto& [id, h] : held_) rest.push_back({h.seq, id});
+  for (const auto& [id, slot] : held_) rest.push_back({pool_[slot].seq, id});
   std::sort(rest.begin(), rest.end());
   for (const auto& [seq, id] : rest) {
     stats_.released_unjudged++;
@@ -206,32 +221,37 @@ void Locator::Drain(uint64_t now) {
   stats_.held = 0;
 }
 
-void Locator::RememberReleased(IdKey id) {
-  constexpr size_t kRemember = 65536;
-  if (released_.insert(id).second) released_order_.push_back(id);
-  while (released_order_.size() > kRemember) {
-    released_.erase(released_order_.front());
-    released_order_.pop_front();
-  }
-}
+namespace {
+size_t RememberSlot(uint64_t id, int bits) { return static_cast<size_t>((id * 0x9e3779b97f4a7c15ull) >> (64 - bits)); }
+}  // namespace
+
+void Locator::RememberReleased(IdKey id) { released_[RememberSlot(id, kRememberBits)] = id; }
+
+bool Locator::Released(IdKey id) const { return id != 0 && released_[RememberSlot(id, kRememberBits)] == id; }
 
 void Locator::ReleaseOne(IdKey id) {
   auto it = held_.find(id);
   if (it == held_.end()) return;
-  Held h = std::move(it->second);
+  const uint32_t slot = it->second;
   held_.erase(it);
   RememberReleased(id);
+  Held& h = pool_[slot];
   release_(h.resource, std::move(h.span));
+  h.resource.reset();
+  free_slots_.push_back(slot);
 }
 
 std::string Locator::RouteKey(const Held& h) {
-  const std::string service = ServiceName(*h.resource);
+  const std::string_view name = correlate::ServiceNameView(*h.resource);
+  const absl::string_view service(name.data(), name.size());  // Debian's Abseil has its own string_view
   // Routes are the path without the query; a service with very many distinct paths
   // (ids in the path) shares one baseline beyond the first max_routes_per_service.
   // An RPC's route is its service/method (rpc.service, rpc.method).
   std::string route = h.span.rpc ? absl::StrCat(h.span.rpc->service, "/", h.span.rpc->method) : h.span.path;
-  auto& seen = routes_[service];
-  if (!seen.count(route)) {
+  auto rit = routes_.find(service);
+  if (rit == routes_.end()) rit = routes_.emplace(std::string(service), absl::flat_hash_set<std::string>{}).first;
+  auto& seen = rit->second;
+  if (!seen.contains(route)) {
     if (seen.size() >= opt_.max_routes_per_service)
       route = "*";
     else
@@ -262,20 +282,41 @@ Locator::Baseline& Locator::BaselineFor(const std::string& key) {
   return b;
 }
 
+namespace {
+// Recomputed every 16 samples: a median moves slowly, selecting on every span would not.
+bool Stale(uint64_t at, uint64_t added) { return at == ~0ull || added >= at + 16; }
+}  // namespace
+
 const std::array<int64_t, kComponents>* Locator::Medians(Baseline* b) {
   if (!b || b->ring.size() < opt_.baseline_min_samples) return nullptr;
-  // Recomputed every 16 samples: a median moves slowly, sorting on every span would not.
-  if (b->medians_at == ~0ull || b->added >= b->medians_at + 16) {
-    std::vector<int64_t> col(b->ring.size());
-    for (int c = 0; c < kComponents; c++) {
-      for (size_t i = 0; i < b->ring.size(); i++) col[i] = b->ring[i][c];
-      auto mid = col.begin() + static_cast<long>(col.size() / 2);
-      std::nth_element(col.begin(), mid, col.end());
-      b->medians[c] = *mid;
+  if (Stale(b->duration_at, b->added)) {
+    std::array<int64_t, 512> col_buf;  // the default 256 samples fit; more go to the heap
+    std::vector<int64_t> col_heap;
+    int64_t* col = col_buf.data();
+    if (b->ring.size() > col_buf.size()) {
+      col_heap.resize(b->ring.size());
+      col = col_heap.data();
     }
-    b->medians_at = b->added;
+    const size_t n = b->ring.size();
+    for (size_t i = 0; i < n; i++) col[i] = b->ring[i][kDuration];
+    std::nth_element(col, col + n / 2, col + n);
+    b->medians[kDuration] = col[n / 2];
+    b->duration_at = b->added;
   }
   return &b->medians;
+}
+
+void Locator::MediansOfAll(Baseline* b) {
+  if (!Medians(b) || !Stale(b->components_at, b->added)) return;
+  std::vector<int64_t> col(b->ring.size());
+  for (int c = 0; c < kComponents; c++) {
+    if (c == kDuration) continue;
+    for (size_t i = 0; i < b->ring.size(); i++) col[i] = b->ring[i][c];
+    auto mid = col.begin() + static_cast<long>(col.size() / 2);
+    std::nth_element(col.begin(), mid, col.end());
+    b->medians[c] = *mid;
+  }
+  b->components_at = b->added;
 }
 
 void Locator::Learn(const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow) {
@@ -302,15 +343,16 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   struct Node {
     IdKey id;
     Held* h;
-    std::vector<size_t> kids;
+    absl::InlinedVector<size_t, 4> kids;
     std::array<int64_t, kComponents> comp{};
     Breakdown bd;
     int64_t child_union = 0;
     std::string key;
+    Baseline* base = nullptr;
     const std::array<int64_t, kComponents>* med = nullptr;
   };
-  std::vector<Node> nodes;
-  nodes.push_back({root_id, &held_.at(root_id), {}, {}, {}, 0, {}, nullptr});
+  absl::InlinedVector<Node, 4> nodes;
+  nodes.push_back({root_id, &pool_[held_.at(root_id)], {}, {}, {}, 0, {}, nullptr, nullptr});
   for (size_t i = 0; i < nodes.size(); i++) {
     auto ch = children_.find(nodes[i].id);
     if (ch == children_.end()) continue;
@@ -318,7 +360,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       auto hit = held_.find(k);
       if (hit == held_.end()) continue;
       nodes[i].kids.push_back(nodes.size());
-      nodes.push_back({k, &hit->second, {}, {}, {}, 0, {}, nullptr});
+      nodes.push_back({k, &pool_[hit->second], {}, {}, {}, 0, {}, nullptr, nullptr});
     }
   }
   stats_.traces++;
@@ -327,7 +369,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   for (auto& n : nodes) {
     const Span& s = n.h->span;
     n.bd = BreakdownOf(s);
-    std::vector<std::pair<uint64_t, uint64_t>> iv;
+    Intervals iv;
     for (size_t k : n.kids) iv.push_back({nodes[k].h->span.start_unix_ns, nodes[k].h->span.end_unix_ns});
     n.child_union = UnionLength(iv, s.start_unix_ns, s.end_unix_ns);
     const int64_t dur = Dur(s);
@@ -379,23 +421,24 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   }
   for (auto& n : nodes) {
     n.key = RouteKey(*n.h);
-    n.med = Medians(FindBaseline(n.key));
+    n.base = FindBaseline(n.key);
+    n.med = Medians(n.base);
   }
 
   // The critical path: from each span's end, backwards through the child that ended
   // last before the current point (children running in parallel fall off the path).
-  std::vector<size_t> path;
-  std::vector<size_t> stack{0};
+  absl::InlinedVector<size_t, 8> path;
+  absl::InlinedVector<size_t, 8> stack{0};
   while (!stack.empty()) {
     size_t i = stack.back();
     stack.pop_back();
     path.push_back(i);
     const Span& s = nodes[i].h->span;
-    std::vector<size_t> kids = nodes[i].kids;
+    absl::InlinedVector<size_t, 4> kids = nodes[i].kids;
     std::sort(kids.begin(), kids.end(),
               [&](size_t a, size_t b) { return nodes[a].h->span.end_unix_ns > nodes[b].h->span.end_unix_ns; });
     uint64_t t = s.end_unix_ns;
-    std::vector<size_t> on_path;
+    absl::InlinedVector<size_t, 4> on_path;
     for (size_t k : kids) {
       const Span& ks = nodes[k].h->span;
       if (ks.start_unix_ns >= t) continue;
@@ -428,6 +471,8 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     stats_.abnormal++;
     if (slow) stats_.slow++;
     if (failed) stats_.failed++;
+    // The evidence compares every component with its usual value.
+    for (size_t i : path) MediansOfAll(nodes[i].base);
     struct Acc {
       int64_t value = 0, baseline = 0, excess = 0;
     };
@@ -641,7 +686,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   }
 
   // Release in arrival order.
-  std::vector<std::pair<uint64_t, IdKey>> order;
+  absl::InlinedVector<std::pair<uint64_t, IdKey>, 4> order;
   for (auto& n : nodes) order.push_back({n.h->seq, n.id});
   std::sort(order.begin(), order.end());
   for (auto& n : nodes) children_.erase(n.id);

@@ -19,6 +19,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/container/node_hash_map.h"
 #include "daemon/correlate/span.h"
 #include "daemon/locate/verdict.h"
 
@@ -98,7 +102,10 @@ class Locator {
     std::vector<std::array<int64_t, kComponents>> ring;
     size_t next = 0;
     uint64_t added = 0;
-    uint64_t medians_at = ~0ull;  // `added` when `medians` was computed
+    // `added` when medians[kDuration] (every judged tree needs it) and when the other
+    // components (only abnormal trees' evidence needs them) were computed.
+    uint64_t duration_at = ~0ull;
+    uint64_t components_at = ~0ull;
     std::array<int64_t, kComponents> medians{};
     std::list<std::string>::iterator lru;
   };
@@ -108,7 +115,10 @@ class Locator {
   std::string RouteKey(const Held& h);
   Baseline* FindBaseline(const std::string& key);
   Baseline& BaselineFor(const std::string& key);
+  // The baseline's medians with [kDuration] up to date (nullptr: still learning);
+  // MediansOfAll brings every component up to date too.
   const std::array<int64_t, kComponents>* Medians(Baseline* b);
+  void MediansOfAll(Baseline* b);
   void Learn(const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow);
   void RememberReleased(IdKey id);
 
@@ -119,17 +129,27 @@ class Locator {
   uint64_t seq_ = 0;
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;
 
-  std::unordered_map<IdKey, Held> held_;
-  std::unordered_map<IdKey, std::vector<IdKey>> children_;  // local parent → held children
+  // Held spans live in a pool whose slots are reused (a deque: references stay valid as
+  // it grows), indexed by span id: no allocation per span once the pool has grown to the
+  // number held at once.
+  std::deque<Held> pool_;
+  std::vector<uint32_t> free_slots_;
+  absl::flat_hash_map<IdKey, uint32_t> held_;
+  absl::flat_hash_map<IdKey, absl::InlinedVector<IdKey, 2>> children_;  // local parent → held children
   std::deque<std::pair<uint64_t, IdKey>> roots_due_;        // (due time, root)
   std::deque<std::pair<uint64_t, IdKey>> by_arrival_;       // (arrival, span) for max_wait
   // Recently released span ids: a late child of one of them is released at once.
-  std::unordered_set<IdKey> released_;
-  std::deque<IdKey> released_order_;
+  // Direct-mapped by a hash of the id (span ids are random): remembering is one store,
+  // asking one load, and an id is forgotten when a later one takes its slot (after about
+  // kRemember releases on average). A forgotten parent makes a late child wait as a root
+  // for its own hold, never a wrong tree: the whole id is compared.
+  static constexpr int kRememberBits = 16;
+  std::vector<IdKey> released_ = std::vector<IdKey>(size_t{1} << kRememberBits, 0);
+  bool Released(IdKey id) const;
 
-  std::unordered_map<std::string, Baseline> baselines_;
+  absl::node_hash_map<std::string, Baseline> baselines_;  // node-based: Baseline* stay valid
   std::list<std::string> baseline_lru_;  // front: most recently used
-  std::unordered_map<std::string, std::unordered_set<std::string>> routes_;  // service → paths
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> routes_;  // service → paths
 };
 
 }  // namespace isotrace::locate

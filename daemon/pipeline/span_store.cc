@@ -19,19 +19,32 @@ double PercentileMs(std::vector<uint64_t>& v, double q) {
 
 void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span) {
   std::lock_guard<std::mutex> lock(mu_);
-  Window& w = window_[correlate::ServiceName(*resource)];
+  const std::string_view name = correlate::ServiceNameView(*resource);
+  const absl::string_view service(name.data(), name.size());  // Debian's Abseil has its own string_view
+  auto wit = window_.find(service);
+  if (wit == window_.end()) wit = window_.emplace(std::string(service), Window{}).first;
+  Window& w = wit->second;
   w.requests++;
   if (!span.error_type.empty()) w.errors++;
   if (w.durations_ns.size() < kMaxSamples) w.durations_ns.push_back(span.end_unix_ns - span.start_unix_ns);
-  ring_.push_back({std::move(resource), std::move(span)});
-  if (ring_.size() > capacity_) ring_.pop_front();
+  if (ring_.size() < capacity_) {
+    ring_.push_back({std::move(resource), std::move(span)});
+  } else if (capacity_ > 0) {
+    ring_[next_].resource = std::move(resource);
+    ring_[next_].span = std::move(span);
+    next_ = (next_ + 1) % capacity_;
+  }
   total_++;
 }
 
 std::vector<StoredSpan> SpanStore::Recent(size_t max) const {
   std::lock_guard<std::mutex> lock(mu_);
-  size_t n = std::min(max, ring_.size());
-  return std::vector<StoredSpan>(ring_.end() - static_cast<long>(n), ring_.end());
+  const size_t n = std::min(max, ring_.size());
+  std::vector<StoredSpan> out;
+  out.reserve(n);
+  // Oldest first: ring_[next_] is the oldest once the ring is full (next_ is 0 before).
+  for (size_t i = ring_.size() - n; i < ring_.size(); i++) out.push_back(ring_[(next_ + i) % ring_.size()]);
+  return out;
 }
 
 std::vector<ServiceSummary> SpanStore::TakeWindow() {
@@ -47,6 +60,7 @@ std::vector<ServiceSummary> SpanStore::TakeWindow() {
     out.push_back(std::move(s));
   }
   window_.clear();
+  std::sort(out.begin(), out.end(), [](const ServiceSummary& a, const ServiceSummary& b) { return a.service < b.service; });
   return out;
 }
 

@@ -3,13 +3,12 @@
 // counters for the periodic summary line and the local CLI.
 
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "daemon/correlate/span.h"
 
 namespace isotrace::pipeline {
@@ -39,13 +38,16 @@ class SpanStore {
  private:
   size_t capacity_;
   mutable std::mutex mu_;
-  std::deque<StoredSpan> ring_;
+  // The last capacity_ spans; once full, ring_[next_] is the oldest and is overwritten
+  // (move-assigned: no allocation or free per span for the ring itself).
+  std::vector<StoredSpan> ring_;
+  size_t next_ = 0;
   uint64_t total_ = 0;
   struct Window {
     uint64_t requests = 0, errors = 0;
     std::vector<uint64_t> durations_ns;  // bounded by kMaxSamples
   };
-  std::map<std::string, Window> window_;
+  absl::flat_hash_map<std::string, Window> window_;
 };
 
 }  // namespace isotrace::pipeline
