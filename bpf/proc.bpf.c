@@ -6,13 +6,15 @@
  *    start time) does not change on exec, so the cache must hear about it.
  *  - sched/sched_process_exit: the thread-group leader exited (other threads' exits are
  *    dropped in the kernel).
- *  - syscalls/sys_{enter,exit}_{openat,openat2,open}: a successful read-only open of a
- *    path that ends in ".wasm". The suffix test runs here, at entry, so user space only ever hears
- *    of the rare .wasm opens; the path is read again at exit from the caller's (still
- *    valid) buffer, only for those.
+ *  - syscalls/sys_exit_{openat,openat2,open}: a successful read-only open of a file
+ *    whose name ends in ".wasm". The test runs at exit, on the opened file itself (its
+ *    f_mode and its dentry's name), so user space only ever hears of the rare .wasm opens
+ *    and no entry hook is needed.
  *
- * Cost per openat on the node: one bpf_probe_read_user_str of the path (stops at the
- * NUL) and a 5-byte compare.
+ * Cost per open on the node: the exit tracepoint, the fd table → file → dentry reads and
+ * a 5-byte compare of the name's end (no copy of the user's path string). The name is
+ * the file's own: a symlink "x.wasm" to a file named otherwise is not a .wasm open, a
+ * link to "m.wasm" is.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -42,17 +44,7 @@ struct {
   __type(value, __u64);
 } counters SEC(".maps");
 
-/* A .wasm open in flight. Key: pid_tgid of the calling thread; value: the user pointer
- * to the path. Written at entry only when the suffix matched, deleted at exit. LRU: a
- * thread killed inside open() never reaches the exit hook. */
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 1024);
-  __type(key, __u64);
-  __type(value, __u64);
-} wasm_opens SEC(".maps");
-
-/* Scratch for the suffix test and the path walk (too big for the 512-byte stack). Twice
+/* Scratch for the path walk (too big for the 512-byte stack). Twice
  * PROC_MAX_PATH so that a masked offset plus a bounded length always stays inside the
  * value for the verifier. */
 #define PATH_BUF (PROC_MAX_PATH * 2)
@@ -65,11 +57,6 @@ struct {
   __type(key, __u32);
   __type(value, struct path_buf);
 } scratch SEC(".maps");
-
-/* .wasm opens between entry and exit, node-wide. Nearly always 0, and then an open's
- * exit costs one load instead of a hash lookup. A thread killed inside open() leaves it
- * above 0: exits then take the lookup, as correct as before, only slower. */
-__u64 wasm_in_flight = 0;
 
 static __always_inline void count(__u32 idx) {
   __u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -125,36 +112,19 @@ int handle_exit(void *ctx) {
   return emit_small(PROC_EXIT);
 }
 
-/* uapi fcntl values (macros, not in vmlinux.h). */
-#define O_ACCMODE 00000003
-#define O_RDONLY 00000000
-#define O_PATH 010000000
+/* include/linux/fs.h values (macros, not in vmlinux.h). An O_PATH file has neither. */
+#define FMODE_READ 0x1
+#define FMODE_WRITE 0x2
 
-static __always_inline int enter_open(const char *filename, __u64 flags) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  if (!traced(pid_tgid >> 32) || !filename) return 0;
-  /* A loader reads its module; writing one (a compiler, a download) loads nothing. */
-  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_PATH)) return 0;
-  __u32 zero = 0;
-  struct path_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
-  if (!buf) return 0;
-  long len = bpf_probe_read_user_str(buf->s, PROC_MAX_PATH, filename);
-  /* len counts the NUL: a name needs at least one byte before ".wasm". */
-  if (len < 7) return 0;
-  if (len >= PROC_MAX_PATH) {
-    count(PROC_CNT_PATH_TOO_LONG);
-    return 0;
-  }
-  __u32 at = (__u32)(len - 6) & (PROC_MAX_PATH - 1);
-  if (buf->s[at] != '.' || buf->s[at + 1] != 'w' || buf->s[at + 2] != 'a' ||
-      buf->s[at + 3] != 's' || buf->s[at + 4] != 'm')
-    return 0;
-  __u64 ptr = (__u64)filename;
-  if (bpf_map_update_elem(&wasm_opens, &pid_tgid, &ptr, BPF_ANY))
-    count(PROC_CNT_INFLIGHT_FULL);
-  else
-    __sync_fetch_and_add(&wasm_in_flight, 1);
-  return 0;
+/* The current task's open file behind fd, or NULL. */
+static __always_inline struct file *fd_file(int fd) {
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+  if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds)) return NULL;
+  struct file **fds = BPF_CORE_READ(fdt, fd);
+  struct file *file = NULL;
+  if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd])) return NULL;
+  return file;
 }
 
 /* The opened file's path as its process sees it (up to the root of its mount
@@ -163,13 +133,7 @@ static __always_inline int enter_open(const char *filename, __u64 flags) {
  * process lives; a Wasm host serving one request may be gone by then. Returns the length
  * and sets *start, or -1 (too deep, too long, or not found). */
 #define PATH_DEPTH 40
-static __always_inline long file_path(int fd, struct path_buf *b, __u32 *start) {
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-  if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds)) return -1;
-  struct file **fds = BPF_CORE_READ(fdt, fd);
-  struct file *file = NULL;
-  if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file) return -1;
+static __always_inline long file_path(struct file *file, struct path_buf *b, __u32 *start) {
   struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
   struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
   struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
@@ -210,13 +174,21 @@ static __always_inline __u32 mnt_ns_of_current(void) {
 }
 
 static __always_inline int exit_open(long ret) {
-  if (!wasm_in_flight) return 0;
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  __u64 *ptr = bpf_map_lookup_elem(&wasm_opens, &pid_tgid);
-  if (!ptr) return 0;
-  __u64 filename = *ptr;
-  if (bpf_map_delete_elem(&wasm_opens, &pid_tgid) == 0) __sync_fetch_and_add(&wasm_in_flight, -1);
   if (ret < 0) return 0; /* a failed open loads nothing */
+  if (!traced(bpf_get_current_pid_tgid() >> 32)) return 0;
+  struct file *file = fd_file((int)ret);
+  if (!file) return 0;
+  /* A loader reads its module; writing one (a compiler, a download) loads nothing. */
+  unsigned int mode = BPF_CORE_READ(file, f_mode);
+  if (!(mode & FMODE_READ) || (mode & FMODE_WRITE)) return 0;
+  struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+  __u32 len = BPF_CORE_READ(dentry, d_name.len);
+  if (len < 6 || len > 255) return 0; /* at least one byte before ".wasm"; NAME_MAX */
+  const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+  char tail[5];
+  if (bpf_probe_read_kernel(tail, sizeof(tail), name + len - 5)) return 0;
+  if (tail[0] != '.' || tail[1] != 'w' || tail[2] != 'a' || tail[3] != 's' || tail[4] != 'm') return 0;
+
   struct proc_fact *ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + PROC_MAX_PATH, 0);
   if (!ev) {
     count(PROC_CNT_RINGBUF_DROPS);
@@ -227,41 +199,26 @@ static __always_inline int exit_open(long ret) {
   ev->mnt_ns = mnt_ns_of_current();
   __u32 zero = 0, start = 0;
   struct path_buf *b = bpf_map_lookup_elem(&scratch, &zero);
-  long plen = b ? file_path((int)ret, b, &start) : -1;
+  long plen = b ? file_path(file, b, &start) : -1;
   if (b && plen > 0 && plen < PROC_MAX_PATH &&
       !bpf_probe_read_kernel(ev->path, plen & (PROC_MAX_PATH - 1), &b->s[start & (PROC_MAX_PATH - 1)])) {
     ev->path_len = (__u16)plen;
     ev->path_resolved = 1;
   } else {
-    /* As passed (maybe relative): user space resolves it while the process lives. */
-    long len = bpf_probe_read_user_str(ev->path, PROC_MAX_PATH, (const char *)filename);
-    ev->path_len = len > 0 ? (__u16)(len - 1) : 0;
+    /* Deeper or longer than the walk reaches: the file's own name (path_resolved 0). */
+    if (!bpf_probe_read_kernel(ev->path, len & 255, name)) ev->path_len = (__u16)(len & 255);
   }
   bpf_ringbuf_submit(ev, 0);
   return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_openat")
-int enter_openat(struct trace_event_raw_sys_enter *ctx) {
-  return enter_open((const char *)ctx->args[1], ctx->args[2]);
-}
 SEC("tracepoint/syscalls/sys_exit_openat")
 int exit_openat(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }
 
-SEC("tracepoint/syscalls/sys_enter_openat2")
-int enter_openat2(struct trace_event_raw_sys_enter *ctx) {
-  __u64 flags = 0; /* struct open_how starts with its u64 flags */
-  if (bpf_probe_read_user(&flags, sizeof(flags), (const void *)ctx->args[2])) return 0;
-  return enter_open((const char *)ctx->args[1], flags);
-}
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int exit_openat2(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }
 
-/* open(2) exists on x86-64 but not on arm64: user space disables these when the
+/* open(2) exists on x86-64 but not on arm64: user space disables this when the
  * tracepoint is missing. */
-SEC("tracepoint/syscalls/sys_enter_open")
-int enter_open_legacy(struct trace_event_raw_sys_enter *ctx) {
-  return enter_open((const char *)ctx->args[0], ctx->args[1]);
-}
 SEC("tracepoint/syscalls/sys_exit_open")
 int exit_open_legacy(struct trace_event_raw_sys_exit *ctx) { return exit_open(ctx->ret); }

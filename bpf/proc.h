@@ -16,13 +16,16 @@
 enum proc_fact_kind {
   PROC_EXEC = 1,      /* the process replaced its program (key unchanged) */
   PROC_EXIT = 2,      /* the thread-group leader exited */
-  PROC_WASM_OPEN = 3, /* read-only open/openat/openat2 of a "*.wasm" path succeeded */
+  PROC_WASM_OPEN = 3, /* read-only open/openat/openat2 of a file named "*.wasm" succeeded */
 };
 
 enum proc_counter {
   PROC_CNT_RINGBUF_DROPS = 0, /* ring buffer full: event lost */
-  PROC_CNT_PATH_TOO_LONG = 1, /* path of PROC_MAX_PATH bytes or more: suffix unknowable */
-  PROC_CNT_INFLIGHT_FULL = 2, /* in-flight .wasm open table full */
+  /* 1 and 2 counted what the entry-side suffix test lost (a path of PROC_MAX_PATH bytes or
+   * more, a full in-flight table). The test now runs at exit on the opened file, which
+   * loses neither; the slots stay so that the metric series keep their meaning (0). */
+  PROC_CNT_PATH_TOO_LONG = 1,
+  PROC_CNT_INFLIGHT_FULL = 2,
   PROC_CNT_MAX = 3,
 };
 
@@ -35,7 +38,8 @@ struct proc_fact {
   __u16 path_len;      /* PROC_WASM_OPEN: bytes in path, NUL excluded */
   __u8 kind;           /* enum proc_fact_kind */
   __u8 path_resolved;  /* PROC_WASM_OPEN: 1 = path rebuilt from the opened file (absolute
-                        * in the process's mount namespace), 0 = as passed to open */
+                        * in the process's mount namespace), 0 = the file's name only
+                        * (deeper than the walk reaches) */
   char comm[PROC_COMM_LEN];
   /* The parent (real_parent) when the event fired: a process that is gone before user
    * space reads /proc still has a live parent whose sandbox it shares. */

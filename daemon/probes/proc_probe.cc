@@ -46,8 +46,7 @@ absl::StatusOr<std::unique_ptr<ProcProbe>> ProcProbe::Create(const ProcProbeOpti
     return access(absl::StrCat(tracefs, "/events/", tp).c_str(), F_OK) == 0;
   };
   std::vector<std::string> missing;
-  for (const char* tp : {"sched/sched_process_exec", "sched/sched_process_exit",
-                         "syscalls/sys_enter_openat", "syscalls/sys_exit_openat"})
+  for (const char* tp : {"sched/sched_process_exec", "sched/sched_process_exit", "syscalls/sys_exit_openat"})
     if (!has(tp)) missing.push_back(tp);
   if (!missing.empty())
     return absl::FailedPreconditionError(
@@ -65,9 +64,7 @@ absl::StatusOr<std::unique_ptr<ProcProbe>> ProcProbe::Create(const ProcProbeOpti
     const char* tp;
     bpf_program* prog;
   } optional[] = {
-      {"syscalls/sys_enter_openat2", probe->skel_->progs.enter_openat2},
       {"syscalls/sys_exit_openat2", probe->skel_->progs.exit_openat2},
-      {"syscalls/sys_enter_open", probe->skel_->progs.enter_open_legacy},
       {"syscalls/sys_exit_open", probe->skel_->progs.exit_open_legacy},
   };
   for (const auto& o : optional)
@@ -75,8 +72,7 @@ absl::StatusOr<std::unique_ptr<ProcProbe>> ProcProbe::Create(const ProcProbeOpti
 
   if (int err = proc_bpf__load(probe->skel_)) return Errno(err, "loading the proc BPF programs");
   if (int err = proc_bpf__attach(probe->skel_)) return Errno(err, "attaching the proc tracepoints");
-  probe->attached_ = {"sched/sched_process_exec", "sched/sched_process_exit",
-                      "syscalls/sys_enter_openat", "syscalls/sys_exit_openat"};
+  probe->attached_ = {"sched/sched_process_exec", "sched/sched_process_exit", "syscalls/sys_exit_openat"};
   for (const auto& o : optional)
     if (has(o.tp)) probe->attached_.push_back(o.tp);
 

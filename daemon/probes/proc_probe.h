@@ -31,7 +31,7 @@ struct ProcEvent {
   int32_t fd = -1;            // kWasmOpen
   std::string_view comm;
   // kWasmOpen: the opened file's absolute path in the process's mount namespace when
-  // path_resolved, else the path as passed to open (may be relative to a dirfd).
+  // path_resolved, else the file's name alone (its path deeper than the kernel's walk).
   std::string_view path;
   bool path_resolved = false;
   uint32_t mnt_ns = 0;        // kWasmOpen: the process's mount namespace inode
@@ -47,7 +47,9 @@ struct ProcCounters {
   uint64_t received = 0;
   uint64_t malformed = 0;
   uint64_t ringbuf_drops = 0;   // kernel: ring buffer full
-  uint64_t path_too_long = 0;   // kernel: open path ≥ PATH_MAX, suffix unknown
+  // Losses of the former entry-side suffix test (a path ≥ PATH_MAX, a full in-flight
+  // table): the exit-side test loses neither, so both stay 0; kept for their series.
+  uint64_t path_too_long = 0;
   uint64_t inflight_full = 0;
 };
 
