@@ -319,7 +319,8 @@ void Locator::MediansOfAll(Baseline* b) {
   b->components_at = b->added;
 }
 
-void Locator::Learn(const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow) {
+void Locator::Learn(Baseline* known, const std::string& key, const std::array<int64_t, kComponents>& sample,
+                    bool slow) {
   if (slow) {
     // Abnormal spans stay out of the baseline, or a fault would soon look normal; one in
     // 16 still goes in, so a lasting change (a new release) is learnt over time.
@@ -328,7 +329,7 @@ void Locator::Learn(const std::string& key, const std::array<int64_t, kComponent
     rng_ ^= rng_ << 17;
     if (rng_ % 16 != 0) return;
   }
-  Baseline& b = BaselineFor(key);
+  Baseline& b = known ? *known : BaselineFor(key);
   if (b.ring.size() < opt_.baseline_samples) {
     b.ring.push_back(sample);
   } else {
@@ -350,9 +351,10 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     std::string key;
     Baseline* base = nullptr;
     const std::array<int64_t, kComponents>* med = nullptr;
+    bool failed = false;
   };
   absl::InlinedVector<Node, 4> nodes;
-  nodes.push_back({root_id, &pool_[held_.at(root_id)], {}, {}, {}, 0, {}, nullptr, nullptr});
+  nodes.push_back({root_id, &pool_[held_.at(root_id)], {}, {}, {}, 0, {}, nullptr, nullptr, false});
   for (size_t i = 0; i < nodes.size(); i++) {
     auto ch = children_.find(nodes[i].id);
     if (ch == children_.end()) continue;
@@ -360,15 +362,19 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       auto hit = held_.find(k);
       if (hit == held_.end()) continue;
       nodes[i].kids.push_back(nodes.size());
-      nodes.push_back({k, &pool_[hit->second], {}, {}, {}, 0, {}, nullptr, nullptr});
+      nodes.push_back({k, &pool_[hit->second], {}, {}, {}, 0, {}, nullptr, nullptr, false});
     }
   }
   stats_.traces++;
 
+  // Each span's measures once (a SERVER span's children are read again below).
+  for (auto& n : nodes) {
+    n.bd = BreakdownOf(n.h->span);
+    n.failed = Failed(n.h->span);
+  }
   // Each span's own time, split by component (children's time taken out).
   for (auto& n : nodes) {
     const Span& s = n.h->span;
-    n.bd = BreakdownOf(s);
     Intervals iv;
     for (size_t k : n.kids) iv.push_back({nodes[k].h->span.start_unix_ns, nodes[k].h->span.end_unix_ns});
     n.child_union = UnionLength(iv, s.start_unix_ns, s.end_unix_ns);
@@ -389,7 +395,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     if (s.kind == SpanKind::kServer) {
       // Its CLIENT children ran on the same thread: their accounting is inside ours.
       for (size_t k : n.kids) {
-        const Breakdown kb = BreakdownOf(nodes[k].h->span);
+        const Breakdown& kb = nodes[k].bd;
         if (!kb.acct) {
           kids_untracked += Dur(nodes[k].h->span);
           continue;
@@ -453,7 +459,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   Node& root = nodes[0];
   const Span& rs = root.h->span;
   const int64_t root_dur = Dur(rs);
-  const bool failed = Failed(rs);
+  const bool failed = root.failed;
   bool slow = false;
   if (root.med) {
     const int64_t usual = (*root.med)[kDuration];
@@ -629,7 +635,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       // The deepest failing span on the path names where the failure came from.
       size_t deepest = 0;
       for (size_t i : path)
-        if (Failed(nodes[i].h->span) || nodes[i].bd.reset || nodes[i].bd.oom) deepest = i;
+        if (nodes[i].failed || nodes[i].bd.reset || nodes[i].bd.oom) deepest = i;
       Node& d = nodes[deepest];
       svc = ServiceName(*d.h->resource);
       if (d.bd.oom) {
@@ -673,16 +679,23 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     }
   }
 
-  // Learn from this tree (after judging it against what was known before it).
+  // Learn from this tree (after judging it against what was known before it). A node's
+  // baseline found above is learnt into directly, unless a new route's baseline evicted
+  // one since (the least recently used: only with fewer max_baselines than routes here).
+  const uint64_t evicted_before = stats_.baselines_evicted;
   for (auto& n : nodes) {
-    bool abnormal = failed || Failed(n.h->span);
+    if (stats_.baselines_evicted != evicted_before) {
+      n.base = FindBaseline(n.key);
+      n.med = Medians(n.base);
+    }
+    bool abnormal = failed || n.failed;
     if (n.med) {
       const int64_t usual = (*n.med)[kDuration];
       const int64_t d = n.comp[kDuration];
       abnormal = abnormal || (static_cast<double>(d) > opt_.slow_factor * static_cast<double>(usual) &&
                               d - usual >= static_cast<int64_t>(opt_.slow_min_excess_ns));
     }
-    Learn(n.key, n.comp, abnormal);
+    Learn(n.base, n.key, n.comp, abnormal);
   }
 
   // Release in arrival order.

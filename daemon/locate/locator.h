@@ -119,7 +119,8 @@ class Locator {
   // MediansOfAll brings every component up to date too.
   const std::array<int64_t, kComponents>* Medians(Baseline* b);
   void MediansOfAll(Baseline* b);
-  void Learn(const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow);
+  // Into `known` when the caller found the key's baseline already, else BaselineFor(key).
+  void Learn(Baseline* known, const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow);
   void RememberReleased(IdKey id);
 
   LocateOptions opt_;

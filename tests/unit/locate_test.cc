@@ -443,6 +443,29 @@ TEST_F(LocateTest, HeldSpansAreBoundedAndDrainReleasesEverything) {
   EXPECT_EQ(locator_->stats().held, 0u);
 }
 
+TEST_F(LocateTest, BaselinesEvictedWhileATreeIsLearntStaySound) {
+  // Three routes per tree (front SERVER, front CLIENT, back SERVER) and room for two: each
+  // tree's learning evicts a baseline another of its nodes found while being judged. Run
+  // under the sanitizers this is where a stale baseline pointer would show.
+  LocateOptions o;
+  o.max_baselines = 2;
+  Make(o);
+  for (int i = 0; i < 40; i++) Chain(now_ + kMs, Usual());
+  EXPECT_EQ(released_.size(), 120u) << "every span released";
+  EXPECT_GT(locator_->stats().baselines_evicted, 40u);
+  EXPECT_EQ(locator_->stats().traces, 40u);
+  // With room for all three routes the same traffic learns, and a fault is then judged.
+  o.max_baselines = 3;
+  Make(o);
+  verdicts_.clear();
+  Warm(30, Usual());
+  Acct b = Usual();
+  b.throttled = 40 * kMs;
+  Chain(now_ + kMs, b);
+  ExpectOneVerdict("back", "container", "throttling");
+  EXPECT_EQ(locator_->stats().baselines_evicted, 0u);
+}
+
 TEST(VerdictText, SummaryEvidenceAndPath) {
   Verdict v;
   v.reason = "slow";
