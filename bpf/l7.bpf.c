@@ -61,8 +61,8 @@ const volatile __u8 use_bpf_loop = 0;       /* the kernel has bpf_loop: copy man
 /* 1 when every hook that touches connection state gets a trusted struct sock (the
  * socket tracepoints are loaded): state then lives in socket-local storage. */
 const volatile __u8 use_sk_storage = 0;
-/* send_begin is attached (a CLIENT span's first write timed from its start): failed sends
- * clear its mark; without it they look nothing up. */
+/* A CLIENT span's first write is timed from its start (send_begin, or enter_call with the
+ * per-syscall hooks): failed sends clear its mark; without it they look nothing up. */
 const volatile __u8 use_send_begin = 0;
 /* The same for TLS, from SSL_write's entry (the uprobes): any kernel. */
 const volatile __u8 tls_send_begin = 0;
@@ -806,28 +806,33 @@ static __always_inline void on_eof(const struct sock *sk) {
   emit_simple(cs, sk, L7_EV_FIN, L7_DIR_INGRESS, true);
 }
 
-/* ---- the start of a send (tcp_sendmsg_locked, 6.12+) ----------------------------------
+/* ---- the start of a send ------------------------------------------------------------
  *
  * The data hooks see a write when its bytes have moved (its end). A CLIENT span starts
  * at its request's first write, so without this the write's own time (copying, waiting
- * for send-buffer room) would fall outside the span and its breakdown. tcp_sendmsg_locked
- * fires at each pass of the send loop: the first pass of a write on a connection this
- * side opened, after its connect record went out and after the last segment went the
- * other way (a request follows an answer), marks the start and snapshots the thread's
- * accounting; the write's data record then carries both (L7_F_ACCT_AT_ENTER). Every
- * other send costs one socket-storage lookup. */
-SEC("tp_btf/tcp_sendmsg_locked")
-int BPF_PROG(send_begin, const struct sock *sk, const struct msghdr *msg, const struct sk_buff *skb,
-             int size_goal) {
+ * for send-buffer room) would fall outside the span and its breakdown. The first write
+ * on a connection this side opened, after its connect record went out and after the last
+ * segment went the other way (a request follows an answer), marks its start and
+ * snapshots the thread's accounting; the write's data record then carries both
+ * (L7_F_ACCT_AT_ENTER). Two places see that start: tcp_sendmsg_locked (6.12+, each pass
+ * of the send loop) with the socket tracepoints, and the syscall's entry with the
+ * per-syscall hooks (kernels before 6.3, enter_call). Every other send costs one
+ * connection-state lookup. */
+static __always_inline void mark_send_begin(const struct sock *sk, __u64 now) {
   struct conn_state *cs = conn_get(sk);
-  if (!cs) return 0;
+  if (!cs) return;
   if ((cs->flags & (CS_CONNECTED | CS_CONNECT_SENT | CS_SEND_BEGIN | CS_TLS)) != (CS_CONNECTED | CS_CONNECT_SENT))
-    return 0;
-  if (cs->last_dir == L7_DIR_EGRESS) return 0; /* a later write of the same message */
-  __u64 now = bpf_ktime_get_ns();
+    return;
+  if (cs->last_dir == L7_DIR_EGRESS) return; /* a later write of the same message */
   cs->send_begin_ns = now;
   acct_snapshot(&cs->connect_acct, now);
   cs->flags |= CS_SEND_BEGIN;
+}
+
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(send_begin, const struct sock *sk, const struct msghdr *msg, const struct sk_buff *skb,
+             int size_goal) {
+  mark_send_begin(sk, bpf_ktime_get_ns());
   return 0;
 }
 
@@ -984,6 +989,9 @@ static __always_inline int enter_call(int fd, __u64 buf, __u32 iovcnt, __u8 sys,
   call.dir = dir;
   call.is_vec = is_vec;
   if (bpf_map_update_elem(&inflight_calls, &pid_tgid, &call, BPF_ANY)) count(L7_CNT_ARGS_FULL);
+  /* Before 6.3 (these hooks) there is no tcp_sendmsg_locked either: the syscall's entry
+   * is the start of the send. */
+  if (dir == L7_DIR_EGRESS && use_send_begin) mark_send_begin(sk, call.ts);
   return 0;
 }
 

@@ -71,6 +71,7 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
   if (ls != nullptr)
     s.locate = {{"normal", ls->traces - ls->abnormal},
                 {"slow", ls->slow},
+                {"shift", ls->shift},
                 {"failed", ls->failed},
                 {"learning", ls->learning},
                 {"released_unjudged", ls->released_unjudged},

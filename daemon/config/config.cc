@@ -323,6 +323,22 @@ const std::vector<Key>& Keys() {
               return bad;
             }
           }},
+      Key{"locate.shift_factor",
+          [](const YAML::Node& n, Config* c) {
+            auto bad = absl::InvalidArgumentError(absl::StrCat(
+                "config key 'locate.shift_factor': value '", Shown(n),
+                "' is not valid; write 0 (off) or a number ≥ 1.0 (a route is shifted when its recent median "
+                "is above factor × its usual duration)"));
+            if (!n.IsScalar()) return bad;
+            try {
+              double v = n.as<double>();
+              if (!(v == 0.0 || v >= 1.0) || v > 1000.0) return bad;
+              c->locate_shift_factor = v;
+              return absl::OkStatus();
+            } catch (const YAML::Exception&) {
+              return bad;
+            }
+          }},
       ISOTRACE_KEY("locate.slow_min_ms", locate_slow_min_ms),
       ISOTRACE_KEY("locate.baseline_samples", locate_baseline_samples),
       ISOTRACE_KEY("locate.baseline_min_samples", locate_baseline_min_samples),

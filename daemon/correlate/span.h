@@ -93,7 +93,7 @@ struct SpanVerdict {
   std::string layer;    // app, wasm, sandbox, container, kernel, network, vm, downstream
   std::string cause;    // cpu, runqueue, throttling, block_io, memory, steal, ...
   double share = 0;     // fraction of the span's duration the cause explains
-  std::string reason;   // "slow" or "failed"
+  std::string reason;   // "slow", "shift" or "failed"
 };
 
 struct Span {

@@ -319,6 +319,33 @@ void Locator::MediansOfAll(Baseline* b) {
   b->components_at = b->added;
 }
 
+bool Locator::Shifted(Baseline& b, int64_t duration, int64_t usual, bool candidate) {
+  b.recent[b.recent_n % kShiftWindow] = duration;
+  b.recent_n++;
+  if (b.recent_n < kShiftWindow) return false;
+  if (candidate || b.recent_n % 8 == 0) {
+    std::array<int64_t, kShiftWindow> w = b.recent;
+    // The lower median: more than half of the window over the bar.
+    constexpr size_t kMid = (kShiftWindow - 1) / 2;
+    std::nth_element(w.begin(), w.begin() + kMid, w.end());
+    b.shifted = static_cast<double>(w[kMid]) > opt_.shift_factor * static_cast<double>(usual);
+  }
+  return b.shifted;
+}
+
+void Locator::MarkMemoryPressure(const std::string& service, uint64_t at_unix_ns) {
+  if (memory_pressure_.size() >= 4096 && !memory_pressure_.contains(service)) memory_pressure_.clear();
+  uint64_t& t = memory_pressure_[service];
+  t = std::max(t, at_unix_ns);
+}
+
+bool Locator::MemoryPressureNear(const std::string& service, uint64_t at_unix_ns) const {
+  auto it = memory_pressure_.find(service);
+  if (it == memory_pressure_.end()) return false;
+  const uint64_t t = it->second;
+  return t + kMemoryPressureNs >= at_unix_ns && at_unix_ns + kMemoryPressureNs >= t;
+}
+
 void Locator::Learn(Baseline* known, const std::string& key, const std::array<int64_t, kComponents>& sample,
                     bool slow) {
   if (slow) {
@@ -460,11 +487,19 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   const Span& rs = root.h->span;
   const int64_t root_dur = Dur(rs);
   const bool failed = root.failed;
-  bool slow = false;
+  bool slow = false, shift = false, shifted = false;
   if (root.med) {
     const int64_t usual = (*root.med)[kDuration];
-    slow = static_cast<double>(root_dur) > opt_.slow_factor * static_cast<double>(usual) &&
-           root_dur - usual >= static_cast<int64_t>(opt_.slow_min_excess_ns);
+    const bool over_min = root_dur - usual >= static_cast<int64_t>(opt_.slow_min_excess_ns);
+    slow = static_cast<double>(root_dur) > opt_.slow_factor * static_cast<double>(usual) && over_min;
+    if (opt_.shift_factor > 0) {
+      // A sustained shift (docs/locate.md §4): most of the route's recent trees slower
+      // than usual, as under a fault that slows every request a little rather than some
+      // a lot. Its slower trees are judged, and its trees are kept out of the baseline.
+      const bool over_shift = static_cast<double>(root_dur) > opt_.shift_factor * static_cast<double>(usual) && over_min;
+      shifted = Shifted(*root.base, root_dur, usual, over_shift && !slow);
+      shift = shifted && over_shift && !slow;
+    }
   } else if (!failed) {
     stats_.learning++;
   }
@@ -473,9 +508,10 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   for (auto& n : nodes)
     if (!n.kids.empty()) n.h->span.breakdown.downstream_ns = n.child_union;
 
-  if (slow || failed) {
+  if (slow || shift || failed) {
     stats_.abnormal++;
     if (slow) stats_.slow++;
+    if (shift) stats_.shift++;
     if (failed) stats_.failed++;
     // The evidence compares every component with its usual value.
     for (size_t i : path) MediansOfAll(nodes[i].base);
@@ -537,12 +573,16 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       const Label memory{sb ? "sandbox" : in_container ? "container" : "kernel", "memory"};
       const int64_t mem_excess = n.comp[kMemstall] - base(kMemstall);
       const int64_t io_excess = n.comp[kBlkio] - base(kBlkio);
-      if (mem_excess >= kMinMemExcessNs && io_excess > 0 && mem_excess * 5 >= io_excess) {
+      const bool stalled = mem_excess >= kMinMemExcessNs && io_excess > 0 && mem_excess * 5 >= io_excess;
+      if (stalled) MarkMemoryPressure(svc, n.h->span.end_unix_ns);
+      if (stalled || (io_excess > 0 && MemoryPressureNear(svc, n.h->span.start_unix_ns))) {
         // Memory pressure shows twice: as reclaim stalls and as the re-reads of page
         // cache it just evicted (only refaults of pages the kernel saw as working set are
         // flagged as memory stalls; the rest is plain block I/O). Extra I/O in a span that
-        // also stalled on memory is that pressure's; I/O without a memory stall is the
-        // device's.
+        // also stalled on memory is that pressure's, and so is extra I/O of a service
+        // whose spans showed that pattern within kMemoryPressureNs (its reads are
+        // refaults too, of pages the kernel did not flag); I/O without a memory stall is
+        // the device's.
         add(svc, memory, n.comp[kMemstall] + n.comp[kBlkio], base(kMemstall) + base(kBlkio));
       } else {
         add(svc, {sb ? "sandbox" : "kernel", "block_io"}, n.comp[kBlkio], base(kBlkio));
@@ -611,7 +651,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     v.start_unix_ns = rs.start_unix_ns;
     v.end_unix_ns = rs.end_unix_ns;
     v.decided_unix_ns = now;
-    v.reason = failed ? "failed" : "slow";
+    v.reason = failed ? "failed" : slow ? "slow" : "shift";
     v.root_service = ServiceName(*root.h->resource);
     v.method = rs.method;
     v.path = rs.path;
@@ -688,7 +728,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       n.base = FindBaseline(n.key);
       n.med = Medians(n.base);
     }
-    bool abnormal = failed || n.failed;
+    bool abnormal = failed || n.failed || shifted;
     if (n.med) {
       const int64_t usual = (*n.med)[kDuration];
       const int64_t d = n.comp[kDuration];

@@ -31,6 +31,11 @@ namespace isotrace::locate {
 struct LocateOptions {
   double slow_factor = 2.0;             // slow: duration > factor × the usual duration
   uint64_t slow_min_excess_ns = 5'000'000;  // ... and longer than usual by at least this
+  // A route whose last kShiftWindow root traces have a median duration above
+  // shift_factor × usual is shifted: its traces above shift_factor × usual (and
+  // slow_min_excess_ns over) are judged too, and its trees stay out of the baselines as
+  // abnormal ones do. 0 turns it off.
+  double shift_factor = 1.3;
   uint32_t baseline_samples = 256;      // per workload route: the last N normal spans
   uint32_t baseline_min_samples = 20;   // fewer: the route is still learning, no "slow"
   uint32_t hold_ms = 150;               // grace after a root-most span ends
@@ -42,7 +47,8 @@ struct LocateOptions {
 
 struct LocateStats {
   uint64_t traces = 0;            // local trees judged
-  uint64_t slow = 0;              // ... found slow
+  uint64_t slow = 0;              // ... found slow (over slow_factor × usual)
+  uint64_t shift = 0;             // ... found slower than usual while their route is shifted
   uint64_t failed = 0;            // ... found failed
   uint64_t abnormal = 0;          // ... found slow, failed or both
   uint64_t verdicts = 0;
@@ -98,6 +104,7 @@ class Locator {
   using IdKey = uint64_t;  // span ids as integers
   static IdKey KeyOf(const correlate::SpanId& id);
 
+  static constexpr uint32_t kShiftWindow = 32;
   struct Baseline {
     std::vector<std::array<int64_t, kComponents>> ring;
     size_t next = 0;
@@ -108,6 +115,11 @@ class Locator {
     uint64_t components_at = ~0ull;
     std::array<int64_t, kComponents> medians{};
     std::list<std::string>::iterator lru;
+    // The durations of the route's last kShiftWindow trees judged with it as their root
+    // (abnormal ones too): a sustained shift shows in their median.
+    std::array<int64_t, kShiftWindow> recent{};
+    uint64_t recent_n = 0;
+    bool shifted = false;  // the window's median over shift_factor × usual, when last computed
   };
 
   void JudgeAndRelease(IdKey root, uint64_t now_unix_ns);
@@ -119,9 +131,19 @@ class Locator {
   // MediansOfAll brings every component up to date too.
   const std::array<int64_t, kComponents>* Medians(Baseline* b);
   void MediansOfAll(Baseline* b);
+  // Records a root tree's duration in its route's window; true when the route is shifted
+  // (computed when `candidate`, else every 8 trees).
+  bool Shifted(Baseline& b, int64_t duration, int64_t usual, bool candidate);
   // Into `known` when the caller found the key's baseline already, else BaselineFor(key).
   void Learn(Baseline* known, const std::string& key, const std::array<int64_t, kComponents>& sample, bool slow);
   void RememberReleased(IdKey id);
+  // When a service's span last showed memory pressure (a memory stall with the block I/O
+  // of its re-reads); the service's block I/O within kMemoryPressureNs of it is that
+  // pressure's too. Bounded: cleared beyond 4096 services.
+  static constexpr uint64_t kMemoryPressureNs = 2'000'000'000;
+  void MarkMemoryPressure(const std::string& service, uint64_t at_unix_ns);
+  bool MemoryPressureNear(const std::string& service, uint64_t at_unix_ns) const;
+  absl::flat_hash_map<std::string, uint64_t> memory_pressure_;
 
   LocateOptions opt_;
   Release release_;

@@ -49,7 +49,7 @@ struct Verdict {
   uint64_t end_unix_ns = 0;
   uint64_t decided_unix_ns = 0;  // when the daemon wrote the verdict
 
-  std::string reason;  // "slow" or "failed"
+  std::string reason;  // "slow", "shift" or "failed"
   std::string root_service;
   std::string method;
   std::string path;

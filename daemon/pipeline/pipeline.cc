@@ -25,6 +25,7 @@ constexpr int kPollIntervalMs = 50;
 locate::LocateOptions LocateOptionsFrom(const config::Config& cfg) {
   locate::LocateOptions o;
   o.slow_factor = cfg.locate_slow_factor;
+  o.shift_factor = cfg.locate_shift_factor;
   o.slow_min_excess_ns = uint64_t{cfg.locate_slow_min_ms} * 1000000ull;
   o.baseline_samples = cfg.locate_baseline_samples;
   o.baseline_min_samples = cfg.locate_baseline_min_samples;
@@ -221,9 +222,9 @@ absl::Status Pipeline::Run(const std::atomic<bool>& stop) {
     // Judge what is complete, release the rest: every accepted span reaches the exporter.
     locator_->Drain(clock_.RealtimeNowNs());
     const auto& ls = locator_->stats();
-    spdlog::info("locate: {} traces judged, {} slow, {} failed, {} verdicts, {} released unjudged "
-                 "({} held-span overflow), {} late children",
-                 ls.traces, ls.slow, ls.failed, ls.verdicts, ls.released_unjudged, ls.held_overflow,
+    spdlog::info("locate: {} traces judged, {} slow, {} slower on a shifted route, {} failed, {} verdicts, "
+                 "{} released unjudged ({} held-span overflow), {} late children",
+                 ls.traces, ls.slow, ls.shift, ls.failed, ls.verdicts, ls.released_unjudged, ls.held_overflow,
                  ls.late_children);
   }
   auto ls = resolver_.stats();

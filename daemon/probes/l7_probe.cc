@@ -225,16 +225,20 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
     if (f.tcp_incidents)
       spdlog::info("no tcp_retransmit_synack tracepoint: resent SYN-ACKs are not counted on callers' spans");
   }
-  // The start of a send (6.12+): a CLIENT span's first write is timed from there.
+  // The start of a send: a CLIENT span's first write is timed from there. With the socket
+  // tracepoints (6.3+) that is tcp_sendmsg_locked (6.12+); with the per-syscall hooks
+  // (before 6.3) the syscall's entry, which those hooks see anyway. 6.3 to 6.11 have
+  // neither without a hook on every write of the node.
   const bool has_send_start = HasTypedef(vmlinux, "btf_trace_tcp_sendmsg_locked");
-  f.send_begin = options.client_write_start && has_send_start;
+  const bool send_start_hook = f.sock_tracepoints && has_send_start;
+  f.send_begin = options.client_write_start && (send_start_hook || !f.sock_tracepoints);
   rodata->use_send_begin = f.send_begin ? 1 : 0;
   rodata->tls_send_begin = options.client_write_start ? 1 : 0;
+  if (!f.send_begin || !send_start_hook) bpf_program__set_autoload(sk->progs.send_begin, false);
   if (!f.send_begin) {
-    bpf_program__set_autoload(sk->progs.send_begin, false);
-    if (!has_send_start)
-      spdlog::info("no tcp_sendmsg_locked tracepoint (Linux < 6.12): a CLIENT span starts when its "
-                   "request's first write has moved its bytes, without that write's own time");
+    if (options.client_write_start)
+      spdlog::info("no tcp_sendmsg_locked tracepoint (Linux 6.3 to 6.11): a CLIENT span starts when "
+                   "its request's first write has moved its bytes, without that write's own time");
     else
       spdlog::info("probes.client_write_start is off: a CLIENT span starts when its request's "
                    "first write has moved its bytes, without that write's own time");

@@ -57,7 +57,7 @@ struct L7Features {
   bool memstall = false;     // reclaim tracepoints
   bool tcp_incidents = false;  // retransmit/reset tracepoints
   bool oom = false;          // mark_victim tracepoint
-  bool send_begin = false;   // tcp_sendmsg_locked: a request's first write timed from its start
+  bool send_begin = false;   // a request's first write timed from its start (tcp_sendmsg_locked, or the syscall entry before 6.3)
 };
 
 struct L7Counters {

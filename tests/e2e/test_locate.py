@@ -158,6 +158,13 @@ def main():
             if a.get("isotrace.verdict.reason") == "slow" and not (base > 0 and d > 2 * base):
                 errors.append("verdict for a trace that was not slow: %s" % a)
                 break
+            # A shifted route's trace: slower than 1.3 × usual (locate.shift_factor).
+            if a.get("isotrace.verdict.reason") == "shift" and not (base > 0 and d > 1.3 * base):
+                errors.append("shift verdict for a trace that was not slower than usual: %s" % a)
+                break
+            if a.get("isotrace.verdict.reason") not in ("slow", "shift", "failed"):
+                errors.append("verdict with an unknown reason: %s" % a)
+                break
 
         if errors:
             print("\n".join("MISMATCH: " + e for e in errors))

@@ -285,6 +285,7 @@ TEST(ConfigLocate, KeysLoadAndBadValuesNameTheFix) {
 locate:
   enabled: true
   slow_factor: 1.5
+  shift_factor: 1.2
   slow_min_ms: 10
   baseline_samples: 128
   baseline_min_samples: 32
@@ -297,6 +298,7 @@ locate:
                  &c);
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_DOUBLE_EQ(c.locate_slow_factor, 1.5);
+  EXPECT_DOUBLE_EQ(c.locate_shift_factor, 1.2);
   EXPECT_EQ(c.locate_slow_min_ms, 10u);
   EXPECT_EQ(c.locate_baseline_min_samples, 32u);
   EXPECT_EQ(c.locate_hold_ms, 300u);
@@ -309,6 +311,12 @@ locate:
   EXPECT_THAT(Message(st), HasSubstr("≥ 1.0"));
   st = Load("locate: {slow_factor: fast}\n", &bad);
   EXPECT_FALSE(st.ok());
+  st = Load("locate: {shift_factor: 0.5}\n", &bad);
+  EXPECT_THAT(Message(st), HasSubstr("locate.shift_factor"));
+  EXPECT_THAT(Message(st), HasSubstr("0 (off)"));
+  st = Load("locate: {shift_factor: 0}\n", &bad);
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(bad.locate_shift_factor, 0.0);
 
   Config v;
   v.locate_hold_ms = 2500;

@@ -253,6 +253,37 @@ TEST_F(LocateTest, EachCauseMapsToItsLayer) {
   }
 }
 
+// Under a memory limit every read is a refault, but the kernel flags only some as stalls:
+// a span of the same service with the re-reads' I/O and no stall of its own, right after
+// one that stalled, is the same pressure; long after it, I/O is the device's again.
+TEST_F(LocateTest, BlockIOOfAServiceUnderMemoryPressureIsThatPressure) {
+  Warm(15, Usual());
+  Acct stalled = Usual();
+  stalled.memstall += 6 * kMs;
+  stalled.blkio += 20 * kMs;
+  Acct io_only = Usual();
+  io_only.blkio += 20 * kMs;
+  Chain(now_ + kMs, stalled);
+  Chain(now_ + kMs, io_only);
+  ASSERT_EQ(verdicts_.size(), 2u);
+  EXPECT_EQ(verdicts_[0].cause, "memory");
+  EXPECT_EQ(verdicts_[1].layer, "container");
+  EXPECT_EQ(verdicts_[1].cause, "memory") << EvidenceText(verdicts_[1], 8);
+  Chain(now_ + 3000 * kMs, io_only);  // more than 2 s after the last stall
+  ASSERT_EQ(verdicts_.size(), 3u);
+  EXPECT_EQ(verdicts_[2].layer, "kernel");
+  EXPECT_EQ(verdicts_[2].cause, "block_io") << EvidenceText(verdicts_[2], 8);
+  // A trace of memory stall with much more I/O does not mark the service either.
+  Acct trace_of_stall = Usual();
+  trace_of_stall.memstall += 1500'000;
+  trace_of_stall.blkio += 20 * kMs;
+  Chain(now_ + 3000 * kMs, trace_of_stall);
+  Chain(now_ + kMs, io_only);
+  ASSERT_EQ(verdicts_.size(), 5u);
+  EXPECT_EQ(verdicts_[3].cause, "block_io");
+  EXPECT_EQ(verdicts_[4].cause, "block_io");
+}
+
 // Packets the caller's own firewall dropped on the way out: TCP resends them without a
 // retransmission (retransmits stay 0), and the packet_drop events are the only evidence.
 TEST_F(LocateTest, LocallyDroppedPacketsBlameTheNetworkWithoutRetransmits) {
@@ -366,6 +397,69 @@ TEST_F(LocateTest, AFaultDoesNotBecomeTheBaseline) {
   // Slow spans stay out of the baseline (one in 16 goes in): still judged slow.
   EXPECT_GE(verdicts_.size(), 38u);
   EXPECT_EQ(verdicts_.back().cause, "throttling");
+}
+
+// The back end waits 6 ms more for a CPU on every request: the front's root lasts about
+// 1.6 × its usual 10.2 ms, under slow_factor 2.
+Acct Shifted() {
+  Acct b = Usual();
+  b.runq += 6 * kMs;
+  return b;
+}
+
+TEST_F(LocateTest, ASustainedShiftIsJudgedThoughNoTraceIsTwiceAsSlow) {
+  Warm(40, Usual());
+  int first = -1;
+  for (int i = 0; i < 40; i++) {
+    Chain(now_ + kMs, Shifted());
+    if (first < 0 && !verdicts_.empty()) first = i;
+  }
+  // The window of the route's last 32 trees has a shifted median after 17 of them.
+  ASSERT_GE(first, 0) << "a route 1.6 x slower on every request got no verdict";
+  EXPECT_EQ(first, 16) << "judged before most of the window was slower, or late";
+  EXPECT_EQ(verdicts_.size(), 40u - 16u);
+  EXPECT_EQ(locator_->stats().shift, 24u);
+  EXPECT_EQ(locator_->stats().slow, 0u);
+  for (const Verdict& v : verdicts_) {
+    EXPECT_EQ(v.reason, "shift");
+    EXPECT_EQ(v.service, "back");
+    EXPECT_EQ(v.layer, "kernel");
+    EXPECT_EQ(v.cause, "runqueue") << EvidenceText(v, 8);
+  }
+  // Back to usual: the window's median follows within half a window, and the baseline
+  // did not learn the shift.
+  verdicts_.clear();
+  for (int i = 0; i < 40; i++) Chain(now_ + kMs, Usual());
+  EXPECT_TRUE(verdicts_.empty());
+  Chain(now_ + kMs, Shifted());
+  EXPECT_TRUE(verdicts_.empty()) << "one slower trace on a route back to usual is not a shift";
+}
+
+TEST_F(LocateTest, AShiftedRouteIsNotLearntAsUsual) {
+  Warm(40, Usual());
+  // More shifted trees than the baseline holds (256): were they learnt as normal ones,
+  // the route's median would be the shifted duration and the verdicts would stop.
+  for (int i = 0; i < 400; i++) Chain(now_ + kMs, Shifted());
+  ASSERT_GE(verdicts_.size(), 380u);
+  EXPECT_EQ(verdicts_.back().reason, "shift");
+  EXPECT_EQ(verdicts_.back().cause, "runqueue");
+}
+
+TEST_F(LocateTest, SlowerTracesAmongUsualOnesAreNoShift) {
+  Warm(40, Usual());
+  // One tree in three 1.6 × slower: the window's median stays usual.
+  for (int i = 0; i < 90; i++) Chain(now_ + kMs, i % 3 == 0 ? Shifted() : Usual());
+  EXPECT_TRUE(verdicts_.empty()) << Summary(verdicts_.front());
+  EXPECT_EQ(locator_->stats().shift, 0u);
+}
+
+TEST_F(LocateTest, ShiftFactorZeroJudgesOnlySlowTraces) {
+  LocateOptions o;
+  o.shift_factor = 0;
+  Make(o);
+  Warm(40, Usual());
+  for (int i = 0; i < 60; i++) Chain(now_ + kMs, Shifted());
+  EXPECT_TRUE(verdicts_.empty());
 }
 
 TEST_F(LocateTest, ParallelChildrenOffTheCriticalPathAreNotBlamed) {
