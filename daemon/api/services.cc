@@ -64,9 +64,11 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
              {"process", tracker.links_process},
              {"process_ambiguous", tracker.links_process_ambiguous}};
   s.nat_lookups = {{"translated", tracker.nat_translated},
-                   {"untranslated", tracker.nat_lookups - tracker.nat_translated - tracker.nat_no_entry - tracker.nat_errors},
+                   {"untranslated", tracker.nat_lookups - tracker.nat_translated - tracker.nat_no_entry -
+                                        tracker.nat_errors - tracker.nat_ambiguous},
                    {"no_entry", tracker.nat_no_entry},
                    {"error", tracker.nat_errors},
+                   {"ambiguous", tracker.nat_ambiguous},
                    {"dropped", tracker.nat_asks_dropped}};
   if (ls != nullptr)
     s.locate = {{"normal", ls->traces - ls->abnormal},

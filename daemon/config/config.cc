@@ -37,6 +37,12 @@ std::string Shown(const YAML::Node& n) {
   return "<empty>";
 }
 
+// "config key 'k': value 'v' is not valid; write <want>": every bad value says what to write.
+absl::Status BadValue(const char* key, const YAML::Node& n, const char* want) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key '", key, "': value '", Shown(n), "' is not valid; write ", want));
+}
+
 template <typename T>
 absl::Status ReadScalar(const YAML::Node& n, const char* path, T* out) {
   // yaml-cpp would turn "-1" into 4294967295 for an unsigned field on some versions and a
@@ -286,6 +292,26 @@ const std::vector<Key>& Keys() {
       ISOTRACE_KEY("correlate.idle_timeout_s", idle_timeout_s),
       Key{"correlate.conntrack",
           [](const YAML::Node& n, Config* c) { return ReadScalar(n, "correlate.conntrack", &c->conntrack); }},
+      Key{"correlate.conntrack_zones",
+          [](const YAML::Node& n, Config* c) {
+            auto bad = BadValue("correlate.conntrack_zones", n,
+                                "a list of at most 16 conntrack zone ids from 1 to 65535, e.g. [7, 12] "
+                                "(the default zone 0 is always asked)");
+            if (!n.IsSequence() || n.size() > 16) return bad;
+            std::vector<uint16_t> zones;
+            for (const auto& z : n) {
+              if (!z.IsScalar()) return bad;
+              try {
+                const int64_t v = z.as<int64_t>();
+                if (v < 1 || v > 65535) return bad;
+                if (std::find(zones.begin(), zones.end(), v) == zones.end()) zones.push_back(static_cast<uint16_t>(v));
+              } catch (const YAML::Exception&) {
+                return bad;
+              }
+            }
+            c->conntrack_zones = std::move(zones);
+            return absl::OkStatus();
+          }},
       ISOTRACE_KEY("embedded.spans", embedded_spans),
       ISOTRACE_KEY("embedded.summary_interval_s", summary_interval_s),
       ISOTRACE_KEY("log.level", log_level),
@@ -325,10 +351,9 @@ const std::vector<Key>& Keys() {
           }},
       Key{"locate.shift_factor",
           [](const YAML::Node& n, Config* c) {
-            auto bad = absl::InvalidArgumentError(absl::StrCat(
-                "config key 'locate.shift_factor': value '", Shown(n),
-                "' is not valid; write 0 (off) or a number ≥ 1.0 (a route is shifted when its recent median "
-                "is above factor × its usual duration)"));
+            auto bad = BadValue("locate.shift_factor", n,
+                                "0 (off) or a number ≥ 1.0 (a route is shifted when its recent median "
+                                "is above factor × its usual duration)");
             if (!n.IsScalar()) return bad;
             try {
               double v = n.as<double>();

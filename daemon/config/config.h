@@ -68,6 +68,8 @@ struct Config {
   uint32_t idle_timeout_s = 300;
   // Link NAT'd connections (Service addresses) through the kernel's conntrack.
   bool conntrack = true;
+  // Conntrack zones asked after the default one (translations made in a zone).
+  std::vector<uint16_t> conntrack_zones;
 
   // Embedded mode and logs.
   uint32_t embedded_spans = 4096;

@@ -1100,6 +1100,7 @@ void ConnectionTracker::AskNat() {
       case probes::NatResult::kUntranslated: continue;
       case probes::NatResult::kNoEntry: stats_.nat_no_entry++; continue;
       case probes::NatResult::kError: stats_.nat_errors++; continue;
+      case probes::NatResult::kAmbiguous: stats_.nat_ambiguous++; continue;
     }
     // The callee's socket: its address as it answers (reply source), the caller as it
     // sees it (reply destination, after SNAT).

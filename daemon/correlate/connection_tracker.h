@@ -96,6 +96,7 @@ struct TrackerStats {
   uint64_t nat_translated = 0;           // of which NAT'd (a link candidate)
   uint64_t nat_no_entry = 0;             // no conntrack entry (conntrack unused there)
   uint64_t nat_errors = 0;               // namespace or ctnetlink not reachable
+  uint64_t nat_ambiguous = 0;            // different translations in the zones asked
   uint64_t nat_asks_dropped = 0;         // over the queue's bound before a miss asked (and
                                          // not linked without NAT meanwhile)
   uint64_t app_traceparents = 0;         // CLIENT requests carrying the app's own context

@@ -177,7 +177,7 @@ void WriteStatsFile(const std::string& path, const otlp::ExportStats* es, bool e
       ", \"synack_retransmits\": ", ts.synack_retransmits, ", \"synack_on_spans\": ", ts.synack_on_spans,
       ", \"links_peer_nat\": ", ts.links_peer_nat, ", \"links_nat_ambiguous\": ", ts.links_nat_ambiguous,
       ", \"nat_lookups\": ", ts.nat_lookups, ", \"nat_translated\": ", ts.nat_translated,
-      ", \"nat_no_entry\": ", ts.nat_no_entry, ", \"nat_errors\": ", ts.nat_errors,
+      ", \"nat_no_entry\": ", ts.nat_no_entry, ", \"nat_errors\": ", ts.nat_errors, ", \"nat_ambiguous\": ", ts.nat_ambiguous,
       ", \"nat_asks_dropped\": ", ts.nat_asks_dropped, ", \"listen_samples\": ", ld.samples,
       ", \"listen_read_errors\": ", ld.read_errors, ", \"listen_namespaces\": ", ld.namespaces, "}}\n");
   // Write then rename, so a reader never sees half a file.

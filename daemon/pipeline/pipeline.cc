@@ -93,6 +93,7 @@ absl::Status Pipeline::Start() {
     auto ct = probes::Conntrack::Create();
     if (ct.ok()) {
       conntrack_ = std::move(*ct);
+      conntrack_->SetZones(cfg_.conntrack_zones);
       tracker_.SetNat(conntrack_.get());
     } else {
       // Optional: connections through NAT (Service addresses) then stay unlinked.

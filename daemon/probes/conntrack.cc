@@ -210,7 +210,7 @@ Conntrack::Ns* Conntrack::NamedNs(uint64_t ino) {
   return nullptr;
 }
 
-NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply) {
+NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply, uint16_t zone) {
   nf_conntrack* ct = nfct_new();
   if (ct == nullptr) return NatResult::kError;
   const bool v4 = IsV4Mapped(orig.src) && IsV4Mapped(orig.dst);
@@ -229,6 +229,8 @@ NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* rep
   nfct_set_attr_u8(ct, ATTR_L4PROTO, IPPROTO_TCP);
   nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(orig.sport));
   nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(orig.dport));
+  // The tuple's zone (CTA_ZONE): without it the kernel looks in the default zone only.
+  if (zone != 0) nfct_set_attr_u16(ct, ATTR_ZONE, zone);
   Found found;
   nfct_callback_register(h, NFCT_T_ALL, OnEntry, &found);
   const uint64_t t0 = MonoNs();
@@ -260,6 +262,29 @@ NatResult Conntrack::Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* rep
   return NatResult::kTranslated;
 }
 
+NatResult Conntrack::QueryZones(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply) {
+  NatResult r = Query(h, orig, reply, 0);
+  if (zones_.empty() || r == NatResult::kError) return r;
+  bool translated = r == NatResult::kTranslated;
+  FlowTuple first = *reply;
+  for (uint16_t zone : zones_) {
+    FlowTuple z;
+    const NatResult q = Query(h, orig, &z, zone);
+    if (q == NatResult::kTranslated) {
+      if (translated && !(z == first)) return NatResult::kAmbiguous;
+      if (!translated) first = z;
+      translated = true;
+    } else if (q == NatResult::kUntranslated && r == NatResult::kNoEntry) {
+      r = q;  // a zone that tracks the connection untranslated: nothing to link by
+    } else if (q == NatResult::kError && r == NatResult::kNoEntry) {
+      r = q;
+    }
+  }
+  if (!translated) return r;
+  *reply = first;
+  return NatResult::kTranslated;
+}
+
 NatResult Conntrack::Reply(uint32_t tgid, uint64_t pinned, const FlowTuple& orig, FlowTuple* reply) {
   // The caller's namespace first (its OUTPUT rules), then the daemon's own (a DaemonSet on
   // the host network: the node's, where kube-proxy translates pods' packets), then pid 1's
@@ -268,7 +293,8 @@ NatResult Conntrack::Reply(uint32_t tgid, uint64_t pinned, const FlowTuple& orig
   NatResult best = NatResult::kNoEntry;
   const auto take = [&](NatResult r) {
     if (r == NatResult::kUntranslated || (r == NatResult::kError && best == NatResult::kNoEntry)) best = r;
-    return r == NatResult::kTranslated;
+    if (r == NatResult::kAmbiguous) best = r;
+    return r == NatResult::kTranslated || r == NatResult::kAmbiguous;
   };
   Ns* caller = nullptr;
   if (auto it = pinned != 0 ? by_ino_.find(pinned) : by_ino_.end(); it != by_ino_.end()) {
@@ -278,18 +304,19 @@ NatResult Conntrack::Reply(uint32_t tgid, uint64_t pinned, const FlowTuple& orig
     caller = NsFor(absl::StrCat(proc_root_, "/", tgid, "/ns/net"), &caller_ino);
   }
   if (nfct_handle* h = caller != nullptr ? HandleOf(caller_ino, *caller) : nullptr; h != nullptr) {
-    if (take(Query(h, orig, reply))) return NatResult::kTranslated;
+    if (take(QueryZones(h, orig, reply))) return best == NatResult::kAmbiguous ? best : NatResult::kTranslated;
   } else if (caller_ino != 0) {
     take(NatResult::kError);  // a process gone unpinned is not an error: its entry may be in ours
   }
   if (own_ino_ != caller_ino) {
-    if (take(Query(by_ino_[own_ino_].h, orig, reply))) return NatResult::kTranslated;
+    if (take(QueryZones(by_ino_[own_ino_].h, orig, reply)))
+      return best == NatResult::kAmbiguous ? best : NatResult::kTranslated;
   }
   if (host_ino_ != 0 && host_ino_ != caller_ino && host_ino_ != own_ino_) {
     uint64_t ino = 0;
     Ns* host = NsFor(absl::StrCat(proc_root_, "/1/ns/net"), &ino);
     if (nfct_handle* hh = host != nullptr ? HandleOf(ino, *host) : nullptr; hh != nullptr) {
-      if (take(Query(hh, orig, reply))) return NatResult::kTranslated;
+      if (take(QueryZones(hh, orig, reply))) return best == NatResult::kAmbiguous ? best : NatResult::kTranslated;
     }
   }
   return best;

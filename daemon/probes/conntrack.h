@@ -45,6 +45,7 @@ enum class NatResult : uint8_t {
   kUntranslated,  // an entry, no translation (the callee sees the caller's own tuple)
   kNoEntry,       // no entry in any namespace asked (or conntrack not in use there)
   kError,         // the namespace or the socket could not be reached (counted)
+  kAmbiguous,     // entries in several conntrack zones with different translations
 };
 
 // The seam the tracker uses (a unit test's fake replaces the kernel).
@@ -81,6 +82,12 @@ class Conntrack final : public NatLookup {
       std::vector<std::string> netns_dirs = {"/run/netns", "/var/run/netns"});
   ~Conntrack() override;
 
+  // Conntrack zones asked after the default one (0), in each namespace: a translation
+  // made in a zone (rules that `ct zone set`, OVS/OVN datapaths) is found only there. One
+  // more netlink round trip per zone and lookup. Several different translations of one
+  // connection across the zones asked are kAmbiguous, never a link.
+  void SetZones(std::vector<uint16_t> zones) { zones_ = std::move(zones); }
+
   uint64_t Pin(uint32_t tgid, uint32_t netns) override;
   NatResult Reply(uint32_t tgid, uint64_t ns, const FlowTuple& orig, FlowTuple* reply) override;
   // Closes sockets and pins of namespaces not used since `idle_ns` (both keep their
@@ -109,10 +116,13 @@ class Conntrack final : public NatLookup {
   // The socket of a known namespace (opened inside it on first use); null on error.
   nfct_handle* HandleOf(uint64_t ino, Ns& ns);
   void Release(Ns& ns);
-  NatResult Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply);
+  NatResult Query(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply, uint16_t zone);
+  // Query in the default zone, then in each of zones_.
+  NatResult QueryZones(nfct_handle* h, const FlowTuple& orig, FlowTuple* reply);
 
   std::string proc_root_;
   std::vector<std::string> netns_dirs_;
+  std::vector<uint16_t> zones_;  // besides the default zone 0
   std::unordered_map<uint64_t, uint64_t> unnamed_;  // inode → when a scan missed it
   uint64_t own_ino_ = 0;   // the daemon's namespace
   uint64_t host_ino_ = 0;  // the node's (pid 1's), where kube-proxy translates

@@ -17,7 +17,10 @@ Each case: five requests on one keep-alive connection, then one on each of three
 connections, the caller exiting right after the last. A third case, "oneshot", is the
 "caller" layout with a caller that makes one request and exits at once, the only process
 its namespace ever had: the daemon must still ask in that namespace (found by the
-socket's namespace inode among the named ones) after the process is gone.
+socket's namespace inode among the named ones) after the process is gone. A fourth,
+"zone", is the "caller" layout with the caller's connections tracked in conntrack zone 7
+(`ct zone set` before conntrack, both ways), where a lookup in the default zone finds
+nothing: the daemon, told the zone (correlate.conntrack_zones), must find it there.
 Checked at the independent OTLP receiver: every SERVER span is the child of one of the
 caller's CLIENT spans, in its trace, each CLIENT span claimed once; the SERVER spans name
 the translated caller (client.address) and the CLIENT spans the virtual address
@@ -107,6 +110,17 @@ def setup_caller(suffix, made, cleanups):
     return ns_c, ns_s, "10.96.80.10", "10.231.80.3"
 
 
+def setup_zone(suffix, made, cleanups):
+    """The caller layout, its connections tracked in conntrack zone 7."""
+    r = setup_caller(suffix, made, cleanups)
+    nft(r[0], """table ip isotrace_zone {
+ chain out { type filter hook output priority -300; ct zone set 7; }
+ chain pre { type filter hook prerouting priority -300; ct zone set 7; }
+}
+""")
+    return r
+
+
 def setup_node(suffix, made, cleanups):
     """kube-proxy's layout: the translation in the node's namespace."""
     ns_c, ns_s = "inc" + suffix, "ins" + suffix
@@ -148,8 +162,11 @@ def run(layout, errors):
             cfg = os.path.join(procs.tmp, "isotrace.yaml")
             with open(cfg, "w") as f:
                 f.write('log: {stats_file: "%s"}\n' % stats_path)
+                if layout == "zone":
+                    f.write('correlate: {conntrack_zones: [3, 7]}\n')
             daemon = h.start_daemon(procs, "--config", cfg, "--otlp-endpoint", recv.endpoint)
-            ns_c, ns_s, vip, seen_as = (setup_node if layout == "node" else setup_caller)(suffix, made, cleanups)
+            setup = {"node": setup_node, "zone": setup_zone}.get(layout, setup_caller)
+            ns_c, ns_s, vip, seen_as = setup(suffix, made, cleanups)
             srv = procs.start(["ip", "netns", "exec", ns_s, sys.executable, "-c", SERVER, str(PORT)], "server")
             if not h.wait_listening_in(ns_s, PORT):
                 h.fail("the server did not listen: " + procs.log(srv))
@@ -227,7 +244,7 @@ def main():
             h.skip("%s missing: run scripts/install-deps.sh" % tool)
     errors = []
     dlog = ""
-    for layout in ("caller", "node", "oneshot"):
+    for layout in ("caller", "node", "oneshot", "zone"):
         dlog = run(layout, errors)
     h.finish(errors, dlog)
 

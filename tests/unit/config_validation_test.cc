@@ -311,6 +311,16 @@ locate:
   EXPECT_THAT(Message(st), HasSubstr("≥ 1.0"));
   st = Load("locate: {slow_factor: fast}\n", &bad);
   EXPECT_FALSE(st.ok());
+  Config z;
+  st = Load("correlate: {conntrack_zones: [7, 12, 7]}\n", &z);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(z.conntrack_zones, (std::vector<uint16_t>{7, 12}));
+  for (const char* v : {"[0]", "[70000]", "[-1]", "7", "[a]", "[[1]]",
+                        "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]"}) {
+    st = Load(std::string("correlate: {conntrack_zones: ") + v + "}\n", &bad);
+    EXPECT_THAT(Message(st), HasSubstr("correlate.conntrack_zones")) << v;
+    EXPECT_THAT(Message(st), HasSubstr("1 to 65535")) << v;
+  }
   st = Load("locate: {shift_factor: 0.5}\n", &bad);
   EXPECT_THAT(Message(st), HasSubstr("locate.shift_factor"));
   EXPECT_THAT(Message(st), HasSubstr("0 (off)"));
