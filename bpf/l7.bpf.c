@@ -818,12 +818,15 @@ static __always_inline void on_eof(const struct sock *sk) {
  * of the send loop) with the socket tracepoints, and the syscall's entry with the
  * per-syscall hooks (kernels before 6.3, enter_call). Every other send costs one
  * connection-state lookup. */
+/* `now`: the send's start, or 0 for the clock now (read only once the send qualifies:
+ * this runs on every TCP send of the node). */
 static __always_inline void mark_send_begin(const struct sock *sk, __u64 now) {
   struct conn_state *cs = conn_get(sk);
   if (!cs) return;
   if ((cs->flags & (CS_CONNECTED | CS_CONNECT_SENT | CS_SEND_BEGIN | CS_TLS)) != (CS_CONNECTED | CS_CONNECT_SENT))
     return;
   if (cs->last_dir == L7_DIR_EGRESS) return; /* a later write of the same message */
+  if (!now) now = bpf_ktime_get_ns();
   cs->send_begin_ns = now;
   acct_snapshot(&cs->connect_acct, now);
   cs->flags |= CS_SEND_BEGIN;
@@ -832,7 +835,7 @@ static __always_inline void mark_send_begin(const struct sock *sk, __u64 now) {
 SEC("tp_btf/tcp_sendmsg_locked")
 int BPF_PROG(send_begin, const struct sock *sk, const struct msghdr *msg, const struct sk_buff *skb,
              int size_goal) {
-  mark_send_begin(sk, bpf_ktime_get_ns());
+  mark_send_begin(sk, 0);
   return 0;
 }
 
