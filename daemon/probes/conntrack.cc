@@ -291,10 +291,12 @@ NatResult Conntrack::Reply(uint32_t tgid, uint64_t pinned, const FlowTuple& orig
   // when it is another one and readable.
   uint64_t caller_ino = 0;
   NatResult best = NatResult::kNoEntry;
-  const auto take = [&](NatResult r) {
+  // True when `r` is the answer (a translation, or translations that disagree); else
+  // kept as the best of the misses.
+  const auto final = [&](NatResult r) {
+    if (r == NatResult::kTranslated || r == NatResult::kAmbiguous) return true;
     if (r == NatResult::kUntranslated || (r == NatResult::kError && best == NatResult::kNoEntry)) best = r;
-    if (r == NatResult::kAmbiguous) best = r;
-    return r == NatResult::kTranslated || r == NatResult::kAmbiguous;
+    return false;
   };
   Ns* caller = nullptr;
   if (auto it = pinned != 0 ? by_ino_.find(pinned) : by_ino_.end(); it != by_ino_.end()) {
@@ -304,19 +306,18 @@ NatResult Conntrack::Reply(uint32_t tgid, uint64_t pinned, const FlowTuple& orig
     caller = NsFor(absl::StrCat(proc_root_, "/", tgid, "/ns/net"), &caller_ino);
   }
   if (nfct_handle* h = caller != nullptr ? HandleOf(caller_ino, *caller) : nullptr; h != nullptr) {
-    if (take(QueryZones(h, orig, reply))) return best == NatResult::kAmbiguous ? best : NatResult::kTranslated;
+    if (NatResult r = QueryZones(h, orig, reply); final(r)) return r;
   } else if (caller_ino != 0) {
-    take(NatResult::kError);  // a process gone unpinned is not an error: its entry may be in ours
+    final(NatResult::kError);  // a process gone unpinned is not an error: its entry may be in ours
   }
   if (own_ino_ != caller_ino) {
-    if (take(QueryZones(by_ino_[own_ino_].h, orig, reply)))
-      return best == NatResult::kAmbiguous ? best : NatResult::kTranslated;
+    if (NatResult r = QueryZones(by_ino_[own_ino_].h, orig, reply); final(r)) return r;
   }
   if (host_ino_ != 0 && host_ino_ != caller_ino && host_ino_ != own_ino_) {
     uint64_t ino = 0;
     Ns* host = NsFor(absl::StrCat(proc_root_, "/1/ns/net"), &ino);
     if (nfct_handle* hh = host != nullptr ? HandleOf(ino, *host) : nullptr; hh != nullptr) {
-      if (take(QueryZones(hh, orig, reply))) return best == NatResult::kAmbiguous ? best : NatResult::kTranslated;
+      if (NatResult r = QueryZones(hh, orig, reply); final(r)) return r;
     }
   }
   return best;
