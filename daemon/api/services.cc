@@ -74,6 +74,7 @@ metrics::SelfStats SelfStatsFrom(const probes::L7Counters& probe, const probes::
     s.locate = {{"normal", ls->traces - ls->abnormal},
                 {"slow", ls->slow},
                 {"shift", ls->shift},
+                {"lone", ls->lone},
                 {"failed", ls->failed},
                 {"learning", ls->learning},
                 {"released_unjudged", ls->released_unjudged},

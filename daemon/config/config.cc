@@ -43,6 +43,23 @@ absl::Status BadValue(const char* key, const YAML::Node& n, const char* want) {
       absl::StrCat("config key '", key, "': value '", Shown(n), "' is not valid; write ", want));
 }
 
+// A factor that 0 turns off: 0, or a number from 1.0 to 1000.
+Key OffOrFactorKey(const char* path, const char* zero_means, const char* factor_means, double Config::*field) {
+  return Key{path, [=](const YAML::Node& n, Config* c) {
+               const std::string want = absl::StrCat(zero_means, " or a number ≥ 1.0 (", factor_means, ")");
+               auto bad = BadValue(path, n, want.c_str());
+               if (!n.IsScalar()) return bad;
+               try {
+                 double v = n.as<double>();
+                 if (!(v == 0.0 || v >= 1.0) || v > 1000.0) return bad;
+                 c->*field = v;
+                 return absl::OkStatus();
+               } catch (const YAML::Exception&) {
+                 return bad;
+               }
+             }};
+}
+
 template <typename T>
 absl::Status ReadScalar(const YAML::Node& n, const char* path, T* out) {
   // yaml-cpp would turn "-1" into 4294967295 for an unsigned field on some versions and a
@@ -349,21 +366,13 @@ const std::vector<Key>& Keys() {
               return bad;
             }
           }},
-      Key{"locate.shift_factor",
-          [](const YAML::Node& n, Config* c) {
-            auto bad = BadValue("locate.shift_factor", n,
-                                "0 (off) or a number ≥ 1.0 (a route is shifted when its recent median "
-                                "is above factor × its usual duration)");
-            if (!n.IsScalar()) return bad;
-            try {
-              double v = n.as<double>();
-              if (!(v == 0.0 || v >= 1.0) || v > 1000.0) return bad;
-              c->locate_shift_factor = v;
-              return absl::OkStatus();
-            } catch (const YAML::Exception&) {
-              return bad;
-            }
-          }},
+      OffOrFactorKey("locate.shift_factor", "0 (off)",
+                     "a route is shifted when its recent median is above factor × its usual duration",
+                     &Config::locate_shift_factor),
+      OffOrFactorKey("locate.lone_factor", "0 (judge every slow trace)",
+                     "a slow trace under factor × its usual duration is judged only when its cause "
+                     "repeats on its route",
+                     &Config::locate_lone_factor),
       ISOTRACE_KEY("locate.slow_min_ms", locate_slow_min_ms),
       ISOTRACE_KEY("locate.baseline_samples", locate_baseline_samples),
       ISOTRACE_KEY("locate.baseline_min_samples", locate_baseline_min_samples),

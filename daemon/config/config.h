@@ -89,6 +89,7 @@ struct Config {
   double locate_slow_factor = 2.0;      // slow: duration > factor × the route's usual
   uint32_t locate_slow_min_ms = 5;      // ... and longer than usual by at least this
   double locate_shift_factor = 1.3;     // a route's recent median above factor × usual: shifted; 0 off
+  double locate_lone_factor = 4.0;      // slow traces under factor × usual are judged when their cause repeats; 0 off
   uint32_t locate_baseline_samples = 256;
   uint32_t locate_baseline_min_samples = 20;
   uint32_t locate_hold_ms = 150;        // grace after a trace's root-most span ends

@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "exporters/otlp/semconv.h"
 #include "daemon/correlate/resource.h"
@@ -319,6 +320,15 @@ void Locator::MediansOfAll(Baseline* b) {
   b->components_at = b->added;
 }
 
+bool Locator::Repeats(Baseline& b, uint64_t hash) {
+  bool seen = false;
+  for (const auto& c : b.causes)
+    if (c.hash == hash && c.root != 0 && b.roots - c.root < kCorroborateTrees) seen = true;
+  b.causes[b.causes_next] = {hash, b.roots};
+  b.causes_next = (b.causes_next + 1) % b.causes.size();
+  return seen;
+}
+
 bool Locator::Shifted(Baseline& b, int64_t duration, int64_t usual, bool candidate) {
   b.recent[b.recent_n % kShiftWindow] = duration;
   b.recent_n++;
@@ -487,16 +497,18 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   const Span& rs = root.h->span;
   const int64_t root_dur = Dur(rs);
   const bool failed = root.failed;
-  bool slow = false, shift = false, shifted = false;
+  bool slow = false, shift = false, shifted = false, over_shift = false, gross = false;
   if (root.med) {
     const int64_t usual = (*root.med)[kDuration];
     const bool over_min = root_dur - usual >= static_cast<int64_t>(opt_.slow_min_excess_ns);
     slow = static_cast<double>(root_dur) > opt_.slow_factor * static_cast<double>(usual) && over_min;
+    gross = slow && !(static_cast<double>(root_dur) < opt_.lone_factor * static_cast<double>(usual));
+    root.base->roots++;
     if (opt_.shift_factor > 0) {
       // A sustained shift (docs/locate.md §4): most of the route's recent trees slower
       // than usual, as under a fault that slows every request a little rather than some
       // a lot. Its slower trees are judged, and its trees are kept out of the baseline.
-      const bool over_shift = static_cast<double>(root_dur) > opt_.shift_factor * static_cast<double>(usual) && over_min;
+      over_shift = static_cast<double>(root_dur) > opt_.shift_factor * static_cast<double>(usual) && over_min;
       shifted = Shifted(*root.base, root_dur, usual, over_shift && !slow);
       shift = shifted && over_shift && !slow;
     }
@@ -508,11 +520,11 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   for (auto& n : nodes)
     if (!n.kids.empty()) n.h->span.breakdown.downstream_ns = n.child_union;
 
-  if (slow || shift || failed) {
-    stats_.abnormal++;
-    if (slow) stats_.slow++;
-    if (shift) stats_.shift++;
-    if (failed) stats_.failed++;
+  // Over shift_factor on a route not (yet) shifted: not judged, but its cause is recorded,
+  // so that a shift's first verdicts find theirs repeated.
+  const bool cause_only = over_shift && !slow && !shift && !failed;
+  if (slow || shift || failed || cause_only) {
+    if (!cause_only) stats_.abnormal++;
     // The evidence compares every component with its usual value.
     for (size_t i : path) MediansOfAll(nodes[i].base);
     struct Acc {
@@ -701,7 +713,18 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       cause = e->cause;
       value = e->value_ns;
     }
-    if (!svc.empty()) {
+    // Failed traces and gross slow ones are judged alone; the rest only when their cause
+    // repeats on the route (a lone outlier is the node's noise, not a fault's mark).
+    bool judge = failed;
+    if (!failed && !svc.empty() && root.base != nullptr) {
+      const bool repeats = Repeats(*root.base, absl::HashOf(svc, layer, cause));
+      judge = !cause_only && (gross || repeats);
+      if ((slow || shift) && !judge) stats_.lone++;
+    }
+    if (judge && slow && !failed) stats_.slow++;
+    if (judge && shift && !failed) stats_.shift++;
+    if (failed) stats_.failed++;
+    if (judge) {
       v.service = svc;
       v.layer = layer;
       v.cause = cause;

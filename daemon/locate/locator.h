@@ -36,6 +36,12 @@ struct LocateOptions {
   // slow_min_excess_ns over) are judged too, and its trees stay out of the baselines as
   // abnormal ones do. 0 turns it off.
   double shift_factor = 1.3;
+  // A slow trace under lone_factor × usual, or a shifted route's trace, is judged only when
+  // its cause (service, layer, cause) repeats: another of its route's last
+  // kCorroborateTrees root trees was slow or over shift_factor with the same cause. A
+  // trace alone with its cause is a lone outlier: counted, its span keeps its breakdown,
+  // no verdict. 0 judges every slow trace at once (shifted ones still need the repeat).
+  double lone_factor = 4.0;
   uint32_t baseline_samples = 256;      // per workload route: the last N normal spans
   uint32_t baseline_min_samples = 20;   // fewer: the route is still learning, no "slow"
   uint32_t hold_ms = 150;               // grace after a root-most span ends
@@ -47,8 +53,9 @@ struct LocateOptions {
 
 struct LocateStats {
   uint64_t traces = 0;            // local trees judged
-  uint64_t slow = 0;              // ... found slow (over slow_factor × usual)
-  uint64_t shift = 0;             // ... found slower than usual while their route is shifted
+  uint64_t slow = 0;              // ... judged slow (over slow_factor × usual)
+  uint64_t shift = 0;             // ... judged slower than usual while their route is shifted
+  uint64_t lone = 0;              // slow or shift traces not judged: their cause did not repeat
   uint64_t failed = 0;            // ... found failed
   uint64_t abnormal = 0;          // ... found slow, failed or both
   uint64_t verdicts = 0;
@@ -120,7 +127,20 @@ class Locator {
     std::array<int64_t, kShiftWindow> recent{};
     uint64_t recent_n = 0;
     bool shifted = false;  // the window's median over shift_factor × usual, when last computed
+    // The causes of the route's recent slow or over-shift trees (hash of service, layer,
+    // cause) with the number of the root tree that had it: a repeat corroborates.
+    uint64_t roots = 0;  // root trees judged with this route
+    struct Cause {
+      uint64_t hash = 0;
+      uint64_t root = 0;
+    };
+    std::array<Cause, 8> causes{};
+    size_t causes_next = 0;
   };
+  // How far back (in the route's root trees) a cause counts as a repeat.
+  static constexpr uint64_t kCorroborateTrees = 16;
+  // True when the route had `hash` among its last kCorroborateTrees trees; records it.
+  static bool Repeats(Baseline& b, uint64_t hash);
 
   void JudgeAndRelease(IdKey root, uint64_t now_unix_ns);
   void ReleaseOne(IdKey id);

@@ -26,6 +26,7 @@ locate::LocateOptions LocateOptionsFrom(const config::Config& cfg) {
   locate::LocateOptions o;
   o.slow_factor = cfg.locate_slow_factor;
   o.shift_factor = cfg.locate_shift_factor;
+  o.lone_factor = cfg.locate_lone_factor;
   o.slow_min_excess_ns = uint64_t{cfg.locate_slow_min_ms} * 1000000ull;
   o.baseline_samples = cfg.locate_baseline_samples;
   o.baseline_min_samples = cfg.locate_baseline_min_samples;

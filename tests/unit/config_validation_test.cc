@@ -286,6 +286,7 @@ locate:
   enabled: true
   slow_factor: 1.5
   shift_factor: 1.2
+  lone_factor: 3
   slow_min_ms: 10
   baseline_samples: 128
   baseline_min_samples: 32
@@ -299,6 +300,7 @@ locate:
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_DOUBLE_EQ(c.locate_slow_factor, 1.5);
   EXPECT_DOUBLE_EQ(c.locate_shift_factor, 1.2);
+  EXPECT_DOUBLE_EQ(c.locate_lone_factor, 3.0);
   EXPECT_EQ(c.locate_slow_min_ms, 10u);
   EXPECT_EQ(c.locate_baseline_min_samples, 32u);
   EXPECT_EQ(c.locate_hold_ms, 300u);
@@ -327,6 +329,14 @@ locate:
   st = Load("locate: {shift_factor: 0}\n", &bad);
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_EQ(bad.locate_shift_factor, 0.0);
+  st = Load("locate: {lone_factor: 0.5}\n", &bad);
+  EXPECT_THAT(Message(st), HasSubstr("locate.lone_factor"));
+  EXPECT_THAT(Message(st), HasSubstr("0 (judge every slow trace)"));
+  st = Load("locate: {lone_factor: [4]}\n", &bad);
+  EXPECT_THAT(Message(st), HasSubstr("locate.lone_factor"));
+  st = Load("locate: {lone_factor: 0}\n", &bad);
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(bad.locate_lone_factor, 0.0);
 
   Config v;
   v.locate_hold_ms = 2500;

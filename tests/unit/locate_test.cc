@@ -49,6 +49,13 @@ class LocateTest : public ::testing::Test {
         [this](const Verdict& v, const std::shared_ptr<const correlate::Resource>&) { verdicts_.push_back(v); });
   }
 
+  // Single slow traces under 4 × usual judged at once (no repeat of their cause needed).
+  void MakeJudgingEveryTrace() {
+    LocateOptions o;
+    o.lone_factor = 0;
+    Make(o);
+  }
+
   Span MakeSpan(SpanKind kind, uint64_t id, uint64_t parent, uint64_t start, uint64_t end, const Acct& a,
                 const std::string& path = "/p") {
     Span s;
@@ -240,7 +247,7 @@ TEST_F(LocateTest, EachCauseMapsToItsLayer) {
       {"own wait", [](Acct* a) { a->other += 30 * kMs; }, "app", "wait"},
   };
   for (const auto& c : cases) {
-    Make(LocateOptions{});
+    MakeJudgingEveryTrace();
     verdicts_.clear();
     Warm(15, Usual());
     Acct b = Usual();
@@ -257,6 +264,7 @@ TEST_F(LocateTest, EachCauseMapsToItsLayer) {
 // a span of the same service with the re-reads' I/O and no stall of its own, right after
 // one that stalled, is the same pressure; long after it, I/O is the device's again.
 TEST_F(LocateTest, BlockIOOfAServiceUnderMemoryPressureIsThatPressure) {
+  MakeJudgingEveryTrace();
   Warm(15, Usual());
   Acct stalled = Usual();
   stalled.memstall += 6 * kMs;
@@ -460,6 +468,73 @@ TEST_F(LocateTest, ShiftFactorZeroJudgesOnlySlowTraces) {
   Warm(40, Usual());
   for (int i = 0; i < 60; i++) Chain(now_ + kMs, Shifted());
   EXPECT_TRUE(verdicts_.empty());
+}
+
+// A slow trace under lone_factor (4) × usual whose cause no other of its route's last 16
+// trees had is the node's noise: counted, not judged. Its cause repeating, a gross trace,
+// and lone_factor 0 are judged.
+TEST_F(LocateTest, ALoneOutlierIsCountedAndJudgedOnlyWhenItsCauseRepeats) {
+  Warm(30, Usual());  // the root's usual: about 10.2 ms
+  Acct runq = Usual();
+  runq.runq += 20 * kMs;  // about 3 × usual
+  Acct io = Usual();
+  io.blkio += 20 * kMs;
+  released_.clear();
+  Chain(now_ + kMs, runq);
+  EXPECT_TRUE(verdicts_.empty()) << Summary(verdicts_.front());
+  EXPECT_EQ(locator_->stats().lone, 1u);
+  EXPECT_EQ(locator_->stats().slow, 0u);
+  ASSERT_EQ(released_.size(), 3u);
+  EXPECT_FALSE(released_[2].second.verdict.has_value());
+  // A different cause next: alone with its cause too.
+  Chain(now_ + kMs, io);
+  EXPECT_TRUE(verdicts_.empty()) << Summary(verdicts_.front());
+  EXPECT_EQ(locator_->stats().lone, 2u);
+  // The first cause again within 16 trees: judged, with the verdict on its span.
+  for (int i = 0; i < 10; i++) Chain(now_ + kMs, Usual());
+  Chain(now_ + kMs, runq);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].cause, "runqueue");
+  EXPECT_EQ(verdicts_[0].reason, "slow");
+  EXPECT_EQ(locator_->stats().slow, 1u);
+  // 16 trees later the cause no longer repeats.
+  for (int i = 0; i < 16; i++) Chain(now_ + kMs, Usual());
+  Chain(now_ + kMs, runq);
+  EXPECT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(locator_->stats().lone, 3u);
+  // A gross trace (over 4 × usual) is judged alone.
+  for (int i = 0; i < 16; i++) Chain(now_ + kMs, Usual());
+  Acct gross = Usual();
+  gross.blkio += 40 * kMs;
+  Chain(now_ + kMs, gross);
+  ASSERT_EQ(verdicts_.size(), 2u);
+  EXPECT_EQ(verdicts_[1].cause, "block_io");
+  EXPECT_EQ(locator_->stats().lone, 3u);
+  // Off: the lone one is judged at once.
+  MakeJudgingEveryTrace();
+  verdicts_.clear();
+  Warm(30, Usual());
+  Chain(now_ + kMs, runq);
+  ASSERT_EQ(verdicts_.size(), 1u);
+  EXPECT_EQ(verdicts_[0].cause, "runqueue");
+  EXPECT_EQ(locator_->stats().lone, 0u);
+}
+
+// On a shifted route, a trace slowed by something other than the shift's cause is no
+// verdict of the shift.
+TEST_F(LocateTest, AShiftedRoutesTraceWithAnotherCauseIsALoneOutlier) {
+  Warm(40, Usual());
+  for (int i = 0; i < 30; i++) Chain(now_ + kMs, Shifted());
+  const size_t before = verdicts_.size();
+  ASSERT_GE(before, 10u);
+  Acct io = Usual();
+  io.blkio += 7 * kMs;  // 1.7 × usual, shifted-route territory, but block I/O
+  Chain(now_ + kMs, io);
+  EXPECT_EQ(verdicts_.size(), before) << Summary(verdicts_.back());
+  EXPECT_EQ(locator_->stats().lone, 1u);
+  Chain(now_ + kMs, Shifted());
+  ASSERT_EQ(verdicts_.size(), before + 1);
+  EXPECT_EQ(verdicts_.back().cause, "runqueue");
 }
 
 TEST_F(LocateTest, ParallelChildrenOffTheCriticalPathAreNotBlamed) {
