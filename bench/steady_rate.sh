@@ -72,6 +72,7 @@ for rate in $RATES; do
   bpf_sample "$DAEMON_PID" >"$TMP/bpf1-$rate.jsonl"
   cpu_sample "$DAEMON_PID" >>"$TMP/cpu$rate"
   grep VmHWM "/proc/$DAEMON_PID/status" | awk '{print $2}' >"$TMP/rss$rate"
+  cp "/proc/$DAEMON_PID/smaps" "$TMP/smaps$rate"
   kill -TERM "$DAEMON_PID"
   wait "$DAEMON_PID" || true
   DAEMON_PID=""
@@ -110,6 +111,32 @@ for rate in rates:
     print(f"{rate:>6} {done:>9} {recv:>11} {recv / max(done, 1):>10.3f} {dropped:>8} {lost:>12}"
           f" {bpf_ns:>11.0f} {daemon_ns:>14.0f} {(bpf_ns + daemon_ns) / 1000:>13.2f} {rss:>8.1f}")
     open(f"{tmp}/table{rate}.txt", "w").write(table)
+
+
+def rss_by_kind(path):
+    """Resident KiB at the end of the run, by what maps it (ring buffers are mapped twice
+    by libbpf's consumer, so each counts double)."""
+    kinds, name = {}, None
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 5 and "-" in f[0] and not f[0].endswith(":"):
+            path_ = f[5] if len(f) > 5 else ""
+            name = ("bpf ring buffers" if "ringbuf" in line or "bpf-map" in line else
+                    "heap" if path_ == "[heap]" else
+                    "stacks" if path_.startswith("[stack") else
+                    "isotraced" if path_.endswith("/isotraced") else
+                    "libraries" if ".so" in path_ else
+                    "anonymous" if not path_ else "other")
+        elif f and f[0] == "Rss:":
+            kinds[name] = kinds.get(name, 0) + int(f[1])
+    return kinds
+
+
+for rate in rates:
+    k = rss_by_kind(f"{tmp}/smaps{rate}")
+    print(f"RSS at the end of {rate} req/s, MiB: " + ", ".join(
+        f"{n} {v / 1024:.1f}" for n, v in sorted(k.items(), key=lambda x: -x[1])) +
+          f" (total {sum(k.values()) / 1024:.1f})")
 for rate in rates:
     print(open(f"{tmp}/table{rate}.txt").read().rstrip())
 PY
