@@ -16,8 +16,8 @@
  *   ring buffer therefore shows up as a jump in `seq` and in `pos`: the framers skip the
  *   exact number of bytes, resync where they must, and count the gap.
  * - Records are submitted without waking the reader (BPF_RB_NO_WAKEUP); user space polls
- *   on a short timer and the kernel forces a wake-up only when the ring fills past
- *   `wakeup_bytes`.
+ *   on a short timer (50 ms while records flow, up to 200 ms when a wait brought none)
+ *   and the kernel forces a wake-up only when the ring fills past `wakeup_bytes`.
  * - TLS (OpenSSL, uprobes on SSL_read/SSL_write/_ex/SSL_do_handshake): a socket segment
  *   moved while the thread is inside one of those calls ties the SSL object to the
  *   socket and marks the connection TLS. From then on its ciphertext is only counted, and

@@ -79,6 +79,7 @@ class Pipeline {
   std::unique_ptr<probes::L7Probe> probe_;
   std::unique_ptr<probes::ProcProbe> proc_probe_;
   std::vector<SpanConsumer> consumers_;
+  int last_poll_records_ = 0;  // records the last PollOnce consumed
   std::vector<std::function<void()>> tickers_;
   std::unordered_map<uint32_t, std::string> comm_by_tgid_;  // last comm seen per process
   uint64_t conntrack_errors_logged_ = 0;

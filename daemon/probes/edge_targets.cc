@@ -196,8 +196,9 @@ std::vector<uint32_t> VethPeersIn(const std::string& netns_path) {
   return out;
 }
 
-std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root) {
+std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root, EdgeScanCache* cache) {
   std::vector<EdgeTarget> out;
+  absl::flat_hash_map<uint32_t, ino_t> not_sandbox;  // this scan's, for the cache
   const std::string own_ns = NetnsOf(proc_root + "/self/ns/net");
   DIR* d = opendir(proc_root.c_str());
   if (!d) return out;
@@ -207,12 +208,23 @@ std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root) {
   while (dirent* e = readdir(d)) {
     uint32_t pid;
     if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
+    // procfs gives each /proc/<pid> inode a fresh number; 1 means it could not make one.
+    const bool cacheable = cache != nullptr && e->d_ino > 1;
+    if (cacheable) {
+      auto it = cache->not_sandbox.find(pid);
+      if (it != cache->not_sandbox.end() && it->second == e->d_ino) {
+        not_sandbox.emplace(pid, e->d_ino);
+        continue;
+      }
+    }
     const std::string p = e->d_name;
-    const std::string exe = ExeName(proc_root, p);
-    if (exe.empty()) continue;
+    const std::string exe = ExeName(proc_root, p);  // empty: a kernel thread, or exiting
     const bool vmm = absl::StartsWith(exe, "qemu-system-") || exe == "qemu-kvm" || exe == "firecracker" ||
                      exe == "cloud-hypervisor";
-    if (exe != "runsc" && !vmm) continue;
+    if (exe != "runsc" && !vmm) {
+      if (cacheable) not_sandbox.emplace(pid, e->d_ino);
+      continue;
+    }
     EdgeTarget t;
     if (!StatOf(proc_root, p, &t.start_ticks, &t.comm)) continue;
     t.pid = pid;
@@ -275,6 +287,7 @@ std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root) {
     }
   }
   closedir(d);
+  if (cache) cache->not_sandbox = std::move(not_sandbox);
   // A sandbox's gofer (its file server) is the Sentry's sibling: its threads are the
   // sandbox's too.
   for (auto& t : out) {

@@ -14,6 +14,10 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
+#include "absl/container/flat_hash_map.h"
+
 namespace isotrace::probes {
 
 struct EdgeTarget {
@@ -28,8 +32,20 @@ struct EdgeTarget {
   std::vector<uint32_t> tgids;  // processes whose threads are the sandbox's (group)
 };
 
-// What one scan found (the full set: a target missing from it is gone).
-std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root = "/proc");
+// Processes a scan found not to be sandboxes (their executable is neither runsc nor a
+// VMM), by pid, with the inode number of their /proc entry (procfs gives a new process
+// a new one, even under a reused pid): later scans skip them without reading their
+// executable's link. An exec keeps both the pid and the inode, so the cache is sound
+// only while every exec is reported to Forget (the proc probe's exec events).
+struct EdgeScanCache {
+  absl::flat_hash_map<uint32_t, ino_t> not_sandbox;
+  void Forget(uint32_t pid) { not_sandbox.erase(pid); }
+};
+
+// What one scan found (the full set: a target missing from it is gone). With `cache`,
+// processes it names are skipped, and the processes found not to be sandboxes fill it
+// (entries of processes gone are dropped).
+std::vector<EdgeTarget> FindEdgeTargets(const std::string& proc_root = "/proc", EdgeScanCache* cache = nullptr);
 
 // The host-side peer ifindex of each veth in the network namespace `netns_path`
 // (/proc/<pid>/ns/net), read over netlink from a thread that enters it. Empty on error.

@@ -361,6 +361,13 @@ absl::Status L7Probe::AttachTls(const std::string& path) {
   return absl::OkStatus();
 }
 
+void L7Probe::OnExec(uint32_t tgid) {
+  if (tls_finder_) tls_finder_->Forget(static_cast<int>(tgid));
+  if (!edge_scan_) return;
+  if (!edge_cache_) edge_cache_.emplace();
+  edge_cache_->Forget(tgid);
+}
+
 void L7Probe::ScanTls() {
   tls_last_scan_ms_ = MonotonicMs();
   for (const TlsTarget& t : tls_finder_->Scan()) {
@@ -485,7 +492,8 @@ void L7Probe::RefreshEdgeGroups() {
 
 void L7Probe::ScanEdges() {
   edge_last_scan_ms_ = MonotonicMs();
-  std::vector<EdgeTarget> found = FindEdgeTargets();
+  if (edge_cache_ && ++edge_scans_ % kEdgeCacheScans == 0) edge_cache_->not_sandbox.clear();
+  std::vector<EdgeTarget> found = FindEdgeTargets("/proc", edge_cache_ ? &*edge_cache_ : nullptr);
   std::vector<uint32_t> gone;
   for (const auto& [ifx, d] : edge_devices_) {
     bool still = false;

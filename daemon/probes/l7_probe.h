@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -96,6 +97,10 @@ class L7Probe {
   // Waits up to timeout_ms (or until the ring fills past its wake-up mark), then hands
   // every record to the sink. Returns how many.
   absl::StatusOr<int> Poll(int timeout_ms);
+  // A process exec'd (the proc probe's exec event): the TLS and sandbox-edge scans look
+  // at it again. From the first call on, the edge scan skips processes it already found
+  // not to be sandboxes (EdgeScanCache), which is sound only while execs are reported.
+  void OnExec(uint32_t tgid);
   L7Counters counters() const;
   const L7Features& features() const { return features_; }
 
@@ -143,6 +148,11 @@ class L7Probe {
   uint32_t edge_scan_ms_ = 0;
   uint64_t edge_last_scan_ms_ = 0;
   uint64_t edge_attach_failures_ = 0;
+  // Set by the first OnExec. Emptied every kEdgeCacheScans scans all the same: an exec
+  // whose event was lost (a full proc ring) is then missed for a bounded time.
+  std::optional<EdgeScanCache> edge_cache_;
+  uint32_t edge_scans_ = 0;
+  static constexpr uint32_t kEdgeCacheScans = 15;
 };
 
 }  // namespace isotrace::probes

@@ -112,16 +112,24 @@ std::vector<TlsTarget> TlsTargetFinder::Scan() {
         if (FirstTime(g.gl_pathv[i])) found.push_back({g.gl_pathv[i], true});
     globfree(&g);
   }
-  std::set<std::pair<int, uint64_t>> now;
+  absl::flat_hash_map<int, Seen> now;
+  now.reserve(seen_.size());
   DIR* d = opendir(proc_.c_str());
   if (!d) return found;
   while (dirent* de = readdir(d)) {
     int pid = 0;
     if (!absl::SimpleAtoi(de->d_name, &pid) || pid <= 0) continue;
+    auto was = seen_.find(pid);
+    // procfs gives each /proc/<pid> inode a fresh number; 1 means it could not make one.
+    if (was != seen_.end() && de->d_ino == was->second.ino && de->d_ino > 1) {
+      now.emplace(pid, was->second);
+      continue;
+    }
     const std::string dir = absl::StrCat(proc_, "/", pid);
     const uint64_t start = StartTime(ReadSmallFile(dir + "/stat"));
-    now.insert({pid, start});
-    if (seen_.count({pid, start})) continue;
+    now.emplace(pid, Seen{de->d_ino, start});
+    // The same process under a new inode (its dentry was evicted and made again).
+    if (was != seen_.end() && was->second.start == start) continue;
     // Its libssl, through its own root: a container's image has its own file.
     for (const std::string& lib : SslLibrariesInMaps(ReadSmallFile(dir + "/maps"))) {
       std::string path = absl::StrCat(dir, "/root", lib);

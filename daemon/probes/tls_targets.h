@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+
 namespace isotrace::probes {
 
 // The functions hooked, in the order the probe attaches them.
@@ -44,8 +46,12 @@ class TlsTargetFinder {
   explicit TlsTargetFinder(std::string proc_root = "/proc") : proc_(std::move(proc_root)) {}
 
   // Processes not seen in the previous scan are looked at (the first scan also takes the
-  // host's libssl files from the usual library directories); returns the new files.
+  // host's libssl files from the usual library directories); returns the new files. A
+  // process already seen is told by its /proc entry's inode number (a new process under
+  // a reused pid gets a new one), so a scan reads nothing of it.
   std::vector<TlsTarget> Scan();
+  // The process exec'd a new image: the next scan looks at it again.
+  void Forget(int pid) { seen_.erase(pid); }
 
   size_t files_seen() const { return files_.size(); }
 
@@ -55,7 +61,11 @@ class TlsTargetFinder {
 
   std::string proc_;
   std::set<std::pair<dev_t, ino_t>> files_;     // every file looked at (targets or not)
-  std::set<std::pair<int, uint64_t>> seen_;     // (pid, start time) scanned last time
+  struct Seen {
+    ino_t ino = 0;       // of /proc/<pid> when it was looked at
+    uint64_t start = 0;  // start time in ticks
+  };
+  absl::flat_hash_map<int, Seen> seen_;  // processes looked at, as of the last scan
   bool scanned_once_ = false;
 };
 
