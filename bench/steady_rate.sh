@@ -7,7 +7,8 @@
 #   bash bench/steady_rate.sh <builddir>
 #
 # Environment: RATES (space-separated req/s, default "8000 1000"), DURATION (s, default
-# 20), CLIENTS (h2load connections, default 16), FILE_BYTES (default 1024), DAEMON_ARGS.
+# 20), CLIENTS (h2load connections, default 16), FILE_BYTES (default 1024), DAEMON_ARGS,
+# PERF=1 (samples the daemon with perf during each rate and prints its top symbols).
 # Prints per rate: requests done, spans the receiver decoded (2 per request: nginx's
 # SERVER span and h2load's CLIENT span), spans dropped by the exporter and records lost
 # in the kernel, BPF ns per request, daemon CPU ns per request, their sum, and the
@@ -67,8 +68,14 @@ for rate in $RATES; do
   done
   cpu_sample "$DAEMON_PID" >"$TMP/cpu$rate"
   bpf_sample "$DAEMON_PID" >"$TMP/bpf0-$rate.jsonl"
+  PERF_PID=""
+  if [[ ${PERF:-0} == 1 ]]; then
+    perf record -q -F 2000 -p "$DAEMON_PID" -o "$TMP/perf$rate.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+  fi
   h2load --h1 -c "$CLIENTS" -m 1 --rps "$per_client" -D "$DURATION" "$URL" >"$TMP/h2load$rate.out" 2>&1 ||
     cannot "h2load failed: $(tail -5 "$TMP/h2load$rate.out")"
+  [[ -n $PERF_PID ]] && { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
   bpf_sample "$DAEMON_PID" >"$TMP/bpf1-$rate.jsonl"
   cpu_sample "$DAEMON_PID" >>"$TMP/cpu$rate"
   grep VmHWM "/proc/$DAEMON_PID/status" | awk '{print $2}' >"$TMP/rss$rate"
@@ -140,3 +147,11 @@ for rate in rates:
 for rate in rates:
     print(open(f"{tmp}/table{rate}.txt").read().rstrip())
 PY
+if [[ ${PERF:-0} == 1 ]]; then
+  for rate in "${results[@]}"; do
+    [[ -f $TMP/perf$rate.data ]] || continue
+    echo; echo "perf, daemon at $rate req/s (self %, by thread and symbol, top 30):"
+    perf report -q -i "$TMP/perf$rate.data" --no-children --sort comm,dso,symbol --percent-limit 0.7 2>/dev/null |
+      cut -c1-150 | grep -v '^$' | head -30
+  done
+fi
