@@ -21,11 +21,27 @@
 #define EDGE_IPV6_NEXTHDR_TCP 6
 
 const volatile __u32 edge_capture_bytes = 512; /* ≤ EDGE_MAX_CAPTURE, set at load */
+/* Past this much unread data the reader is woken (0: never, the reader's timer only). */
+const volatile __u64 edge_wakeup_bytes = 0;
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 4 * 1024 * 1024);
 } edge_events SEC(".maps");
+
+/* The reader's position when a wake-up was last forced for edge_events (see
+ * woken_at_cons in l7.bpf.c). */
+__u64 edge_woken_at_cons = ~0ull;
+
+static __always_inline __u64 edge_submit_flags(void) {
+  if (!edge_wakeup_bytes || bpf_ringbuf_query(&edge_events, BPF_RB_AVAIL_DATA) < edge_wakeup_bytes)
+    return BPF_RB_NO_WAKEUP;
+  __u64 cons = bpf_ringbuf_query(&edge_events, BPF_RB_CONS_POS);
+  if (cons == edge_woken_at_cons) return BPF_RB_NO_WAKEUP;
+  edge_woken_at_cons = cons;
+  count(L7_CNT_WAKEUPS);
+  return BPF_RB_FORCE_WAKEUP;
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -187,8 +203,9 @@ static __always_inline int edge_packet(struct __sk_buff *skb, __u8 dir) {
     if (!bpf_skb_load_bytes(skb, data_off, ev->data, k)) ev->captured = (__u32)k;
   }
   count(L7_CNT_EDGE_PACKETS);
-  /* Never a wake-up per packet: the reader polls on its timer (as for `events`). */
-  bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+  /* Never a wake-up per packet: the reader polls on its timer, and is woken once per
+   * reader cycle when the ring fills past `edge_wakeup_bytes` (as for `events`). */
+  bpf_ringbuf_submit(ev, edge_submit_flags());
   return TC_ACT_UNSPEC;
 malformed:
   count(L7_CNT_EDGE_MALFORMED);

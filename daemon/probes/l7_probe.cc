@@ -155,6 +155,7 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   // the kernel wakes it early (once per reader cycle) so a burst cannot fill the ring
   // between two polls.
   rodata->wakeup_bytes = options.wakeup_every_record ? 0 : options.ringbuf_bytes / 4;
+  rodata->edge_wakeup_bytes = options.wakeup_every_record ? 0 : options.edge_ringbuf_bytes / 4;
 
   // Decide, from the kernel's own BTF, which optional hooks can load. Never by version.
   btf* vmlinux = btf__load_vmlinux_btf();

@@ -214,5 +214,43 @@ TEST_F(EdgeProbeTest, SandboxThreadsTimeRidesOnEdgePackets) {
   }
 }
 
+// Edge records are submitted without a wake-up, and the reader waits up to 200 ms when
+// idle: a burst into a sandbox must not fill the ring meanwhile. Past a quarter of the
+// ring the kernel wakes the reader, once per reader cycle, long before its timer.
+TEST_F(EdgeProbeTest, AFillingEdgeRingWakesTheReaderBeforeItsTimer) {
+  probe_.reset();
+  L7ProbeOptions opts;
+  opts.target_tgid = 0x7ffffffe;
+  opts.edge = false;
+  opts.edge_ringbuf_bytes = 128u << 10;  // woken past 32 KiB unread
+  auto p = L7Probe::Create(opts, [this](const SocketEvent& ev) {
+    if (ev.edge) events_.push_back(ev);
+  });
+  ASSERT_TRUE(p.ok()) << p.status();
+  probe_ = std::move(*p);
+  const unsigned ifindex = if_nametoindex(host_.c_str());
+  ASSERT_NE(ifindex, 0u);
+  EdgeOwner owner{static_cast<uint32_t>(server_), 12345, 0, "sandbox"};
+  ASSERT_TRUE(probe_->AttachEdge(ifindex, owner, {static_cast<uint32_t>(server_)}).ok());
+  // Nothing unread, and the reader's readiness settled (a level-triggered ring stays on
+  // epoll's ready list until a wait finds it empty).
+  ASSERT_TRUE(probe_->Poll(0).ok());
+  ASSERT_TRUE(probe_->Poll(0).ok());
+  const uint64_t wakeups_before = probe_->counters().wakeups;
+  events_.clear();
+
+  // A burst, nobody reading: about 4 KiB of records a request (10 packets, the ones
+  // with payload 1.1 KiB records), about 64 KiB in all.
+  for (int i = 0; i < 16; i++) ASSERT_TRUE(Request("/", nullptr));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto n = probe_->Poll(3000);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(n.ok());
+  EXPECT_GT(*n, 0);
+  EXPECT_LT(waited, std::chrono::milliseconds(1500)) << "the reader slept to its timer with "
+                                                      << events_.size() << " records unread";
+  EXPECT_GT(probe_->counters().wakeups, wakeups_before);
+}
+
 }  // namespace
 }  // namespace isotrace::probes
