@@ -300,9 +300,7 @@ absl::StatusOr<std::unique_ptr<L7Probe>> L7Probe::Create(const L7ProbeOptions& o
   probe->rb_ = ring_buffer__new(bpf_map__fd(probe->skel_->maps.events), &L7Probe::OnRecord,
                                 probe.get(), nullptr);
   if (!probe->rb_) return Errno(errno, "creating the l7 ring buffer reader");
-  if (int err = ring_buffer__add(probe->rb_, bpf_map__fd(probe->skel_->maps.edge_events),
-                                 &L7Probe::OnEdgeRecord, probe.get()))
-    return Errno(err, "adding the edge ring buffer to the reader");
+  // The edge ring joins the reader at the first sandbox edge (AttachEdge).
   {
     L7Probe* self = probe.get();
     probe->edge_ = std::make_unique<EdgeReassembler>(EdgeReassembler::Limits{},
@@ -406,6 +404,14 @@ uint64_t ClockTicksToNs(uint64_t ticks) {
 
 absl::Status L7Probe::AttachEdge(uint32_t ifindex, const EdgeOwner& owner, const std::vector<uint32_t>& tgids) {
   if (edge_devices_.count(ifindex)) return absl::OkStatus();
+  if (!edge_ring_read_) {
+    // Read (mapped into this process) only from the first edge on: libbpf maps a ring's
+    // pages twice, so the 4 MiB ring would count as 8 MiB of RSS on every node, sandboxes
+    // or not. Until a program is attached to a device nothing writes to it.
+    if (int err = ring_buffer__add(rb_, bpf_map__fd(skel_->maps.edge_events), &L7Probe::OnEdgeRecord, this))
+      return Errno(err, "adding the edge ring buffer to the reader");
+    edge_ring_read_ = true;
+  }
   // One accounting group per sandbox process, shared by all its devices.
   uint32_t group = UINT32_MAX;
   for (const auto& [ifx, d] : edge_devices_)

@@ -148,6 +148,7 @@ class L7Probe {
   uint32_t edge_scan_ms_ = 0;
   uint64_t edge_last_scan_ms_ = 0;
   uint64_t edge_attach_failures_ = 0;
+  bool edge_ring_read_ = false;  // edge_events added to rb_ (at the first AttachEdge)
   // Set by the first OnExec. Emptied every kEdgeCacheScans scans all the same: an exec
   // whose event was lost (a full proc ring) is then missed for a bounded time.
   std::optional<EdgeScanCache> edge_cache_;
