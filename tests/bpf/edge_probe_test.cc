@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -214,6 +215,19 @@ TEST_F(EdgeProbeTest, SandboxThreadsTimeRidesOnEdgePackets) {
   }
 }
 
+// This process's mappings of BPF maps (ring buffers) exactly `bytes` long.
+int BpfMappingsOfSize(size_t bytes) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  int n = 0;
+  while (std::getline(maps, line)) {
+    if (line.find("bpf-map") == std::string::npos) continue;
+    unsigned long lo = 0, hi = 0;
+    if (sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && hi - lo == bytes) n++;
+  }
+  return n;
+}
+
 // Edge records are submitted without a wake-up, and the reader waits up to 200 ms when
 // idle: a burst into a sandbox must not fill the ring meanwhile. Past a quarter of the
 // ring the kernel wakes the reader, once per reader cycle, long before its timer.
@@ -228,10 +242,15 @@ TEST_F(EdgeProbeTest, AFillingEdgeRingWakesTheReaderBeforeItsTimer) {
   });
   ASSERT_TRUE(p.ok()) << p.status();
   probe_ = std::move(*p);
+  // The edge ring is mapped (its data pages twice, plus the producer page) only once an
+  // edge is attached: no RSS for it on a node without sandboxes.
+  const size_t edge_map_bytes = 4096 + 2 * (128u << 10);
+  EXPECT_EQ(BpfMappingsOfSize(edge_map_bytes), 0);
   const unsigned ifindex = if_nametoindex(host_.c_str());
   ASSERT_NE(ifindex, 0u);
   EdgeOwner owner{static_cast<uint32_t>(server_), 12345, 0, "sandbox"};
   ASSERT_TRUE(probe_->AttachEdge(ifindex, owner, {static_cast<uint32_t>(server_)}).ok());
+  EXPECT_EQ(BpfMappingsOfSize(edge_map_bytes), 1);
   // Nothing unread, and the reader's readiness settled (a level-triggered ring stays on
   // epoll's ready list until a wait finds it empty).
   ASSERT_TRUE(probe_->Poll(0).ok());
