@@ -20,12 +20,10 @@ correlate::TrackerLimits LimitsFrom(const config::Config& cfg) {
 }
 constexpr uint64_t kHousekeepEveryNs = 1000000000ull;
 // The kernel side submits records without waking the reader (bpf/l7.h), so this is how
-// long a record may wait: short enough for live views, long enough that a quiet node
-// costs 20 wake-ups a second and a busy one a few records per wake-up at the least.
-// The reader's wait for records (submitted without a wake-up, bpf/l7.h): 50 ms while
-// records flow; after a wait that brought none, doubled up to 200 ms, so that an idle
-// node costs 5 wake-ups a second instead of 20. The ring's forced wake-up at a quarter
-// full does not depend on it.
+// long a record may wait: 50 ms while records flow (short enough for live views, long
+// enough for many records per wake-up); after a wait that brought none, doubled up to
+// 200 ms, so that an idle node costs 5 wake-ups a second instead of 20. The rings'
+// forced wake-up at a quarter full does not depend on it.
 constexpr int kPollIntervalMs = 50;
 constexpr int kIdlePollIntervalMs = 200;
 
