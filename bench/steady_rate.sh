@@ -8,7 +8,8 @@
 #
 # Environment: RATES (space-separated req/s, default "8000 1000"), DURATION (s, default
 # 20), CLIENTS (h2load connections, default 16), FILE_BYTES (default 1024), DAEMON_ARGS,
-# PERF=1 (samples the daemon with perf during each rate and prints its top symbols).
+# PERF=1 (samples the daemon with perf during each rate and prints its top symbols and
+# threads; PERF_KEEP=<dir> keeps the perf.data files there).
 # Prints per rate: requests done, spans the receiver decoded (2 per request: nginx's
 # SERVER span and h2load's CLIENT span), spans dropped by the exporter and records lost
 # in the kernel, BPF ns per request, daemon CPU ns per request, their sum, and the
@@ -153,5 +154,8 @@ if [[ ${PERF:-0} == 1 ]]; then
     echo; echo "perf, daemon at $rate req/s (self %, by thread and symbol, top 30):"
     perf report -q -i "$TMP/perf$rate.data" --no-children --sort comm,dso,symbol --percent-limit 0.7 2>/dev/null |
       cut -c1-150 | grep -v '^$' | head -30
+    echo "by thread:"
+    perf report -q -i "$TMP/perf$rate.data" --no-children --sort comm 2>/dev/null | grep -v '^$' | head -10
+    [[ -n ${PERF_KEEP:-} ]] && cp "$TMP/perf$rate.data" "$PERF_KEEP/perf$rate.data"
   done
 fi

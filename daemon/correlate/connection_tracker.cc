@@ -1,8 +1,10 @@
 #include "daemon/correlate/connection_tracker.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "daemon/correlate/traceparent.h"
 #include "daemon/correlate/tls.h"
 #include "spdlog/spdlog.h"
@@ -210,7 +212,8 @@ struct ConnectionTracker::Conn {
 };
 
 namespace {
-// The only headers the tracker reads (FindHeader): the parsers store no others.
+// The only headers the tracker reads (FindHeader), all of them request headers: the
+// parsers store no others, and nothing of a response.
 // upgrade, http2-settings and content-type: an h2c upgrade (UpgradeToHttp2).
 constexpr std::string_view kHeadersRead[] = {"host",    "traceparent",    "tracestate",
                                              "upgrade", "http2-settings", "content-type"};
@@ -219,6 +222,7 @@ constexpr std::string_view kHeadersRead[] = {"host",    "traceparent",    "trace
 ConnectionTracker::ConnectionTracker(const TrackerLimits& limits, util::Clock* clock, SpanSink sink)
     : limits_(limits), clock_(clock), sink_(std::move(sink)) {
   limits_.parser.store_only = kHeadersRead;
+  limits_.parser.store_response_headers = false;
 }
 
 ConnectionTracker::~ConnectionTracker() = default;
@@ -881,8 +885,12 @@ namespace isotrace::correlate {
 namespace {
 template <size_t N>
 void RandomNonZero(absl::BitGen& rng, std::array<uint8_t, N>* id) {
+  static_assert(N % 8 == 0);
   do {
-    for (auto& b : *id) b = absl::Uniform<uint8_t>(rng);
+    for (size_t i = 0; i < N; i += 8) {  // 64 bits a draw, not a draw per byte
+      const uint64_t v = rng();
+      std::memcpy(id->data() + i, &v, 8);
+    }
   } while (std::all_of(id->begin(), id->end(), [](uint8_t b) { return !b; }));
 }
 
@@ -897,9 +905,7 @@ constexpr size_t kMaxActivePerThread = 64;
 }  // namespace
 
 size_t ConnectionTracker::TupleHash::operator()(const Tuple& t) const {
-  uint64_t h = (uint64_t{t.lport} << 16) ^ t.rport;
-  for (size_t i = 0; i < 16; i++) h = h * 1099511628211ull ^ t.laddr[i] ^ (uint64_t{t.raddr[i]} << 8);
-  return std::hash<uint64_t>()(h);
+  return absl::HashOf(t.laddr, t.raddr, t.lport, t.rport);
 }
 
 ConnectionTracker::Tuple ConnectionTracker::MakeTuple(uint8_t family, const std::array<uint8_t, 16>& laddr,

@@ -6,6 +6,10 @@
 #include <limits>
 #include <utility>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "daemon/util/ascii.h"
 
 namespace isotrace::correlate {
@@ -34,23 +38,51 @@ constexpr bool IsValueByte(unsigned char c) { return c == '\t' || (c >= 0x20 && 
 using util::EqualsIgnoreCase;
 
 // The scanner's inner loops, 8 bytes at a time: a word with no byte below `below` and
-// no DEL is skipped whole (SWAR "has less" / "has zero" tests, exact as booleans); a
-// word that has one is finished byte by byte. Heads are mostly printable ASCII, so this
-// is where the scanner spent most of its time.
+// no DEL is skipped whole (SWAR "has less" / "has zero" tests). In a word that has one,
+// the lowest flagged byte is exact (a borrow only runs upwards from a true hit), so the
+// loop jumps to it: it ends the run unless kOk still accepts it (HTAB in a value).
+// Heads are mostly printable ASCII, so this is where the scanner spends its time.
 constexpr uint64_t kOnes = 0x0101010101010101ull;
 constexpr uint64_t kHighs = 0x8080808080808080ull;
-inline bool HasByteBelow(uint64_t x, uint8_t below) { return ((x - kOnes * below) & ~x & kHighs) != 0; }
-inline bool HasDel(uint64_t x) {
+inline uint64_t BytesBelow(uint64_t x, uint8_t below) { return (x - kOnes * below) & ~x & kHighs; }
+inline uint64_t DelBytes(uint64_t x) {
   const uint64_t y = x ^ (kOnes * 0x7f);
-  return ((y - kOnes) & ~y & kHighs) != 0;
+  return (y - kOnes) & ~y & kHighs;
 }
 template <bool (*kOk)(unsigned char), uint8_t kBelow>
-size_t SkipWhile(const unsigned char* p, size_t n) {
+[[gnu::always_inline]] inline size_t SkipWhile(const unsigned char* p, size_t n) {
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
+#if defined(__SSE2__)
+  // The same test 16 bytes at a time (signed compares: a byte >= 0x80 is negative and
+  // is not "below").
+  const __m128i below = _mm_set1_epi8(static_cast<char>(kBelow));
+  const __m128i minus_one = _mm_set1_epi8(-1);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  while (i + 16 <= n) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i low = _mm_and_si128(_mm_cmplt_epi8(v, below), _mm_cmpgt_epi8(v, minus_one));
+    const unsigned flagged =
+        static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(low, _mm_cmpeq_epi8(v, del))));
+    if (flagged == 0) {
+      i += 16;
+      continue;
+    }
+    i += static_cast<size_t>(__builtin_ctz(flagged));
+    if (!kOk(p[i])) return i;
+    ++i;
+  }
+#endif
+  while (i + 8 <= n) {
     uint64_t x;
     std::memcpy(&x, p + i, 8);
-    if (HasByteBelow(x, kBelow) || HasDel(x)) break;
+    const uint64_t flagged = BytesBelow(x, kBelow) | DelBytes(x);
+    if (flagged == 0) {
+      i += 8;
+      continue;
+    }
+    i += static_cast<size_t>(__builtin_ctzll(flagged)) >> 3;
+    if (!kOk(p[i])) return i;
+    ++i;
   }
   while (i < n && kOk(p[i])) ++i;
   return i;
@@ -72,6 +104,8 @@ constexpr uint32_t kMaxBlankBytes = 8;
 // A head buffer grown beyond this is released after its message, so an idle
 // connection that once saw a large head does not pin 16 KiB.
 constexpr size_t kKeepHeadCapacity = 2048;
+// Likewise for the record of a head's lines (12 bytes each).
+constexpr size_t kKeepHeadLines = 48;
 
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -151,32 +185,68 @@ void ParseConnection(std::string_view value, FramingInfo* info) {
   });
 }
 
+// Whether a header name the scanner accepted (a token) is `lower`, ignoring case.
+// Exact when `lower` is lowercase letters, digits and '-' (every name compared here):
+// b | 0x20 is such a byte only for that byte in either case, or for a control byte,
+// which no token holds. Eight bytes at a time: this runs for every header line.
+bool TokenIs(std::string_view token, std::string_view lower) {
+  const size_t n = token.size();
+  if (n != lower.size()) return false;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t a, b;
+    std::memcpy(&a, token.data() + i, 8);
+    std::memcpy(&b, lower.data() + i, 8);
+    if ((a | kOnes * 0x20) != b) return false;
+  }
+  for (; i < n; ++i) {
+    if ((static_cast<unsigned char>(token[i]) | 0x20) != static_cast<unsigned char>(lower[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void CommitHeader(std::string_view name, std::string_view value, const Http1Limits& limits,
                   HttpMessage* msg, FramingInfo* info) {
-  if (EqualsIgnoreCase(name, "content-length")) {
-    ParseContentLength(value, info);
-  } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
-    ParseTransferEncoding(value, info);
-  } else if (EqualsIgnoreCase(name, "connection")) {
-    ParseConnection(value, info);
+  switch (name.size()) {  // the framing headers, by length first
+    case 14:
+      if (TokenIs(name, "content-length")) ParseContentLength(value, info);
+      break;
+    case 17:
+      if (TokenIs(name, "transfer-encoding")) ParseTransferEncoding(value, info);
+      break;
+    case 10:
+      if (TokenIs(name, "connection")) ParseConnection(value, info);
+      break;
+    default:
+      break;
   }
   if (msg->headers.size() >= limits.max_headers) return;
-  if (!limits.store_only.empty() &&
-      std::none_of(limits.store_only.begin(), limits.store_only.end(),
-                   [&](std::string_view keep) { return EqualsIgnoreCase(name, keep); }))
+  if (!msg->is_request && !limits.store_response_headers) return;
+  if (limits.store_only.empty()) {
+    HttpHeader& h = msg->headers.emplace_back();
+    h.name.resize(name.size());
+    std::transform(name.begin(), name.end(), h.name.begin(), util::Lower);
+    h.value = std::string(value.substr(0, limits.max_header_value_bytes));
     return;
-  if (msg->headers.empty() && !limits.store_only.empty()) msg->headers.reserve(limits.store_only.size());
-  HttpHeader& h = msg->headers.emplace_back();
-  h.name.resize(name.size());
-  std::transform(name.begin(), name.end(), h.name.begin(), util::Lower);
-  h.value = std::string(value.substr(0, limits.max_header_value_bytes));
+  }
+  for (std::string_view keep : limits.store_only) {
+    if (keep.size() != name.size() || !TokenIs(name, keep)) continue;
+    if (msg->headers.empty()) msg->headers.reserve(limits.store_only.size());
+    msg->headers.push_back(
+        {std::string(keep), std::string(value.substr(0, limits.max_header_value_bytes))});
+    return;
+  }
 }
 
 // Fills msg from a head the scanner accepted. `head` is either complete (ends with its
 // empty line) or the captured part of one; then only its complete lines are used, and
-// the start line as far as it goes.
+// the start line as far as it goes. `lines`, when not null, are the scanner's record of
+// the head's header lines (complete heads without obs-fold): the head is then not
+// searched again.
 void ParseHead(std::string_view head, bool is_request, const Http1Limits& limits, HttpMessage* msg,
-               FramingInfo* info) {
+               FramingInfo* info, const std::vector<Http1HeadLine>* lines = nullptr) {
   size_t eol = head.find('\n');
   std::string_view line = head.substr(0, eol);
   if (eol != std::string_view::npos && !line.empty() && line.back() == '\r') {
@@ -201,6 +271,14 @@ void ParseHead(std::string_view head, bool is_request, const Http1Limits& limits
     }
   }
   if (eol == std::string_view::npos) return;
+  if (lines != nullptr) {
+    if (limits.store_only.empty()) msg->headers.reserve(std::min(lines->size(), limits.max_headers));
+    for (const Http1HeadLine& l : *lines) {
+      CommitHeader(head.substr(l.start, l.colon - l.start),
+                   TrimOws(head.substr(l.colon + 1, l.end - l.colon - 1)), limits, msg, info);
+    }
+    return;
+  }
   // One allocation for the header vector instead of a growth series per message (none
   // when only listed headers are stored: CommitHeader reserves on the first one).
   if (limits.store_only.empty()) {
@@ -271,7 +349,9 @@ std::string_view FramingName(HttpMessage::Framing framing) {
 }
 
 Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view in,
-                                                                size_t* consumed) {
+                                                                size_t* consumed,
+                                                                std::vector<Line>* lines,
+                                                                const LineFilter* filter) {
   const auto* data = reinterpret_cast<const unsigned char*>(in.data());
   const size_t n = in.size();
   size_t i = 0;
@@ -279,8 +359,14 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
     *consumed = i;
     return Result::kBad;
   };
+  auto at = [&](size_t k) { return pos + static_cast<uint32_t>(k); };
+  auto done = [&](size_t used) {
+    *consumed = used;
+    pos += static_cast<uint32_t>(used);
+    return Result::kDone;
+  };
   for (; i < n; ++i) {
-    const unsigned char c = data[i];
+    unsigned char c = data[i];
     switch (step) {
       case Step::kMethod:
         if (IsTchar(c)) {
@@ -344,12 +430,14 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
       case Step::kValue:
         i += SkipWhile<IsValueByte, 0x20>(data + i, n - i);
         if (i == n) break;
+        if (data[i] != '\r' && data[i] != '\n') return bad();
+        if (step == Step::kValue && lines != nullptr) {
+          lines->push_back({line_start, line_colon, at(i)});
+        }
         if (data[i] == '\r') {
           step = step == Step::kReason ? Step::kStartLf : Step::kLineLf;
-        } else if (data[i] == '\n') {
-          step = Step::kLineStart;
         } else {
-          return bad();
+          step = Step::kLineStart;
         }
         break;
       case Step::kStartEnd:
@@ -367,16 +455,38 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
         step = Step::kLineStart;
         break;
       case Step::kLineStart:
+        // Whole "name:value CRLF" lines in the buffer are taken in one loop, without a
+        // dispatch per step: they are most of a head. Anything else (a line cut by the
+        // buffer's end, a bare LF, obs-fold, a bad byte) goes on byte by byte below.
+        {
+          unsigned char b = c;
+          while (IsTchar(b)) {
+            size_t j = i + 1;
+            while (j < n && IsTchar(data[j])) ++j;
+            if (j == n || data[j] != ':') break;
+            size_t e = j + 1;
+            e += SkipWhile<IsValueByte, 0x20>(data + e, n - e);
+            if (n - e < 3 || data[e] != '\r' || data[e + 1] != '\n') break;
+            if (lines != nullptr && (filter == nullptr || filter->Wants(j - i, data[i]))) {
+              lines->push_back({at(i), at(j), at(e)});
+            }
+            any_header = true;
+            i = e + 2;
+            b = data[i];
+          }
+          c = b;
+        }
         if (IsTchar(c)) {
+          line_start = at(i);
           step = Step::kName;
         } else if ((c == ' ' || c == '\t') && any_header) {
+          folded = true;
           step = Step::kValue;  // obs-fold
         } else if (c == '\r') {
           step = Step::kEndLf;
         } else if (c == '\n') {
           step = Step::kDone;
-          *consumed = i + 1;
-          return Result::kDone;
+          return done(i + 1);
         } else {
           return bad();
         }
@@ -386,6 +496,7 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
         if (i == n) break;
         // No whitespace before the colon (RFC 9112 §5.1): a classic smuggling vector.
         if (data[i] == ':') {
+          line_colon = at(i);
           step = Step::kValue;
           any_header = true;
         } else {
@@ -395,15 +506,27 @@ Http1Parser::HeadScanner::Result Http1Parser::HeadScanner::Scan(std::string_view
       case Step::kEndLf:
         if (c != '\n') return bad();
         step = Step::kDone;
-        *consumed = i + 1;
-        return Result::kDone;
+        return done(i + 1);
       case Step::kDone:
-        *consumed = i;
-        return Result::kDone;
+        return done(i);
     }
   }
   *consumed = n;
+  pos += static_cast<uint32_t>(n);
   return Result::kNeedMore;
+}
+
+Http1Parser::Http1Parser(const Limits& limits) : limits_(limits) {
+  if (limits_.store_only.empty()) {
+    line_filter_.bits.fill(~uint64_t{0});  // every header is stored
+    return;
+  }
+  for (std::string_view name : {"content-length", "transfer-encoding", "connection"}) {
+    line_filter_.Add(name);
+  }
+  for (std::string_view name : limits_.store_only) {
+    if (!name.empty()) line_filter_.Add(name);
+  }
 }
 
 void Http1Parser::ExpectResponseTo(std::string_view method) {
@@ -432,6 +555,7 @@ absl::Status Http1Parser::Fail(absl::Status status) {
   error_ = status;
   cur_ = HttpMessage();
   std::string().swap(head_buf_);
+  std::vector<HeadScanner::Line>().swap(lines_);
   return status;
 }
 
@@ -442,6 +566,7 @@ void Http1Parser::BeginMessage(uint64_t ts_ns) {
   scanner_ = HeadScanner();
   scanner_.kind = kind_;
   head_buf_.clear();
+  lines_.clear();
   tunnel_after_ = false;
 }
 
@@ -452,6 +577,11 @@ void Http1Parser::Finish(std::vector<HttpMessage>* out) {
     std::string().swap(head_buf_);
   } else {
     head_buf_.clear();
+  }
+  if (lines_.capacity() > kKeepHeadLines) {
+    std::vector<HeadScanner::Line>().swap(lines_);
+  } else {
+    lines_.clear();
   }
   blank_bytes_ = 0;
   state_ = tunnel_after_ ? State::kTunnel : State::kIdle;
@@ -490,7 +620,7 @@ absl::Status Http1Parser::CompleteHead(std::string_view head, std::vector<HttpMe
   kind_ = scanner_.kind;  // the scanner only completes a head whose kind it knows
   FramingInfo info;
   cur_.is_request = kind_ == Kind::kRequest;
-  ParseHead(head, cur_.is_request, limits_, &cur_, &info);
+  ParseHead(head, cur_.is_request, limits_, &cur_, &info, scanner_.folded ? nullptr : &lines_);
   cur_.keep_alive = KeepAlive(cur_.version, info);
 
   if (cur_.is_request) {
@@ -656,7 +786,7 @@ absl::Status Http1Parser::Feed(std::string_view captured, uint64_t total, uint64
         const size_t avail = cap - p;
         const std::string_view in = captured.substr(p, std::min(avail, room));
         size_t used = 0;
-        const HeadScanner::Result r = scanner_.Scan(in, &used);
+        const HeadScanner::Result r = scanner_.Scan(in, &used, &lines_, &line_filter_);
         if (r == HeadScanner::Result::kBad) {
           return Fail(absl::InvalidArgumentError("not HTTP/1.x: malformed message head"));
         }

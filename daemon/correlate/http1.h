@@ -17,6 +17,7 @@
 // line locks the parser to that kind, so a request-side parser that later sees "HTTP/"
 // reports an error rather than mixing directions.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -90,10 +91,20 @@ struct Http1Limits {
   // after "100 Continue"). This many in a row and the stream is declared lost (error).
   // Skipping costs one bounded scan per segment and no memory.
   size_t max_resync_segments = 4096;
-  // Headers to store (lowercase names); empty: every header. The framing headers are
+  // Headers to store (lowercase names of letters, digits and '-'); empty: every header. The framing headers are
   // read either way. The tracker stores only the few it reads: copying every header of
   // every message was the largest allocation cost of the hot path (bench/pipeline_bench).
   std::span<const std::string_view> store_only;
+  // Whether responses store headers at all (the framing headers are read either way).
+  bool store_response_headers = true;
+};
+
+// Where a header line sits in a head (offsets from its first byte): the name is
+// [start, colon), the value with its OWS (colon, end); end is before the line's CR/LF.
+struct Http1HeadLine {
+  uint32_t start;
+  uint32_t colon;
+  uint32_t end;
 };
 
 class Http1Parser {
@@ -101,7 +112,7 @@ class Http1Parser {
   using Limits = Http1Limits;
 
   Http1Parser() : Http1Parser(Limits()) {}
-  explicit Http1Parser(const Limits& limits) : limits_(limits) {}
+  explicit Http1Parser(const Limits& limits);
 
   // Response side: the method of each request on the connection, in order (pipelining).
   // Needed for framing (a HEAD response has no body, a 2xx to CONNECT opens a tunnel)
@@ -175,6 +186,24 @@ class Http1Parser {
   // Byte-level validator for the head: accepts only HTTP/1.x-shaped start lines and
   // header lines, and finds the empty line that ends the head. Incremental across
   // segments with O(1) state, so hostile input costs one pass and no memory.
+  // The header lines whose name may matter (the framing headers, the stored ones), by a
+  // hash of the name's length and first letter: the scanner records only those, so the
+  // rest of a head is never looked at again. A collision only records a line more.
+  struct LineFilter {
+    std::array<uint64_t, 4> bits{};
+    static size_t Hash(size_t len, unsigned char first) {
+      return (len * 7 + (first | 0x20u)) & 255;
+    }
+    void Add(std::string_view name) {
+      const size_t h = Hash(name.size(), static_cast<unsigned char>(name[0]));
+      bits[h >> 6] |= uint64_t{1} << (h & 63);
+    }
+    bool Wants(size_t len, unsigned char first) const {
+      const size_t h = Hash(len, first);
+      return (bits[h >> 6] >> (h & 63)) & 1;
+    }
+  };
+
   struct HeadScanner {
     enum class Step : uint8_t {
       kMethod,  // method token, or "HTTP" of a status line
@@ -194,13 +223,24 @@ class Http1Parser {
       kDone,
     };
     enum class Result : uint8_t { kNeedMore, kDone, kBad };
+    using Line = Http1HeadLine;
     Step step = Step::kMethod;
     uint32_t count = 0;          // bytes of the current token
     bool maybe_http = true;      // the bytes so far are a prefix of "HTTP"
     bool any_header = false;     // obs-fold needs a header to continue
     Kind kind = Kind::kUnknown;  // in: the parser's locked kind; out: what was seen
+    // An obs-fold continued a line: the recorded lines do not describe the head.
+    bool folded = false;
+    uint32_t pos = 0;         // head bytes consumed by earlier calls
+    uint32_t line_start = 0;  // the current header line's start and colon
+    uint32_t line_colon = 0;
     // Consumes from `in` up to the head's end; *consumed is how many bytes it took.
-    Result Scan(std::string_view in, size_t* consumed);
+    // Each header line that ends is appended to *lines (when not null), so the head is
+    // split once, here, and not searched again for its line ends and colons.
+    // Only lines the filter wants are recorded by the loop that takes whole lines; the
+    // byte-by-byte path records every line.
+    Result Scan(std::string_view in, size_t* consumed, std::vector<Line>* lines = nullptr,
+                const LineFilter* filter = nullptr);
     bool start_line_done() const { return step >= Step::kLineStart; }
   };
 
@@ -223,6 +263,8 @@ class Http1Parser {
   HttpMessage cur_;
   HeadScanner scanner_;
   std::string head_buf_;    // head bytes so far when the head spans segments
+  std::vector<HeadScanner::Line> lines_;  // the current head's header lines that matter
+  LineFilter line_filter_;
   uint64_t remaining_ = 0;  // Content-Length body or chunk data still to come
   uint64_t chunk_size_ = 0;
   size_t line_bytes_ = 0;     // chunk-size line / trailer section length so far

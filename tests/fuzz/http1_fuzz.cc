@@ -84,6 +84,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_header_value_bytes = 64;
   limits.max_chunk_line_bytes = 64;
   limits.max_resync_segments = 4;
+  // Half the inputs store only some headers, as the connection tracker does: the scanner
+  // then records only the lines its name filter wants, on its whole-line path.
+  static constexpr std::string_view kStoreOnly[] = {"host", "traceparent", "content-type",
+                                                    "x-a"};
+  if (mode & 0x40) {
+    limits.store_only = kStoreOnly;
+    limits.store_response_headers = (mode & 0x80) != 0;
+  }
 
   // Property 1: segmentation independence when everything is captured.
   {

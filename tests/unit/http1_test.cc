@@ -157,6 +157,75 @@ TEST_F(Http1Test, LeadingEmptyLinesBeforeRequestAreSkipped) {
   EXPECT_EQ(out_[0].wire_bytes, 18u);  // the skipped CRLFs belong to no message
 }
 
+// The tracker's setting: a few request headers stored, none of a response. The scanner
+// then records only the lines its name filter wants; framing headers are still read,
+// whatever their case, and the result is the same wherever the segments are cut.
+TEST(Http1StoreOnlyTest, StoresOnlyListedRequestHeadersAndStillFramesResponses) {
+  static constexpr std::string_view kKeep[] = {"host", "traceparent", "x-request-id"};
+  Http1Limits limits;
+  limits.store_only = kKeep;
+  limits.store_response_headers = false;
+  const std::string req =
+      "POST /p HTTP/1.1\r\n"
+      "User-Agent: u\r\n"
+      "HoSt:  a.example:80 \r\n"
+      "X_Odd.Name: y\r\n"
+      "CONTENT-LENGTH: 5\r\n"
+      "X-Request-Id: r1\r\n"
+      "Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+      "\r\nhello";
+  const std::string resp =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nconnection: close\r\n"
+      "Content-Length: 3\r\n\r\nabc";
+  for (size_t cut = 1; cut <= req.size(); ++cut) {
+    Http1Parser parser(limits);
+    std::vector<HttpMessage> out;
+    ASSERT_TRUE(parser.Feed(req.substr(0, cut), cut, 1, &out).ok()) << cut;
+    if (cut < req.size()) {
+      ASSERT_TRUE(parser.Feed(req.substr(cut), req.size() - cut, 2, &out).ok()) << cut;
+    }
+    ASSERT_EQ(out.size(), 1u) << cut;
+    const HttpMessage& m = out[0];
+    ASSERT_EQ(m.headers.size(), 3u) << cut;
+    EXPECT_EQ(m.headers[0].name, "host");
+    EXPECT_EQ(m.headers[0].value, "a.example:80");
+    EXPECT_EQ(m.headers[1].name, "x-request-id");
+    EXPECT_EQ(m.headers[1].value, "r1");
+    EXPECT_EQ(m.headers[2].name, "traceparent");
+    EXPECT_EQ(m.framing, HttpMessage::Framing::kContentLength) << cut;
+    EXPECT_EQ(m.body_bytes, 5u) << cut;
+  }
+  Http1Parser parser(limits);
+  std::vector<HttpMessage> out;
+  ASSERT_TRUE(parser.Feed(resp, resp.size(), 1, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].headers.empty());
+  EXPECT_EQ(out[0].status, 200);
+  EXPECT_EQ(out[0].body_bytes, 3u);
+  EXPECT_FALSE(out[0].keep_alive);  // "connection: close" read without being stored
+}
+
+TEST_F(Http1Test, ValuesWithTabsAndHighBytesAreTakenWhole) {
+  // The value scanner skips 16 and 8 bytes at a time; HTAB and bytes >= 0x80 must not
+  // end a value, DEL and other control bytes must fail it, wherever they fall.
+  for (size_t pad = 0; pad < 40; ++pad) {
+    Http1Parser parser;
+    std::vector<HttpMessage> out;
+    const std::string value = std::string(pad + 1, 'v') + "\t\xc3\xa9" + std::string(pad % 17 + 1, 'w');
+    const std::string req = "GET / HTTP/1.1\r\nX-V: " + value + "\r\n\r\n";
+    ASSERT_TRUE(parser.Feed(req, req.size(), 1, &out).ok()) << pad;
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].Header("x-v"), value) << pad;
+    for (char bad : {'\x7f', '\x01', '\0'}) {
+      Http1Parser p2;
+      std::vector<HttpMessage> o2;
+      std::string b = req;
+      b[req.find("X-V: ") + 6 + pad] = bad;
+      EXPECT_FALSE(p2.Feed(b, b.size(), 1, &o2).ok()) << pad << " " << int(bad);
+    }
+  }
+}
+
 TEST_F(Http1Test, BareLfLineEndingsAreAccepted) {
   ASSERT_TRUE(Feed("GET /lf HTTP/1.0\nHost: x\n\n", 3).ok());
   ASSERT_EQ(out_.size(), 1u);
