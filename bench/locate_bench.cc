@@ -60,7 +60,7 @@ void Run(benchmark::State& state, bool slow) {
   opt.shift_factor = static_cast<double>(state.range(0)) / 10.0;
   locate::Locator loc(
       opt,
-      [&](const std::shared_ptr<const correlate::Resource>&, Span&&) { released++; },
+      [&](const std::shared_ptr<const correlate::Resource>&, std::shared_ptr<const Span>) { released++; },
       [&](const locate::Verdict&, const std::shared_ptr<const correlate::Resource>&) { verdicts++; });
   auto a = Res("front"), b = Res("svc-b"), c = Res("svc-c");
   uint64_t now = 1'000'000'000'000ull, id = 1;

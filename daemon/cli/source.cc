@@ -126,7 +126,7 @@ class EmbeddedSource final : public Source {
   absl::StatusOr<v1::GetTraceResponse> GetTrace(const correlate::TraceId& id) override {
     std::vector<api::SpanWithResource> spans;
     for (auto& s : node_.pipeline().store().Recent(cfg_.embedded_spans))
-      spans.push_back({std::move(s.resource), std::move(s.span)});
+      spans.push_back({std::move(s.resource), *s.span});
     return api::TraceResponseFrom(spans, id);
   }
 

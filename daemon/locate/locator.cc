@@ -129,11 +129,11 @@ Locator::IdKey Locator::KeyOf(const correlate::SpanId& id) {
   return k;
 }
 
-void Locator::Add(std::shared_ptr<const correlate::Resource> resource, Span&& span, uint64_t now) {
-  const IdKey id = KeyOf(span.span_id);
-  const bool has_parent = std::any_of(span.local_parent.begin(), span.local_parent.end(),
+void Locator::Add(std::shared_ptr<const correlate::Resource> resource, SpanPtr span, uint64_t now) {
+  const IdKey id = KeyOf(span->span_id);
+  const bool has_parent = std::any_of(span->local_parent.begin(), span->local_parent.end(),
                                       [](uint8_t b) { return b != 0; });
-  const IdKey parent = has_parent ? KeyOf(span.local_parent) : 0;
+  const IdKey parent = has_parent ? KeyOf(span->local_parent) : 0;
   if (has_parent && Released(parent)) {
     // Its tree was judged already (an asynchronous child that outlived its parent).
     stats_.late_children++;
@@ -248,7 +248,7 @@ std::string Locator::RouteKey(const Held& h) {
   // Routes are the path without the query; a service with very many distinct paths
   // (ids in the path) shares one baseline beyond the first max_routes_per_service.
   // An RPC's route is its service/method (rpc.service, rpc.method).
-  std::string route = h.span.rpc ? absl::StrCat(h.span.rpc->service, "/", h.span.rpc->method) : h.span.path;
+  std::string route = h.span->rpc ? absl::StrCat(h.span->rpc->service, "/", h.span->rpc->method) : h.span->path;
   auto rit = routes_.find(service);
   if (rit == routes_.end()) rit = routes_.emplace(std::string(service), absl::flat_hash_set<std::string>{}).first;
   auto& seen = rit->second;
@@ -259,8 +259,8 @@ std::string Locator::RouteKey(const Held& h) {
       seen.insert(route);
   }
   if (routes_.size() > opt_.max_baselines) routes_.clear();  // bounded; relearnt as needed
-  return absl::StrCat(service, "|", h.span.kind == SpanKind::kClient ? "client|" : "server|", h.span.method,
-                      " ", route, h.span.kind == SpanKind::kClient ? "|" + Peer(h.span) : "");
+  return absl::StrCat(service, "|", h.span->kind == SpanKind::kClient ? "client|" : "server|", h.span->method,
+                      " ", route, h.span->kind == SpanKind::kClient ? "|" + Peer(*h.span) : "");
 }
 
 Locator::Baseline* Locator::FindBaseline(const std::string& key) {
@@ -406,14 +406,14 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
 
   // Each span's measures once (a SERVER span's children are read again below).
   for (auto& n : nodes) {
-    n.bd = BreakdownOf(n.h->span);
-    n.failed = Failed(n.h->span);
+    n.bd = BreakdownOf(*n.h->span);
+    n.failed = Failed(*n.h->span);
   }
   // Each span's own time, split by component (children's time taken out).
   for (auto& n : nodes) {
-    const Span& s = n.h->span;
+    const Span& s = *n.h->span;
     Intervals iv;
-    for (size_t k : n.kids) iv.push_back({nodes[k].h->span.start_unix_ns, nodes[k].h->span.end_unix_ns});
+    for (size_t k : n.kids) iv.push_back({nodes[k].h->span->start_unix_ns, nodes[k].h->span->end_unix_ns});
     n.child_union = UnionLength(iv, s.start_unix_ns, s.end_unix_ns);
     const int64_t dur = Dur(s);
     auto& c = n.comp;
@@ -434,7 +434,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       for (size_t k : n.kids) {
         const Breakdown& kb = nodes[k].bd;
         if (!kb.acct) {
-          kids_untracked += Dur(nodes[k].h->span);
+          kids_untracked += Dur(*nodes[k].h->span);
           continue;
         }
         own.oncpu -= kb.oncpu;
@@ -476,14 +476,14 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     size_t i = stack.back();
     stack.pop_back();
     path.push_back(i);
-    const Span& s = nodes[i].h->span;
+    const Span& s = *nodes[i].h->span;
     absl::InlinedVector<size_t, 4> kids = nodes[i].kids;
     std::sort(kids.begin(), kids.end(),
-              [&](size_t a, size_t b) { return nodes[a].h->span.end_unix_ns > nodes[b].h->span.end_unix_ns; });
+              [&](size_t a, size_t b) { return nodes[a].h->span->end_unix_ns > nodes[b].h->span->end_unix_ns; });
     uint64_t t = s.end_unix_ns;
     absl::InlinedVector<size_t, 4> on_path;
     for (size_t k : kids) {
-      const Span& ks = nodes[k].h->span;
+      const Span& ks = *nodes[k].h->span;
       if (ks.start_unix_ns >= t) continue;
       on_path.push_back(k);
       t = std::min(t, ks.start_unix_ns);
@@ -494,7 +494,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
   }
 
   Node& root = nodes[0];
-  const Span& rs = root.h->span;
+  const Span& rs = *root.h->span;
   const int64_t root_dur = Dur(rs);
   const bool failed = root.failed;
   bool slow = false, shift = false, shifted = false, over_shift = false, gross = false;
@@ -518,7 +518,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
 
   // Per-span downstream time (explained by child spans).
   for (auto& n : nodes)
-    if (!n.kids.empty()) n.h->span.breakdown.downstream_ns = n.child_union;
+    if (!n.kids.empty()) n.h->span->breakdown.downstream_ns = n.child_union;
 
   // Over shift_factor on a route not (yet) shifted: not judged, but its cause is recorded,
   // so that a shift's first verdicts find theirs repeated.
@@ -551,11 +551,11 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     // The gap split by wall time: before the first local child started, after the last
     // one ended (the caller's own time at either end is on-CPU time, not gap).
     auto split_handoff = [&](const Node& n, int64_t base_gap, const std::string& caller) {
-      const Span& s = n.h->span;
+      const Span& s = *n.h->span;
       uint64_t first = s.end_unix_ns, last = s.start_unix_ns;
       for (size_t k : n.kids) {
-        first = std::min(first, nodes[k].h->span.start_unix_ns);
-        last = std::max(last, nodes[k].h->span.end_unix_ns);
+        first = std::min(first, nodes[k].h->span->start_unix_ns);
+        last = std::max(last, nodes[k].h->span->end_unix_ns);
       }
       const int64_t pre_wall = first > s.start_unix_ns ? static_cast<int64_t>(first - s.start_unix_ns) : 0;
       const int64_t post_wall = s.end_unix_ns > last ? static_cast<int64_t>(s.end_unix_ns - last) : 0;
@@ -577,7 +577,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       // A span seen at a sandbox's edge has the sandbox's threads' time, not a serving
       // thread's: whatever its threads were doing (on CPU, waiting for a CPU, throttled,
       // stalled) is the sandbox layer's (docs/layers.md).
-      const bool sb = n.h->span.breakdown.sandbox_scope;
+      const bool sb = n.h->span->breakdown.sandbox_scope;
       add(svc, {sb ? "sandbox" : "app", "cpu"}, n.comp[kCpu], base(kCpu));
       add(svc, {"vm", "steal"}, n.comp[kSteal], base(kSteal));
       add(svc, {sb ? "sandbox" : "kernel", "runqueue"}, n.comp[kRunq], base(kRunq));
@@ -586,8 +586,8 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       const int64_t mem_excess = n.comp[kMemstall] - base(kMemstall);
       const int64_t io_excess = n.comp[kBlkio] - base(kBlkio);
       const bool stalled = mem_excess >= kMinMemExcessNs && io_excess > 0 && mem_excess * 5 >= io_excess;
-      if (stalled) MarkMemoryPressure(svc, n.h->span.end_unix_ns);
-      if (stalled || (io_excess > 0 && MemoryPressureNear(svc, n.h->span.start_unix_ns))) {
+      if (stalled) MarkMemoryPressure(svc, n.h->span->end_unix_ns);
+      if (stalled || (io_excess > 0 && MemoryPressureNear(svc, n.h->span->start_unix_ns))) {
         // Memory pressure shows twice: as reclaim stalls and as the re-reads of page
         // cache it just evicted (only refaults of pages the kernel saw as working set are
         // flagged as memory stalls; the rest is plain block I/O). Extra I/O in a span that
@@ -602,7 +602,7 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       }
       add(svc, {"downstream", "downstream"}, n.comp[kUnseen], base(kUnseen));
       add(svc, {"app", "wait"}, n.comp[kWait], base(kWait));
-      if (n.h->span.kind == SpanKind::kClient) {
+      if (n.h->span->kind == SpanKind::kClient) {
         if (n.bd.reset)
           add(svc, {"network", "tcp_reset"}, n.comp[kGap], base(kGap));
         else if (n.bd.retransmits > 0 && n.bd.listen_drops > 0)
@@ -693,14 +693,14 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       if (d.bd.oom) {
         layer = "container";
         cause = "oom_kill";
-      } else if (d.bd.reset || d.h->span.error_type == "tcp_reset") {
+      } else if (d.bd.reset || d.h->span->error_type == "tcp_reset") {
         layer = "network";
         cause = "tcp_reset";
       } else {
         layer = "app";
         cause = "error";
       }
-      value = Dur(d.h->span);
+      value = Dur(*d.h->span);
     } else if (!v.evidence.empty()) {
       // Largest excess over the baseline; with nothing above baseline (routes still
       // learning), the largest time.
@@ -731,12 +731,12 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
       v.share = root_dur > 0 ? std::clamp(static_cast<double>(value) / static_cast<double>(root_dur), 0.0, 1.0)
                              : 0.0;
       for (size_t i : path) {
-        const Span& s = nodes[i].h->span;
+        const Span& s = *nodes[i].h->span;
         v.path_hops.push_back({ServiceName(*nodes[i].h->resource), s.kind, s.span_id, s.method, s.path,
                                s.kind == SpanKind::kClient ? Peer(s) : "", Dur(s),
                                nodes[i].med ? (*nodes[i].med)[kDuration] : 0});
       }
-      root.h->span.verdict = correlate::SpanVerdict{v.service, v.layer, v.cause, v.share, v.reason};
+      root.h->span->verdict = correlate::SpanVerdict{v.service, v.layer, v.cause, v.share, v.reason};
       stats_.verdicts++;
       on_verdict_(v, root.h->resource);
     }

@@ -233,8 +233,10 @@ absl::Status Node::Start(int* exit_code) {
     if (!ex.ok()) return config_error("exporter: ", ex.status());
     traces_ = std::move(*ex);
     auto* raw = traces_.get();
-    pipeline_.AddConsumer([raw](const std::shared_ptr<const correlate::Resource>& r,
-                                const correlate::Span& s) { raw->Enqueue(r, s); });
+    pipeline_.AddSharedConsumer([raw](const std::shared_ptr<const correlate::Resource>& r,
+                                      const std::shared_ptr<const correlate::Span>& s) {
+      raw->Enqueue(r, s);
+    });
     spdlog::info("exporting spans over OTLP/gRPC to {} ({})", trace_opts->endpoint.target,
                  trace_opts->endpoint.insecure ? "plaintext" : "TLS");
   } else if (options_.serve) {
@@ -253,7 +255,7 @@ absl::Status Node::Start(int* exit_code) {
       [this] {
         std::vector<api::SpanWithResource> out;
         for (auto& s : pipeline_.store().Recent(cfg_.embedded_spans))
-          out.push_back({std::move(s.resource), std::move(s.span)});
+          out.push_back({std::move(s.resource), *s.span});
         return out;
       },
       [this](const api::VerdictQuery& q) { return api::ReadVerdicts(pipeline_.verdicts(), q); });

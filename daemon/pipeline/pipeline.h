@@ -26,6 +26,9 @@ namespace isotrace::pipeline {
 // A consumer of finished spans. Must not block (it runs on the poll thread).
 using SpanConsumer =
     std::function<void(const std::shared_ptr<const correlate::Resource>&, const correlate::Span&)>;
+// One that keeps the span (the exporter's queue): it shares it instead of copying it.
+using SharedSpanConsumer = std::function<void(const std::shared_ptr<const correlate::Resource>&,
+                                              const std::shared_ptr<const correlate::Span>&)>;
 
 class Pipeline {
  public:
@@ -41,6 +44,7 @@ class Pipeline {
   absl::Status PollOnce(int timeout_ms);
 
   void AddConsumer(SpanConsumer c) { consumers_.push_back(std::move(c)); }
+  void AddSharedConsumer(SharedSpanConsumer c) { shared_consumers_.push_back(std::move(c)); }
   // Called on the poll thread for every verdict (after it is in verdicts()); must not
   // block. The OTLP log exporter is one.
   using VerdictConsumer =
@@ -62,7 +66,8 @@ class Pipeline {
 
  private:
   void OnSpan(correlate::Span&& span);
-  void Release(const std::shared_ptr<const correlate::Resource>& resource, correlate::Span&& span);
+  void Release(const std::shared_ptr<const correlate::Resource>& resource,
+               std::shared_ptr<const correlate::Span> span);
   void StartProcProbe();  // optional source: exec/exit/.wasm opens for daemon/layers
   void MaybeHousekeep();
 
@@ -79,6 +84,7 @@ class Pipeline {
   std::unique_ptr<probes::L7Probe> probe_;
   std::unique_ptr<probes::ProcProbe> proc_probe_;
   std::vector<SpanConsumer> consumers_;
+  std::vector<SharedSpanConsumer> shared_consumers_;
   int last_poll_records_ = 0;  // records the last PollOnce consumed
   std::vector<std::function<void()>> tickers_;
   std::unordered_map<uint32_t, std::string> comm_by_tgid_;  // last comm seen per process

@@ -17,7 +17,8 @@ double PercentileMs(std::vector<uint64_t>& v, double q) {
 }
 }  // namespace
 
-void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span) {
+void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource,
+                    std::shared_ptr<const correlate::Span> span) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string_view name = correlate::ServiceNameView(*resource);
   const absl::string_view service(name.data(), name.size());  // Debian's Abseil has its own string_view
@@ -25,8 +26,8 @@ void SpanStore::Add(std::shared_ptr<const correlate::Resource> resource, correla
   if (wit == window_.end()) wit = window_.emplace(std::string(service), Window{}).first;
   Window& w = wit->second;
   w.requests++;
-  if (!span.error_type.empty()) w.errors++;
-  if (w.durations_ns.size() < kMaxSamples) w.durations_ns.push_back(span.end_unix_ns - span.start_unix_ns);
+  if (!span->error_type.empty()) w.errors++;
+  if (w.durations_ns.size() < kMaxSamples) w.durations_ns.push_back(span->end_unix_ns - span->start_unix_ns);
   if (ring_.size() < capacity_) {
     ring_.push_back({std::move(resource), std::move(span)});
   } else if (capacity_ > 0) {

@@ -15,7 +15,7 @@ namespace isotrace::pipeline {
 
 struct StoredSpan {
   std::shared_ptr<const correlate::Resource> resource;
-  correlate::Span span;
+  std::shared_ptr<const correlate::Span> span;  // shared with the exporter's queue
 };
 
 struct ServiceSummary {
@@ -29,7 +29,10 @@ struct ServiceSummary {
 class SpanStore {
  public:
   explicit SpanStore(size_t capacity = 4096) : capacity_(capacity) {}
-  void Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span);
+  void Add(std::shared_ptr<const correlate::Resource> resource, std::shared_ptr<const correlate::Span> span);
+  void Add(std::shared_ptr<const correlate::Resource> resource, correlate::Span&& span) {
+    Add(std::move(resource), std::make_shared<const correlate::Span>(std::move(span)));
+  }
   std::vector<StoredSpan> Recent(size_t max) const;
   // Per service, for the spans added since the previous call (and resets that window).
   std::vector<ServiceSummary> TakeWindow();

@@ -494,9 +494,17 @@ void EncodeSpan(const correlate::Span& s, otlp_trace::Span* out) {
   if (ss.spans_size() == 1) out->Swap(ss.mutable_spans(0));
 }
 
-absl::Status EncodeSpansWire(absl::Span<const SpanItem> batch, const Scope& scope, std::string* out) {
+namespace {
+const correlate::Span& SpanOf(const correlate::Span& s) { return s; }
+const correlate::Span& SpanOf(const std::shared_ptr<const correlate::Span>& s) { return *s; }
+bool Missing(const correlate::Span&) { return false; }
+bool Missing(const std::shared_ptr<const correlate::Span>& s) { return s == nullptr; }
+
+template <typename Item>
+absl::Status EncodeSpansWireOf(absl::Span<const Item> batch, const Scope& scope, std::string* out) {
   for (const auto& item : batch) {
-    if (auto st = ValidateSpan(item.record); !st.ok()) return st;
+    if (Missing(item.record)) return absl::InvalidArgumentError("otlp: no span");
+    if (auto st = ValidateSpan(SpanOf(item.record)); !st.ok()) return st;
   }
   Writer w(out);
   Scratch sc;
@@ -507,13 +515,21 @@ absl::Status EncodeSpansWire(absl::Span<const SpanItem> batch, const Scope& scop
     w.Reserve(16);
     const size_t ss = w.Begin(f::kResourceSpansScopeSpans);
     WriteScope(w, scope, &sc);
-    for (const SpanItem* item : items) WriteSpan(w, item->record, &sc);
+    for (const Item* item : items) WriteSpan(w, SpanOf(item->record), &sc);
     w.Reserve(16 + semconv::kSchemaUrl.size());
     w.Bytes(f::kScopeSpansSchemaUrl, semconv::kSchemaUrl);
     w.End(ss);
     w.End(rs);
   }
   return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status EncodeSpansWire(absl::Span<const SpanItem> batch, const Scope& scope, std::string* out) {
+  return EncodeSpansWireOf(batch, scope, out);
+}
+absl::Status EncodeSpansWire(absl::Span<const SharedSpanItem> batch, const Scope& scope, std::string* out) {
+  return EncodeSpansWireOf(batch, scope, out);
 }
 
 absl::Status EncodeSpans(absl::Span<const SpanItem> batch, const Scope& scope,

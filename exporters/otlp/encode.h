@@ -55,6 +55,8 @@ struct LogRecord {
 };
 
 using SpanItem = WithResource<correlate::Span>;
+// The exporter's queue item: the span shared with the daemon's span store, not copied.
+using SharedSpanItem = WithResource<std::shared_ptr<const correlate::Span>>;
 using LogItem = WithResource<LogRecord>;
 
 // A span OTLP receivers accept: non-zero trace and span ids.
@@ -66,6 +68,7 @@ absl::Status ValidateSpan(const correlate::Span& span);
 // directly in the protobuf wire format (wire.h), no message objects. Fails with
 // InvalidArgument (leaving `out` untouched) when a span does not pass ValidateSpan.
 absl::Status EncodeSpansWire(absl::Span<const SpanItem> batch, const Scope& scope, std::string* out);
+absl::Status EncodeSpansWire(absl::Span<const SharedSpanItem> batch, const Scope& scope, std::string* out);
 
 // The same request as a message (tests, tools): EncodeSpansWire parsed back, merged
 // into `out`.

@@ -17,6 +17,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <type_traits>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -74,12 +75,14 @@ struct ExportStats {
 // kItemNoun, Validate, Encode (a batch into the request's wire bytes: the exporter sends
 // bytes through a generic stub, so no request message is built) and Rejected.
 struct TraceSignal {
-  using Record = correlate::Span;
+  using Record = std::shared_ptr<const correlate::Span>;  // shared with the span store
   using Response = otlp_collector_trace::ExportTraceServiceResponse;
   static constexpr const char* kMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
   static constexpr std::string_view kName = "traces";
   static constexpr std::string_view kItemNoun = "spans";
-  static absl::Status Validate(const Record& r) { return ValidateSpan(r); }
+  static absl::Status Validate(const Record& r) {
+    return r ? ValidateSpan(*r) : absl::InvalidArgumentError("otlp: no span");
+  }
   static absl::Status Encode(absl::Span<const WithResource<Record>> batch, const Scope& scope,
                              std::string* wire) {
     return EncodeSpansWire(batch, scope, wire);
@@ -115,6 +118,10 @@ struct LogsSignal {
 // An estimate (allocator slack is not counted), but it grows with every string and
 // attribute, which is what makes one item cost more than another.
 size_t ApproxRecordBytes(const correlate::Span& span);
+// A shared span is counted whole: the queue keeps it alive.
+inline size_t ApproxRecordBytes(const std::shared_ptr<const correlate::Span>& span) {
+  return span ? ApproxRecordBytes(*span) : 0;
+}
 size_t ApproxRecordBytes(const LogRecord& record);
 template <typename T>
 size_t ApproxRecordBytes(const T&) {
@@ -166,6 +173,12 @@ class Exporter {
   // Never blocks. False when the item was not taken: queue full, exporter shut down, or
   // the record is invalid; each is counted as dropped under its reason.
   bool Enqueue(std::shared_ptr<const correlate::Resource> resource, Record record);
+  // Traces: a span the caller does not keep (tests, tools) is moved into a shared one.
+  template <typename S = SignalT>
+    requires std::is_same_v<typename S::Record, std::shared_ptr<const correlate::Span>>
+  bool Enqueue(std::shared_ptr<const correlate::Resource> resource, correlate::Span span) {
+    return Enqueue(std::move(resource), std::make_shared<const correlate::Span>(std::move(span)));
+  }
 
   // Exports everything queued now, without waiting for the batch timer; true when the
   // queue drained and nothing is in flight before `deadline`.

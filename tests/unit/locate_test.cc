@@ -43,8 +43,8 @@ class LocateTest : public ::testing::Test {
     o.baseline_min_samples = 10;
     locator_ = std::make_unique<Locator>(
         o,
-        [this](const std::shared_ptr<const correlate::Resource>& r, Span&& s) {
-          released_.push_back({r, std::move(s)});
+        [this](const std::shared_ptr<const correlate::Resource>& r, std::shared_ptr<const Span> s) {
+          released_.push_back({r, *s});
         },
         [this](const Verdict& v, const std::shared_ptr<const correlate::Resource>&) { verdicts_.push_back(v); });
   }

@@ -432,6 +432,29 @@ TEST(OtlpEncode, WireBytesAreCanonicalProtobuf) {
   EXPECT_EQ(more, "prefix" + wire);
 }
 
+// The exporter's queue holds spans shared with the span store: encoded from there they
+// give the very bytes of the same spans held by value; a missing span fails the batch.
+TEST(OtlpEncode, SharedSpansEncodeLikeOwnedOnesAndANullOneIsRefused) {
+  auto web = MakeResource("web", 100);
+  std::vector<SpanItem> owned;
+  std::vector<SharedSpanItem> shared;
+  for (int i = 0; i < 20; ++i) {
+    auto s = ServerSpan();
+    s.span_id = Sid(static_cast<uint8_t>(i + 1));
+    if (i % 2 == 0) s.kind = correlate::SpanKind::kClient;
+    owned.push_back({i % 3 == 0 ? nullptr : web, s});
+    shared.push_back({i % 3 == 0 ? nullptr : web, std::make_shared<const correlate::Span>(s)});
+  }
+  std::string a, b;
+  ASSERT_TRUE(EncodeSpansWire(owned, Scope{}, &a).ok());
+  ASSERT_TRUE(EncodeSpansWire(shared, Scope{}, &b).ok());
+  EXPECT_EQ(a, b);
+  shared[7].record = nullptr;
+  std::string c = "x";
+  EXPECT_FALSE(EncodeSpansWire(shared, Scope{}, &c).ok());
+  EXPECT_EQ(c, "x");
+}
+
 TEST(OtlpEncode, LogRecordFields) {
   LogRecord r;
   r.time_unix_ns = 111;

@@ -34,15 +34,15 @@ TEST(SpanStoreTest, RecentIsOldestFirstAcrossTheRingsWrap) {
   EXPECT_EQ(store.total(), 7u);
   auto all = store.Recent(10);
   ASSERT_EQ(all.size(), 3u);
-  EXPECT_EQ(all[0].span.start_unix_ns, 5u);
-  EXPECT_EQ(all[1].span.start_unix_ns, 6u);
-  EXPECT_EQ(all[2].span.start_unix_ns, 7u);
-  EXPECT_EQ(all[2].span.path, "/p7");
+  EXPECT_EQ(all[0].span->start_unix_ns, 5u);
+  EXPECT_EQ(all[1].span->start_unix_ns, 6u);
+  EXPECT_EQ(all[2].span->start_unix_ns, 7u);
+  EXPECT_EQ(all[2].span->path, "/p7");
   EXPECT_EQ(correlate::ServiceName(*all[2].resource), "a");
   auto last = store.Recent(2);
   ASSERT_EQ(last.size(), 2u);
-  EXPECT_EQ(last[0].span.start_unix_ns, 6u);
-  EXPECT_EQ(last[1].span.start_unix_ns, 7u);
+  EXPECT_EQ(last[0].span->start_unix_ns, 6u);
+  EXPECT_EQ(last[1].span->start_unix_ns, 7u);
 }
 
 TEST(SpanStoreTest, BeforeTheRingFillsRecentKeepsArrivalOrder) {
@@ -51,8 +51,8 @@ TEST(SpanStoreTest, BeforeTheRingFillsRecentKeepsArrivalOrder) {
   for (uint64_t i = 1; i <= 3; i++) store.Add(svc, SpanAt(i, 1000));
   auto all = store.Recent(8);
   ASSERT_EQ(all.size(), 3u);
-  EXPECT_EQ(all[0].span.start_unix_ns, 1u);
-  EXPECT_EQ(all[2].span.start_unix_ns, 3u);
+  EXPECT_EQ(all[0].span->start_unix_ns, 1u);
+  EXPECT_EQ(all[2].span->start_unix_ns, 3u);
 }
 
 TEST(SpanStoreTest, ZeroCapacityKeepsNoSpansButCountsThem) {
