@@ -1,9 +1,9 @@
 #include "daemon/correlate/http2.h"
 
-#include <nghttp2/nghttp2.h>
-
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/escaping.h"
@@ -123,11 +123,117 @@ void Http2Connection::Block::Clear() {
     s->clear();
 }
 
+// Every block starts with a 16-byte header holding its class (kClasses: a block from
+// malloc, too large for a class), which keeps the payload 16-byte aligned like malloc's.
+namespace {
+constexpr size_t kPoolHeader = 16;
+constexpr uint8_t kPoolLarge = 0xff;
+constexpr size_t kPoolClasses = 4;
+size_t PoolClass(size_t size) {
+  const size_t need = size + kPoolHeader;
+  if (need <= 64) return 0;
+  if (need <= 128) return 1;
+  if (need <= 256) return 2;
+  if (need <= 512) return 3;
+  return kPoolClasses;
+}
+}  // namespace
+
+void* HpackPool::Alloc(size_t size) {
+  static_assert(kClasses == kPoolClasses);
+  const size_t c = PoolClass(size);
+  uint8_t* block;
+  if (c < kClasses && free_[c]) {
+    FreeBlock* b = free_[c];
+    free_[c] = b->next;
+    free_count_[c]--;
+    block = reinterpret_cast<uint8_t*>(b);
+  } else {
+    block = static_cast<uint8_t*>(std::malloc(c < kClasses ? size_t{64} << c : size + kPoolHeader));
+    if (!block) return nullptr;
+  }
+  block[0] = c < kClasses ? static_cast<uint8_t>(c) : kPoolLarge;
+  return block + kPoolHeader;
+}
+
+void HpackPool::Free(void* p) {
+  if (!p) return;
+  uint8_t* block = static_cast<uint8_t*>(p) - kPoolHeader;
+  const uint8_t c = block[0];
+  if (c == kPoolLarge || free_count_[c] >= kMaxFreePerClass) {
+    std::free(block);
+    return;
+  }
+  auto* b = reinterpret_cast<FreeBlock*>(block);
+  b->next = free_[c];
+  free_[c] = b;
+  free_count_[c]++;
+}
+
+void* HpackPool::Realloc(void* p, size_t size) {
+  if (!p) return Alloc(size);
+  if (size == 0) {
+    Free(p);
+    return nullptr;
+  }
+  uint8_t* block = static_cast<uint8_t*>(p) - kPoolHeader;
+  const uint8_t c = block[0];
+  if (c == kPoolLarge) {
+    if (PoolClass(size) < kClasses) {  // shrinks into a class: a pool block from now on
+      void* q = Alloc(size);
+      if (q) {
+        std::memcpy(q, p, size);
+        std::free(block);
+      }
+      return q;
+    }
+    auto* grown = static_cast<uint8_t*>(std::realloc(block, size + kPoolHeader));
+    return grown ? grown + kPoolHeader : nullptr;
+  }
+  const size_t capacity = (size_t{64} << c) - kPoolHeader;
+  if (size <= capacity) return p;
+  void* q = Alloc(size);
+  if (!q) return nullptr;  // p stays valid, as realloc's contract says
+  std::memcpy(q, p, capacity);
+  Free(p);
+  return q;
+}
+
+HpackPool::HpackPool()
+    : mem_{
+          this,
+          [](size_t size, void* pool) { return static_cast<HpackPool*>(pool)->Alloc(size); },
+          [](void* p, void* pool) { static_cast<HpackPool*>(pool)->Free(p); },
+          [](size_t nmemb, size_t size, void* pool) -> void* {
+            if (size != 0 && nmemb > SIZE_MAX / size) return nullptr;
+            void* p = static_cast<HpackPool*>(pool)->Alloc(nmemb * size);
+            if (p) std::memset(p, 0, nmemb * size);
+            return p;
+          },
+          [](void* p, size_t size, void* pool) { return static_cast<HpackPool*>(pool)->Realloc(p, size); },
+      } {}
+
+size_t HpackPool::idle_blocks() const {
+  size_t n = 0;
+  for (uint16_t c : free_count_) n += c;
+  return n;
+}
+
+HpackPool::~HpackPool() {
+  for (FreeBlock*& head : free_) {
+    while (head) {
+      FreeBlock* next = head->next;
+      std::free(head);
+      head = next;
+    }
+  }
+}
+
 Http2Connection::Http2Connection(const Limits& limits) : limits_(limits) {
   dirs_[static_cast<int>(Side::kClient)].st = Dir::St::kPreface;
   for (Dir& d : dirs_) {
     // Only fails on out-of-memory; a null inflater fails the first header block instead.
-    if (nghttp2_hd_inflate_new(&d.inflater) != 0) d.inflater = nullptr;
+    if (nghttp2_hd_inflate_new2(&d.inflater, pool_.mem()) != 0) d.inflater = nullptr;
   }
 }
 
@@ -615,7 +721,11 @@ void Http2Connection::EndBlock(Side from, uint64_t ts, std::vector<Http2Event>* 
       streams_dropped_++;  // not a request we can report, or too many at once
       return;
     }
-    Http2Exchange x;
+    // The request goes out with kRequest, built in place; the stream keeps only what
+    // its response and its kDone event need (no string is copied).
+    Http2Event& e = out->emplace_back();
+    e.kind = Http2Event::Kind::kRequest;
+    Http2Exchange& x = e.exchange;
     x.stream_id = id;
     x.method = std::move(block_.method);
     x.scheme = std::move(block_.scheme);
@@ -632,8 +742,13 @@ void Http2Connection::EndBlock(Side from, uint64_t ts, std::vector<Http2Event>* 
       x.request_ended = true;
       x.request_last_ts_ns = ts;
     }
-    out->push_back({Http2Event::Kind::kRequest, x});
-    streams_.emplace(id, std::move(x));
+    Http2Exchange& kept = streams_[id];
+    kept.stream_id = id;
+    kept.grpc = x.grpc;
+    kept.request_first_ts_ns = x.request_first_ts_ns;
+    kept.request_last_ts_ns = x.request_last_ts_ns;
+    kept.request_bytes = x.request_bytes;
+    kept.request_ended = x.request_ended;
     return;
   }
   if (it == streams_.end()) return;  // pushed, reset, or not tracked
@@ -658,7 +773,9 @@ void Http2Connection::EndStream(uint32_t id, Http2Exchange::End end, std::vector
   auto it = streams_.find(id);
   if (it == streams_.end()) return;
   it->second.end = end;
-  out->push_back({Http2Event::Kind::kDone, std::move(it->second)});
+  Http2Event& e = out->emplace_back();
+  e.kind = Http2Event::Kind::kDone;
+  e.exchange = std::move(it->second);
   streams_.erase(it);
 }
 

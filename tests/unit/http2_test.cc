@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -32,10 +35,34 @@ void FeedAll(Http2Connection& c, const std::vector<Segment>& segs, std::vector<H
     c.Feed(SideOf(segs[i]), segs[i].bytes, segs[i].bytes.size(), (i + 1) * 1000, out);
 }
 
+// The ended exchanges, each joined with its request from the kRequest event before it
+// (a kDone event carries the response side only: Http2Event).
 std::vector<Http2Exchange> Done(const std::vector<Http2Event>& ev) {
   std::vector<Http2Exchange> d;
-  for (const auto& e : ev)
-    if (e.kind == Http2Event::Kind::kDone) d.push_back(e.exchange);
+  std::map<uint32_t, const Http2Exchange*> requests;
+  for (const auto& e : ev) {
+    if (e.kind == Http2Event::Kind::kRequest) {
+      requests[e.exchange.stream_id] = &e.exchange;
+      continue;
+    }
+    Http2Exchange x = e.exchange;
+    if (auto it = requests.find(x.stream_id); it != requests.end()) {
+      const Http2Exchange& r = *it->second;
+      EXPECT_TRUE(x.method.empty() && x.path.empty() && x.authority.empty() && x.user_agent.empty())
+          << "kDone repeats its request's strings";
+      EXPECT_EQ(x.grpc, r.grpc);
+      EXPECT_EQ(x.request_first_ts_ns, r.request_first_ts_ns);
+      x.method = r.method;
+      x.scheme = r.scheme;
+      x.authority = r.authority;
+      x.path = r.path;
+      x.content_type = r.content_type;
+      x.traceparent = r.traceparent;
+      x.tracestate = r.tracestate;
+      x.user_agent = r.user_agent;
+    }
+    d.push_back(std::move(x));
+  }
   return d;
 }
 
@@ -92,14 +119,20 @@ TEST(Http2Test, GetWithBodyPriorKnowledge) {
   ASSERT_EQ(ev.size(), 2u);
   EXPECT_EQ(ev[0].kind, Http2Event::Kind::kRequest);
   EXPECT_EQ(ev[0].exchange.end, End::kOpen);
+  EXPECT_EQ(ev[0].exchange.stream_id, 1u);
+  EXPECT_EQ(ev[0].exchange.method, "GET");
+  EXPECT_EQ(ev[0].exchange.scheme, "http");
+  EXPECT_EQ(ev[0].exchange.authority, "example.com:8080");
   EXPECT_EQ(ev[0].exchange.path, "/index.html?x=1");
+  EXPECT_EQ(ev[0].exchange.user_agent, "test");
+  EXPECT_EQ(ev[0].exchange.status, 0);
+  // kDone: the response side; the request's strings went out with kRequest.
   const Http2Exchange& x = ev[1].exchange;
   EXPECT_EQ(ev[1].kind, Http2Event::Kind::kDone);
   EXPECT_EQ(x.stream_id, 1u);
-  EXPECT_EQ(x.method, "GET");
-  EXPECT_EQ(x.scheme, "http");
-  EXPECT_EQ(x.authority, "example.com:8080");
-  EXPECT_EQ(x.path, "/index.html?x=1");
+  EXPECT_TRUE(x.method.empty());
+  EXPECT_TRUE(x.path.empty());
+  EXPECT_EQ(done[0].path, "/index.html?x=1");  // joined by Done()
   EXPECT_EQ(x.status, 200);
   EXPECT_FALSE(x.grpc);
   EXPECT_EQ(x.grpc_status, -1);
@@ -620,6 +653,48 @@ TEST(Http2Test, TooManyStreamsAreCountedNotTracked) {
   EXPECT_EQ(c.open_streams(), 4u);
   EXPECT_EQ(c.streams_dropped(), 6u);
   EXPECT_EQ(c.streams_seen(), 10u);
+}
+
+TEST(Http2Test, HpackPoolKeepsContentsAndBoundsIdleMemory) {
+  HpackPool pool;
+  nghttp2_mem* mem = pool.mem();
+  // A block is reused for the same class, and aligned like malloc's.
+  void* a = mem->malloc(40, mem->mem_user_data);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % 16, 0u);
+  mem->free(a, mem->mem_user_data);
+  EXPECT_EQ(pool.idle_blocks(), 1u);
+  void* b = mem->malloc(30, mem->mem_user_data);
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(pool.idle_blocks(), 0u);
+  // Growing across classes and into a large (malloc'd) block keeps the bytes.
+  std::memset(b, 'x', 30);
+  void* c = mem->realloc(b, 200, mem->mem_user_data);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(std::string(static_cast<char*>(c), 30), std::string(30, 'x'));
+  std::memset(c, 'y', 200);
+  void* d = mem->realloc(c, 5000, mem->mem_user_data);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(std::string(static_cast<char*>(d), 200), std::string(200, 'y'));
+  // Shrinking a large block back into a class keeps what fits.
+  void* e = mem->realloc(d, 100, mem->mem_user_data);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(std::string(static_cast<char*>(e), 100), std::string(100, 'y'));
+  // calloc zeroes a reused block; a product that overflows is refused.
+  std::memset(e, 'z', 100);
+  mem->free(e, mem->mem_user_data);
+  auto* z = static_cast<uint8_t*>(mem->calloc(10, 10, mem->mem_user_data));
+  ASSERT_NE(z, nullptr);
+  EXPECT_EQ(std::count(z, z + 100, 0), 100);
+  EXPECT_EQ(mem->calloc(SIZE_MAX / 2, 4, mem->mem_user_data), nullptr);
+  mem->free(z, mem->mem_user_data);
+  mem->free(nullptr, mem->mem_user_data);
+  // Idle blocks are bounded per class whatever was freed.
+  std::vector<void*> many;
+  for (size_t i = 0; i < 3 * HpackPool::kMaxFreePerClass; i++) many.push_back(mem->malloc(8, mem->mem_user_data));
+  for (void* p : many) mem->free(p, mem->mem_user_data);
+  EXPECT_LE(pool.idle_blocks(), HpackPool::kClasses * HpackPool::kMaxFreePerClass);
+  EXPECT_GE(pool.idle_blocks(), HpackPool::kMaxFreePerClass);
 }
 
 }  // namespace
