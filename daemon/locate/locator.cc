@@ -242,13 +242,19 @@ void Locator::ReleaseOne(IdKey id) {
   free_slots_.push_back(slot);
 }
 
-std::string Locator::RouteKey(const Held& h) {
+uint64_t Locator::RouteKey(const Held& h) {
   const std::string_view name = correlate::ServiceNameView(*h.resource);
   const absl::string_view service(name.data(), name.size());  // Debian's Abseil has its own string_view
+  const Span& s = *h.span;
   // Routes are the path without the query; a service with very many distinct paths
   // (ids in the path) shares one baseline beyond the first max_routes_per_service.
   // An RPC's route is its service/method (rpc.service, rpc.method).
-  std::string route = h.span->rpc ? absl::StrCat(h.span->rpc->service, "/", h.span->rpc->method) : h.span->path;
+  absl::string_view route(s.path.data(), s.path.size());
+  if (s.rpc) {
+    route_buf_.clear();
+    absl::StrAppend(&route_buf_, s.rpc->service, "/", s.rpc->method);
+    route = route_buf_;
+  }
   auto rit = routes_.find(service);
   if (rit == routes_.end()) rit = routes_.emplace(std::string(service), absl::flat_hash_set<std::string>{}).first;
   auto& seen = rit->second;
@@ -256,21 +262,24 @@ std::string Locator::RouteKey(const Held& h) {
     if (seen.size() >= opt_.max_routes_per_service)
       route = "*";
     else
-      seen.insert(route);
+      seen.emplace(route);
   }
   if (routes_.size() > opt_.max_baselines) routes_.clear();  // bounded; relearnt as needed
-  return absl::StrCat(service, "|", h.span->kind == SpanKind::kClient ? "client|" : "server|", h.span->method,
-                      " ", route, h.span->kind == SpanKind::kClient ? "|" + Peer(*h.span) : "");
+  const bool client = s.kind == SpanKind::kClient;
+  return absl::HashOf(service, client, absl::string_view(s.method.data(), s.method.size()), route,
+                      client ? absl::string_view(s.server_address.data(), s.server_address.size())
+                             : absl::string_view(),
+                      client && !s.server_address.empty() ? s.server_port : 0);
 }
 
-Locator::Baseline* Locator::FindBaseline(const std::string& key) {
+Locator::Baseline* Locator::FindBaseline(uint64_t key) {
   auto it = baselines_.find(key);
   if (it == baselines_.end()) return nullptr;
   baseline_lru_.splice(baseline_lru_.begin(), baseline_lru_, it->second.lru);
   return &it->second;
 }
 
-Locator::Baseline& Locator::BaselineFor(const std::string& key) {
+Locator::Baseline& Locator::BaselineFor(uint64_t key) {
   if (Baseline* b = FindBaseline(key)) return *b;
   if (baselines_.size() >= opt_.max_baselines && !baseline_lru_.empty()) {
     baselines_.erase(baseline_lru_.back());
@@ -356,7 +365,7 @@ bool Locator::MemoryPressureNear(const std::string& service, uint64_t at_unix_ns
   return t + kMemoryPressureNs >= at_unix_ns && at_unix_ns + kMemoryPressureNs >= t;
 }
 
-void Locator::Learn(Baseline* known, const std::string& key, const std::array<int64_t, kComponents>& sample,
+void Locator::Learn(Baseline* known, uint64_t key, const std::array<int64_t, kComponents>& sample,
                     bool slow) {
   if (slow) {
     // Abnormal spans stay out of the baseline, or a fault would soon look normal; one in
@@ -385,12 +394,12 @@ void Locator::JudgeAndRelease(IdKey root_id, uint64_t now) {
     std::array<int64_t, kComponents> comp{};
     Breakdown bd;
     int64_t child_union = 0;
-    std::string key;
+    uint64_t key = 0;
     Baseline* base = nullptr;
     const std::array<int64_t, kComponents>* med = nullptr;
     bool failed = false;
   };
-  absl::InlinedVector<Node, 4> nodes;
+  absl::InlinedVector<Node, 8> nodes;  // a tree of up to 8 spans stays on the stack
   nodes.push_back({root_id, &pool_[held_.at(root_id)], {}, {}, {}, 0, {}, nullptr, nullptr, false});
   for (size_t i = 0; i < nodes.size(); i++) {
     auto ch = children_.find(nodes[i].id);
