@@ -280,11 +280,15 @@ std::string_view Utf8View(std::string_view v, std::string* scratch) {
 // needed. The key is one of semconv's (valid UTF-8) or already checked.
 void KvHead(Writer& w, uint32_t field, std::string_view key, size_t any) {
   const size_t kv = 1 + VarintSize(key.size()) + key.size() + 1 + VarintSize(any) + any;
-  w.Tag(field, wire::kLen);
-  w.Varint(kv);
-  w.Bytes(f::kKvKey, key);
-  w.Tag(f::kKvValue, wire::kLen);
-  w.Varint(any);
+  // Tag and length of the KeyValue, the key, then the value's tag and length: one run.
+  char* p = w.Cursor(40 + key.size());
+  p = Writer::PutTag(p, field, wire::kLen);
+  p = Writer::PutVarint(p, kv);
+  p = Writer::PutTag(p, f::kKvKey, wire::kLen);
+  p = Writer::PutVarint(p, key.size());
+  p = Writer::PutBytes(p, key);
+  p = Writer::PutTag(p, f::kKvValue, wire::kLen);
+  w.Commit(Writer::PutVarint(p, any));
 }
 void KvString(Writer& w, uint32_t field, std::string_view key, std::string_view value) {
   KvHead(w, field, key, 1 + VarintSize(value.size()) + value.size());

@@ -50,16 +50,31 @@ class Writer {
     if (__builtin_expect(n_ + bytes > room_, 0)) Grow(bytes);
   }
 
-  void Varint(uint64_t v) {
-    Reserve(10);
-    char* p = out_->data() + n_;
+  // Low-level form for runs of small writes: Cursor makes room for `bytes` and returns
+  // where to write; Put* write there and return the next position; Commit takes the
+  // position after the last byte written. One room check for the whole run.
+  char* Cursor(size_t bytes) {
+    Reserve(bytes);
+    return out_->data() + n_;
+  }
+  void Commit(char* p) { n_ = static_cast<size_t>(p - out_->data()); }
+  static char* PutVarint(char* p, uint64_t v) {
     while (v >= 0x80) {
       *p++ = static_cast<char>(v | 0x80);
       v >>= 7;
     }
     *p++ = static_cast<char>(v);
-    n_ = static_cast<size_t>(p - out_->data());
+    return p;
   }
+  static char* PutTag(char* p, uint32_t field, WireType type) {
+    return PutVarint(p, (uint64_t{field} << 3) | type);
+  }
+  static char* PutBytes(char* p, std::string_view v) {
+    if (!v.empty()) std::memcpy(p, v.data(), v.size());
+    return p + v.size();
+  }
+
+  void Varint(uint64_t v) { Commit(PutVarint(Cursor(10), v)); }
   void Tag(uint32_t field, WireType type) { Varint((uint64_t{field} << 3) | type); }
   void Raw(std::string_view v) {
     Reserve(v.size());
@@ -67,25 +82,24 @@ class Writer {
     n_ += v.size();
   }
   void Bytes(uint32_t field, std::string_view v) {
-    Tag(field, kLen);
-    Varint(v.size());
-    Raw(v);
+    char* p = Cursor(20 + v.size());  // tag (≤ 5) + length (≤ 10) + bytes
+    p = PutTag(p, field, kLen);
+    p = PutVarint(p, v.size());
+    Commit(PutBytes(p, v));
   }
   void Int(uint32_t field, int64_t v) {
-    Tag(field, kVarint);
-    Varint(static_cast<uint64_t>(v));
+    char* p = PutTag(Cursor(15), field, kVarint);
+    Commit(PutVarint(p, static_cast<uint64_t>(v)));
   }
   void Fixed64(uint32_t field, uint64_t v) {
-    Tag(field, kFixed64);
-    Reserve(8);
-    std::memcpy(out_->data() + n_, &v, 8);
-    n_ += 8;
+    char* p = PutTag(Cursor(13), field, kFixed64);
+    std::memcpy(p, &v, 8);
+    Commit(p + 8);
   }
   void Fixed32(uint32_t field, uint32_t v) {
-    Tag(field, kFixed32);
-    Reserve(4);
-    std::memcpy(out_->data() + n_, &v, 4);
-    n_ += 4;
+    char* p = PutTag(Cursor(9), field, kFixed32);
+    std::memcpy(p, &v, 4);
+    Commit(p + 4);
   }
   void Double(uint32_t field, double v) {
     uint64_t bits;
@@ -95,9 +109,9 @@ class Writer {
 
   // A nested message: Begin returns where its body starts, End fixes its length.
   size_t Begin(uint32_t field) {
-    Tag(field, kLen);
-    Reserve(1);
-    out_->data()[n_++] = 0;
+    char* p = PutTag(Cursor(6), field, kLen);
+    *p++ = 0;
+    Commit(p);
     return n_;
   }
   void End(size_t body) {
