@@ -8,6 +8,7 @@
 
 #include "absl/random/random.h"
 #include "exporters/otlp/str_util.h"
+#include "grpcpp/completion_queue.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/security/credentials.h"
@@ -40,21 +41,29 @@ std::string_view DropReasonName(DropReason r) {
 
 namespace {
 // One unary call through the generic stub, waited for: the worker sends one batch at a
-// time (its accounting and shutdown rely on it), the bytes are the encoder's own.
+// time (its accounting and shutdown rely on it), the bytes are the encoder's own. The
+// call runs on a completion queue of its own that this thread waits on, so gRPC does the
+// call's I/O here while it waits. The callback form (GenericStub::UnaryCall) handed each
+// call to gRPC's callback thread and back through a condition variable: two more thread
+// hops per export, on a guest where every wake-up is a dear system call.
 grpc::Status CallUnary(grpc::GenericStub& stub, const char* method, grpc::ClientContext* ctx,
                        const grpc::ByteBuffer& request, grpc::ByteBuffer* response) {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
+  grpc::CompletionQueue cq;
   grpc::Status result;
-  stub.UnaryCall(ctx, method, grpc::StubOptions(), &request, response, [&](grpc::Status st) {
-    std::lock_guard<std::mutex> lock(mu);
-    result = std::move(st);
-    done = true;
-    cv.notify_one();
-  });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return done; });
+  auto call = stub.PrepareUnaryCall(ctx, method, request, &cq);
+  if (call == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "otlp: the call could not be set up");
+  call->StartCall();
+  void* const finished = &result;
+  call->Finish(response, &result, finished);
+  void* tag = nullptr;
+  bool ok = false;
+  // Finish's tag is the call's only event; it always comes (a deadline or TryCancel ends
+  // the call with a status).
+  while (cq.Next(&tag, &ok) && tag != finished) {
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
   return result;
 }
 
