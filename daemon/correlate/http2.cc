@@ -141,6 +141,7 @@ size_t PoolClass(size_t size) {
 
 void* HpackPool::Alloc(size_t size) {
   static_assert(kClasses == kPoolClasses);
+  if (size > SIZE_MAX - kPoolHeader) return nullptr;
   const size_t c = PoolClass(size);
   uint8_t* block;
   if (c < kClasses && free_[c]) {
@@ -187,6 +188,7 @@ void* HpackPool::Realloc(void* p, size_t size) {
       }
       return q;
     }
+    if (size > SIZE_MAX - kPoolHeader) return nullptr;
     auto* grown = static_cast<uint8_t*>(std::realloc(block, size + kPoolHeader));
     return grown ? grown + kPoolHeader : nullptr;
   }

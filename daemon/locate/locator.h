@@ -154,7 +154,7 @@ class Locator {
   // The span's baseline: a 64-bit hash of (service, kind, method, route, and for a CLIENT
   // span its peer address), computed without building a string (a string key and its
   // concatenation were a fifth of locate's instructions). Two routes share a baseline
-  // only if their hashes collide: about max_baselines² / 2^65, under 1e-10 at 100 k.
+  // only if their hashes collide: about max_baselines² / 2^65, 3e-10 at 100 k.
   uint64_t RouteKey(const Held& h);
   std::string route_buf_;  // an RPC's "service/method", reused
   Baseline* FindBaseline(uint64_t key);

@@ -687,6 +687,7 @@ TEST(Http2Test, HpackPoolKeepsContentsAndBoundsIdleMemory) {
   ASSERT_NE(z, nullptr);
   EXPECT_EQ(std::count(z, z + 100, 0), 100);
   EXPECT_EQ(mem->calloc(SIZE_MAX / 2, 4, mem->mem_user_data), nullptr);
+  EXPECT_EQ(mem->malloc(SIZE_MAX - 4, mem->mem_user_data), nullptr);
   mem->free(z, mem->mem_user_data);
   mem->free(nullptr, mem->mem_user_data);
   // Idle blocks are bounded per class whatever was freed.
